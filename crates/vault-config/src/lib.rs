@@ -1,0 +1,612 @@
+//! vaultd's configuration: `/etc/vaultd/vaultd.toml`.
+//!
+//! The file is parsed with `toml_edit`, which keeps every key's position, and walked against
+//! [`SCHEMA`], so that an unknown key, a wrong type or an out-of-range value is reported with
+//! the file, the line and the dotted key. [`SCHEMA`] is the one list of keys: docs/config.md is
+//! checked against it by a test.
+
+use std::path::{Path, PathBuf};
+
+use toml_edit::{Document, Item, Table, Value};
+
+pub const DEFAULT_PATH: &str = "/etc/vaultd/vaultd.toml";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub access: AccessConfig,
+    pub storage: StorageConfig,
+    pub stack: StackConfig,
+    pub power: PowerConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    pub socket_path: PathBuf,
+    /// Mode bits of the socket (e.g. 0o660).
+    pub socket_mode: u32,
+    pub socket_group: String,
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessConfig {
+    pub reader_group: String,
+    pub admin_group: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    /// `/dev/…` or `UUID=…`; unset until the owner names their LUKS partition.
+    pub device: Option<String>,
+    pub mapping_name: String,
+    pub mountpoint: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackConfig {
+    pub project: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PowerConfig {
+    pub threshold_percent: u32,
+    pub min_time_to_empty_secs: u64,
+    pub on_battery_debounce_secs: u64,
+    pub max_drain_secs: u64,
+    pub drain_safety_margin_secs: u64,
+    pub power_off_after_drain: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            daemon: DaemonConfig {
+                socket_path: "/run/vaultd/vaultd.sock".into(),
+                socket_mode: 0o660,
+                socket_group: "vaultd".into(),
+                state_dir: "/var/lib/vaultd".into(),
+            },
+            access: AccessConfig {
+                reader_group: "vaultd".into(),
+                admin_group: "vaultd-admin".into(),
+            },
+            storage: StorageConfig {
+                device: None,
+                mapping_name: "immich-data".into(),
+                mountpoint: "/srv/immich".into(),
+            },
+            stack: StackConfig {
+                project: "immich".into(),
+            },
+            power: PowerConfig {
+                threshold_percent: 30,
+                min_time_to_empty_secs: 600,
+                on_battery_debounce_secs: 5,
+                max_drain_secs: 300,
+                drain_safety_margin_secs: 60,
+                power_off_after_drain: true,
+            },
+        }
+    }
+}
+
+/// One key of the file, for the walker and for the reference in docs/config.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySpec {
+    /// `table.key`
+    pub key: &'static str,
+    pub kind: &'static str,
+    /// As written in TOML; `(unset)` for optional keys.
+    pub default: &'static str,
+    pub range: &'static str,
+    pub doc: &'static str,
+}
+
+pub const SCHEMA: &[KeySpec] = &[
+    KeySpec {
+        key: "daemon.socket_path",
+        kind: "path",
+        default: "\"/run/vaultd/vaultd.sock\"",
+        range: "absolute path",
+        doc: "the control socket vaultctl talks to",
+    },
+    KeySpec {
+        key: "daemon.socket_mode",
+        kind: "string",
+        default: "\"0660\"",
+        range: "octal mode, no write for others",
+        doc: "the socket's permission bits",
+    },
+    KeySpec {
+        key: "daemon.socket_group",
+        kind: "group",
+        default: "\"vaultd\"",
+        range: "an existing group name",
+        doc: "the group that owns the socket; readers and admins must be in it to connect",
+    },
+    KeySpec {
+        key: "daemon.state_dir",
+        kind: "path",
+        default: "\"/var/lib/vaultd\"",
+        range: "absolute path",
+        doc: "where vaultd keeps what must survive a restart",
+    },
+    KeySpec {
+        key: "access.reader_group",
+        kind: "group",
+        default: "\"vaultd\"",
+        range: "group name",
+        doc: "members may call Status, Watch and Check",
+    },
+    KeySpec {
+        key: "access.admin_group",
+        kind: "group",
+        default: "\"vaultd-admin\"",
+        range: "group name",
+        doc: "members may also Unlock, Start, Stop and Lock",
+    },
+    KeySpec {
+        key: "storage.device",
+        kind: "string",
+        default: "(unset)",
+        range: "absolute path or UUID=…",
+        doc: "the LUKS2 partition holding the photos",
+    },
+    KeySpec {
+        key: "storage.mapping_name",
+        kind: "string",
+        default: "\"immich-data\"",
+        range: "1–127 of A–Z a–z 0–9 . _ -",
+        doc: "the device-mapper name: /dev/mapper/<name>",
+    },
+    KeySpec {
+        key: "storage.mountpoint",
+        kind: "path",
+        default: "\"/srv/immich\"",
+        range: "absolute path, not /",
+        doc: "where the volume is mounted; the stack's data path",
+    },
+    KeySpec {
+        key: "stack.project",
+        kind: "string",
+        default: "\"immich\"",
+        range: "compose project name: [a-z0-9][a-z0-9_-]*",
+        doc: "the compose project (label com.docker.compose.project) vaultd starts and stops",
+    },
+    KeySpec {
+        key: "power.threshold_percent",
+        kind: "integer",
+        default: "30",
+        range: "1–95",
+        doc: "drain when on battery and the charge is at or below this",
+    },
+    KeySpec {
+        key: "power.min_time_to_empty_secs",
+        kind: "integer",
+        default: "600",
+        range: "0–86400",
+        doc: "drain when on battery and the time to empty is at or below this (0 turns it off)",
+    },
+    KeySpec {
+        key: "power.on_battery_debounce_secs",
+        kind: "integer",
+        default: "5",
+        range: "0–300",
+        doc: "on battery must last this long before it counts (power flickers)",
+    },
+    KeySpec {
+        key: "power.max_drain_secs",
+        kind: "integer",
+        default: "300",
+        range: "10–3600",
+        doc: "the longest a drain may take",
+    },
+    KeySpec {
+        key: "power.drain_safety_margin_secs",
+        kind: "integer",
+        default: "60",
+        range: "0–3600",
+        doc: "kept in reserve below the battery's time to empty",
+    },
+    KeySpec {
+        key: "power.power_off_after_drain",
+        kind: "bool",
+        default: "true",
+        range: "true, false",
+        doc: "power the host off (logind) after a power-loss drain",
+    },
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: not valid TOML: {message}", path.display())]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{}:{line}: key `{key}` is unknown; {accepted}", path.display())]
+    UnknownKey {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        accepted: String,
+    },
+    #[error("{}:{line}: key `{key}` must be {expected}, not {found}", path.display())]
+    WrongType {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("{}:{line}: key `{key}`: {value} is out of range ({allowed})", path.display())]
+    OutOfRange {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        value: String,
+        allowed: &'static str,
+    },
+    #[error("{}:{line}: key `{key}`: {why}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        why: String,
+    },
+}
+
+impl ConfigError {
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::Read { .. } => None,
+            ConfigError::Syntax { line, .. }
+            | ConfigError::UnknownKey { line, .. }
+            | ConfigError::WrongType { line, .. }
+            | ConfigError::OutOfRange { line, .. }
+            | ConfigError::Invalid { line, .. } => Some(*line),
+        }
+    }
+
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Read { .. } | ConfigError::Syntax { .. } => None,
+            ConfigError::UnknownKey { key, .. }
+            | ConfigError::WrongType { key, .. }
+            | ConfigError::OutOfRange { key, .. }
+            | ConfigError::Invalid { key, .. } => Some(key),
+        }
+    }
+}
+
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+    let doc = Document::parse(text).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start);
+        let (line, column) = line_col(text, offset);
+        ConfigError::Syntax {
+            path: origin.to_owned(),
+            line,
+            column,
+            message: e.message().trim().to_owned(),
+        }
+    })?;
+    let walker = Walker { text, origin };
+    let mut config = Config::default();
+    let tables: Vec<&str> = {
+        let mut t: Vec<&str> = SCHEMA
+            .iter()
+            .filter_map(|s| s.key.split_once('.'))
+            .map(|(t, _)| t)
+            .collect();
+        t.dedup();
+        t
+    };
+    for (name, item) in doc.as_table().iter() {
+        let key_span = doc.as_table().key(name).and_then(toml_edit::Key::span);
+        let line = walker.line(key_span.or_else(|| item.span()));
+        if !tables.contains(&name) {
+            return Err(ConfigError::UnknownKey {
+                path: origin.to_owned(),
+                line,
+                key: name.to_owned(),
+                accepted: format!("the tables are: {}", tables.join(", ")),
+            });
+        }
+        let Some(table) = item.as_table() else {
+            return Err(ConfigError::WrongType {
+                path: origin.to_owned(),
+                line,
+                key: name.to_owned(),
+                expected: "a table ([section])",
+                found: type_name(item),
+            });
+        };
+        walker.table(name, table, &mut config)?;
+    }
+    Ok(config)
+}
+
+struct Walker<'a> {
+    text: &'a str,
+    origin: &'a Path,
+}
+
+/// One key's value, with what is needed to report on it.
+struct At<'a> {
+    key: String,
+    line: usize,
+    value: &'a Value,
+    origin: &'a Path,
+}
+
+impl At<'_> {
+    fn wrong(&self, expected: &'static str) -> ConfigError {
+        ConfigError::WrongType {
+            path: self.origin.to_owned(),
+            line: self.line,
+            key: self.key.clone(),
+            expected,
+            found: value_type(self.value),
+        }
+    }
+
+    fn invalid(&self, why: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.origin.to_owned(),
+            line: self.line,
+            key: self.key.clone(),
+            why: why.into(),
+        }
+    }
+
+    fn string(&self) -> Result<String, ConfigError> {
+        self.value
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| self.wrong("a string"))
+    }
+
+    fn boolean(&self) -> Result<bool, ConfigError> {
+        self.value
+            .as_bool()
+            .ok_or_else(|| self.wrong("true or false"))
+    }
+
+    fn integer(&self, min: i64, max: i64, allowed: &'static str) -> Result<u64, ConfigError> {
+        let n = self
+            .value
+            .as_integer()
+            .ok_or_else(|| self.wrong("an integer"))?;
+        if n < min || n > max {
+            return Err(ConfigError::OutOfRange {
+                path: self.origin.to_owned(),
+                line: self.line,
+                key: self.key.clone(),
+                value: n.to_string(),
+                allowed,
+            });
+        }
+        u64::try_from(n).map_err(|_| self.invalid("must not be negative"))
+    }
+
+    fn absolute_path(&self) -> Result<PathBuf, ConfigError> {
+        let s = self.string()?;
+        if !s.starts_with('/') {
+            return Err(self.invalid(format!("{s:?} must be an absolute path")));
+        }
+        Ok(PathBuf::from(s))
+    }
+
+    fn group(&self) -> Result<String, ConfigError> {
+        let s = self.string()?;
+        let valid_start = s
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+        let valid_rest = s
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'));
+        if s.is_empty() || s.len() > 32 || !valid_start || !valid_rest {
+            return Err(self.invalid(format!(
+                "{s:?} is not a group name (lower-case letters, digits, _ and -, at most 32)"
+            )));
+        }
+        Ok(s)
+    }
+}
+
+impl Walker<'_> {
+    fn line(&self, span: Option<std::ops::Range<usize>>) -> usize {
+        line_col(self.text, span.map_or(0, |s| s.start)).0
+    }
+
+    fn table(&self, name: &str, table: &Table, config: &mut Config) -> Result<(), ConfigError> {
+        for (key, item) in table.iter() {
+            let dotted = format!("{name}.{key}");
+            let key_span = table.key(key).and_then(toml_edit::Key::span);
+            let line = self.line(key_span.or_else(|| item.span()));
+            if !SCHEMA.iter().any(|s| s.key == dotted) {
+                let accepted: Vec<&str> = SCHEMA
+                    .iter()
+                    .filter_map(|s| s.key.strip_prefix(name).and_then(|k| k.strip_prefix('.')))
+                    .collect();
+                return Err(ConfigError::UnknownKey {
+                    path: self.origin.to_owned(),
+                    line,
+                    key: dotted,
+                    accepted: format!("[{name}] accepts: {}", accepted.join(", ")),
+                });
+            }
+            let Some(value) = item.as_value() else {
+                return Err(ConfigError::WrongType {
+                    path: self.origin.to_owned(),
+                    line,
+                    key: dotted,
+                    expected: "a value",
+                    found: type_name(item),
+                });
+            };
+            let at = At {
+                key: dotted,
+                line,
+                value,
+                origin: self.origin,
+            };
+            apply(&at, config)?;
+        }
+        Ok(())
+    }
+}
+
+fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
+    match at.key.as_str() {
+        "daemon.socket_path" => c.daemon.socket_path = at.absolute_path()?,
+        "daemon.socket_mode" => c.daemon.socket_mode = socket_mode(at)?,
+        "daemon.socket_group" => c.daemon.socket_group = at.group()?,
+        "daemon.state_dir" => c.daemon.state_dir = at.absolute_path()?,
+        "access.reader_group" => c.access.reader_group = at.group()?,
+        "access.admin_group" => c.access.admin_group = at.group()?,
+        "storage.device" => c.storage.device = Some(device(at)?),
+        "storage.mapping_name" => c.storage.mapping_name = mapping_name(at)?,
+        "storage.mountpoint" => {
+            let p = at.absolute_path()?;
+            if p == Path::new("/") {
+                return Err(at.invalid("the mountpoint cannot be /"));
+            }
+            c.storage.mountpoint = p;
+        }
+        "stack.project" => c.stack.project = project(at)?,
+        "power.threshold_percent" => {
+            c.power.threshold_percent = u32::try_from(at.integer(1, 95, "1–95")?).unwrap_or(30);
+        }
+        "power.min_time_to_empty_secs" => {
+            c.power.min_time_to_empty_secs = at.integer(0, 86_400, "0–86400")?;
+        }
+        "power.on_battery_debounce_secs" => {
+            c.power.on_battery_debounce_secs = at.integer(0, 300, "0–300")?;
+        }
+        "power.max_drain_secs" => c.power.max_drain_secs = at.integer(10, 3600, "10–3600")?,
+        "power.drain_safety_margin_secs" => {
+            c.power.drain_safety_margin_secs = at.integer(0, 3600, "0–3600")?;
+        }
+        "power.power_off_after_drain" => c.power.power_off_after_drain = at.boolean()?,
+        // SCHEMA and this match are kept together; a key in one but not the other is a bug
+        // caught by the `every_schema_key_is_applied` test.
+        other => return Err(at.invalid(format!("{other} is in the schema but not applied"))),
+    }
+    Ok(())
+}
+
+fn socket_mode(at: &At<'_>) -> Result<u32, ConfigError> {
+    let s = at.string()?;
+    let digits = s.trim_start_matches("0o");
+    let mode = (!digits.is_empty() && digits.len() <= 4)
+        .then(|| u32::from_str_radix(digits, 8).ok())
+        .flatten()
+        .ok_or_else(|| at.invalid(format!("{s:?} is not an octal mode like \"0660\"")))?;
+    if mode & 0o002 != 0 {
+        return Err(at.invalid(format!(
+            "{s:?} lets every local user write to the socket; access goes by group, use e.g. \"0660\""
+        )));
+    }
+    if mode & 0o7000 != 0 {
+        return Err(at.invalid(format!(
+            "{s:?}: setuid, setgid and sticky bits mean nothing on a socket"
+        )));
+    }
+    Ok(mode)
+}
+
+fn device(at: &At<'_>) -> Result<String, ConfigError> {
+    let s = at.string()?;
+    if let Some(uuid) = s.strip_prefix("UUID=") {
+        let ok = !uuid.is_empty() && uuid.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+        if !ok {
+            return Err(at.invalid(format!(
+                "{s:?}: UUID= must be followed by the partition's UUID"
+            )));
+        }
+    } else if !s.starts_with('/') {
+        return Err(at.invalid(format!(
+            "{s:?} must be an absolute device path or UUID=<uuid>"
+        )));
+    }
+    Ok(s)
+}
+
+fn mapping_name(at: &At<'_>) -> Result<String, ConfigError> {
+    let s = at.string()?;
+    let chars_ok = s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if s.is_empty() || s.len() > 127 || !chars_ok || s == "." || s == ".." {
+        return Err(at.invalid(format!(
+            "{s:?} is not a device-mapper name (1–127 of A–Z a–z 0–9 . _ -)"
+        )));
+    }
+    Ok(s)
+}
+
+fn project(at: &At<'_>) -> Result<String, ConfigError> {
+    let s = at.string()?;
+    let first_ok = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let rest_ok = s
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'));
+    if !first_ok || !rest_ok {
+        return Err(at.invalid(format!(
+            "{s:?} is not a compose project name ([a-z0-9][a-z0-9_-]*)"
+        )));
+    }
+    Ok(s)
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+    (line, column)
+}
+
+fn type_name(item: &Item) -> &'static str {
+    match item {
+        Item::None => "nothing",
+        Item::Value(v) => value_type(v),
+        Item::Table(_) => "a table",
+        Item::ArrayOfTables(_) => "an array of tables",
+    }
+}
+
+fn value_type(value: &Value) -> &'static str {
+    match value {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a float",
+        Value::Boolean(_) => "a boolean",
+        Value::Datetime(_) => "a date-time",
+        Value::Array(_) => "an array",
+        Value::InlineTable(_) => "an inline table",
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,41 @@
+//! vaultd's pure core: everything vaultd *decides*, with no I/O, no clock and no async.
+//!
+//! Module map:
+//! - [`state`]: the four states (LOCKED, MOUNTED, RUNNING, DRAINING), their phases and the
+//!   reason each was entered.
+//! - [`observation`]: what the adapters saw of reality (mapping, mount, containers) and the
+//!   state derived from it, including the one forbidden combination.
+//! - [`power`]: the power policy: when a reading is critical, and the drain deadline the
+//!   battery can carry.
+//! - [`drain`]: the ordered drain plan and how its deadline is shared between steps.
+//! - [`machine`]: the transition function. Events in, [`machine::Action`]s out.
+//!
+//! Time is passed in as [`Millis`] (a monotonic clock owned by the caller), so every rule is
+//! testable with a fake clock.
+
+pub mod drain;
+pub mod machine;
+pub mod observation;
+pub mod power;
+pub mod state;
+
+pub use machine::{Action, Alarm, AlarmKind, Command, CommandOutcome, Core, Event, Refusal, Step};
+pub use observation::{ContainersSeen, Derived, MountSeen, Observation};
+pub use power::{PowerPolicy, PowerReading};
+pub use state::{DrainTarget, Phase, Reason, State, Status};
+
+/// Milliseconds on the caller's monotonic clock. The core never reads a clock itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Millis(pub u64);
+
+impl Millis {
+    pub const fn from_secs(secs: u64) -> Self {
+        Self(secs.saturating_mul(1000))
+    }
+    pub const fn saturating_add(self, other: Millis) -> Millis {
+        Millis(self.0.saturating_add(other.0))
+    }
+    pub const fn saturating_sub(self, other: Millis) -> Millis {
+        Millis(self.0.saturating_sub(other.0))
+    }
+}

@@ -1,0 +1,190 @@
+//! The power policy: when to drain, and how long the battery lets the drain take.
+
+use crate::Millis;
+
+/// One reading of the power source (UPower's DisplayDevice, or the kernel's power_supply).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PowerReading {
+    pub on_battery: bool,
+    /// Charge in percent, if the source reports one.
+    pub percent: Option<f64>,
+    /// The source's estimate of seconds to empty. UPower uses 0 for "unknown": pass `None`.
+    pub time_to_empty_secs: Option<u64>,
+}
+
+/// The configured thresholds (see `[power]` in docs/config.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PowerPolicy {
+    /// Drain when on battery and the charge is at or below this.
+    pub threshold_percent: u8,
+    /// Drain when on battery and the (trusted) time to empty is at or below this.
+    pub min_time_to_empty: Millis,
+    /// On battery must last this long before a reading counts: power flickers are ignored.
+    pub on_battery_debounce: Millis,
+    /// The longest a drain may take, whatever the battery says.
+    pub max_drain: Millis,
+    /// Kept in reserve below the time to empty.
+    pub safety_margin: Millis,
+}
+
+/// UPower's time-to-empty is an extrapolation that jumps around for the first tens of seconds
+/// after the plug is pulled; until then only the charge percentage triggers a drain.
+pub const TIME_TO_EMPTY_SETTLE: Millis = Millis(30_000);
+
+impl Default for PowerPolicy {
+    fn default() -> Self {
+        Self {
+            threshold_percent: 30,
+            min_time_to_empty: Millis::from_secs(600),
+            on_battery_debounce: Millis::from_secs(5),
+            max_drain: Millis::from_secs(300),
+            safety_margin: Millis::from_secs(60),
+        }
+    }
+}
+
+/// What the policy says about a reading at a given moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// On AC, or on battery with charge to spare.
+    Fine,
+    /// The reading would be critical, but on battery has not lasted the debounce yet: look
+    /// again at this time.
+    Debouncing { until: Millis },
+    /// Drain now, finishing by `deadline`.
+    Critical { deadline: Millis },
+}
+
+impl PowerPolicy {
+    /// `on_battery_since` is when the source first reported on battery (without an AC reading
+    /// in between); the caller keeps it.
+    pub fn judge(&self, reading: &PowerReading, on_battery_since: Millis, now: Millis) -> Verdict {
+        if !reading.on_battery {
+            return Verdict::Fine;
+        }
+        let on_battery_for = now.saturating_sub(on_battery_since);
+        let tte = self.trusted_time_to_empty(reading, on_battery_for);
+        let low_charge = reading
+            .percent
+            .is_some_and(|p| p <= f64::from(self.threshold_percent));
+        let short_time = tte.is_some_and(|t| t <= self.min_time_to_empty);
+        if !(low_charge || short_time) {
+            return Verdict::Fine;
+        }
+        if on_battery_for < self.on_battery_debounce {
+            return Verdict::Debouncing {
+                until: on_battery_since.saturating_add(self.on_battery_debounce),
+            };
+        }
+        Verdict::Critical {
+            deadline: self.deadline(tte, now),
+        }
+    }
+
+    /// deadline = now + min(max drain, time to empty − margin). Without a trusted estimate the
+    /// configured maximum applies.
+    pub fn deadline(&self, time_to_empty: Option<Millis>, now: Millis) -> Millis {
+        let budget = match time_to_empty {
+            Some(tte) => self.max_drain.min(tte.saturating_sub(self.safety_margin)),
+            None => self.max_drain,
+        };
+        now.saturating_add(budget)
+    }
+
+    fn trusted_time_to_empty(
+        &self,
+        reading: &PowerReading,
+        on_battery_for: Millis,
+    ) -> Option<Millis> {
+        if on_battery_for < TIME_TO_EMPTY_SETTLE {
+            return None;
+        }
+        reading
+            .time_to_empty_secs
+            .filter(|&secs| secs > 0)
+            .map(Millis::from_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: Millis = Millis(1_000_000);
+
+    fn battery(percent: f64, tte: Option<u64>) -> PowerReading {
+        PowerReading {
+            on_battery: true,
+            percent: Some(percent),
+            time_to_empty_secs: tte,
+        }
+    }
+
+    #[test]
+    fn ac_is_never_critical_whatever_the_gauge_says() {
+        let p = PowerPolicy::default();
+        let r = PowerReading {
+            on_battery: false,
+            percent: Some(1.0),
+            time_to_empty_secs: Some(1),
+        };
+        assert_eq!(
+            p.judge(&r, T0, T0.saturating_add(Millis(999_999))),
+            Verdict::Fine
+        );
+    }
+
+    #[test]
+    fn threshold_is_inclusive_and_waits_for_the_debounce() {
+        let p = PowerPolicy::default();
+        assert_eq!(
+            p.judge(&battery(30.1, None), T0, T0.saturating_add(Millis(60_000))),
+            Verdict::Fine
+        );
+        assert_eq!(
+            p.judge(&battery(30.0, None), T0, T0.saturating_add(Millis(1_000))),
+            Verdict::Debouncing {
+                until: T0.saturating_add(Millis(5_000))
+            }
+        );
+        let now = T0.saturating_add(Millis(5_000));
+        assert_eq!(
+            p.judge(&battery(29.0, None), T0, now),
+            Verdict::Critical {
+                deadline: now.saturating_add(p.max_drain)
+            }
+        );
+    }
+
+    #[test]
+    fn deadline_is_what_the_battery_can_carry_minus_the_margin() {
+        let p = PowerPolicy::default();
+        let now = T0.saturating_add(Millis(60_000));
+        // 120 s to empty, 60 s margin: 60 s, below the 300 s maximum.
+        assert_eq!(
+            p.judge(&battery(25.0, Some(120)), T0, now),
+            Verdict::Critical {
+                deadline: now.saturating_add(Millis(60_000))
+            }
+        );
+        // A battery that cannot carry the margin: drain at once (deadline now).
+        assert_eq!(p.deadline(Some(Millis(30_000)), now), now);
+    }
+
+    #[test]
+    fn time_to_empty_is_ignored_until_it_settles_and_zero_means_unknown() {
+        let p = PowerPolicy::default();
+        // Charge is fine; a short estimate right after unplugging is not trusted.
+        let just_unplugged = T0.saturating_add(Millis(10_000));
+        assert_eq!(
+            p.judge(&battery(55.0, Some(60)), T0, just_unplugged),
+            Verdict::Fine
+        );
+        let later = T0.saturating_add(Millis(40_000));
+        assert!(matches!(
+            p.judge(&battery(55.0, Some(60)), T0, later),
+            Verdict::Critical { .. }
+        ));
+        assert_eq!(p.judge(&battery(55.0, Some(0)), T0, later), Verdict::Fine);
+    }
+}

@@ -1,0 +1,112 @@
+//! Real-kernel tests (`loop_` prefix): an ext4 image on a loop device, mounted for real, seen
+//! through the mount table by device number. Need root, losetup and mkfs.ext4. Under CI=true a
+//! missing capability fails the test; elsewhere it says SKIPPED.
+
+use std::path::Path;
+use std::process::Command;
+
+use vault_storage::{MountObservation, SYSFS, mount_at, observe, read_mountinfo};
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn capable() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let ok =
+        root && have("losetup") && have("mkfs.ext4") && Path::new("/dev/loop-control").exists();
+    if !ok {
+        let msg = "loop_ tests need root, losetup, mkfs.ext4 and /dev/loop-control";
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{msg} (CI=true: failing)"
+        );
+        eprintln!("SKIPPED: {msg}");
+    }
+    ok
+}
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("spawn");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Undo in reverse order, even when an assertion fails.
+struct Cleanup(Vec<Vec<String>>);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for cmd in self.0.iter().rev() {
+            let _ = Command::new(&cmd[0]).args(&cmd[1..]).status();
+        }
+    }
+}
+
+#[test]
+fn loop_mounted_ext4_is_seen_by_device_number_and_is_not_the_mapping() {
+    if !capable() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("fs.img");
+    let mountpoint = dir.path().join("mnt");
+    std::fs::create_dir(&mountpoint).expect("mkdir");
+    std::fs::File::create(&image)
+        .and_then(|f| f.set_len(16 << 20))
+        .expect("image");
+    run(&["mkfs.ext4", "-q", "-F", image.to_str().expect("utf8")]);
+    let mut cleanup = Cleanup(Vec::new());
+    let loopdev = run(&["losetup", "-f", "--show", image.to_str().expect("utf8")]);
+    cleanup
+        .0
+        .push(vec!["losetup".into(), "-d".into(), loopdev.clone()]);
+    run(&[
+        "mount",
+        "-t",
+        "ext4",
+        &loopdev,
+        mountpoint.to_str().expect("utf8"),
+    ]);
+    cleanup
+        .0
+        .push(vec!["umount".into(), mountpoint.display().to_string()]);
+
+    let (major, minor) = vault_storage::device_of_path(&mountpoint).expect("dev");
+    let entries = read_mountinfo().expect("mountinfo");
+    let entry = mount_at(&entries, &mountpoint).expect("seen mounted");
+    assert_eq!(entry.fs_type, "ext4");
+    assert_eq!(
+        (entry.major, entry.minor),
+        (major, minor),
+        "same device as st_dev"
+    );
+    assert_eq!(entry.source, loopdev);
+
+    let seen =
+        observe(Path::new(SYSFS), "vaultd-test-no-such-mapping", &mountpoint).expect("observe");
+    assert!(!seen.mapping_active);
+    assert_eq!(
+        seen.mounted,
+        MountObservation::FromOther {
+            source: loopdev.clone(),
+            major,
+            minor
+        }
+    );
+
+    drop(cleanup);
+    let seen =
+        observe(Path::new(SYSFS), "vaultd-test-no-such-mapping", &mountpoint).expect("observe");
+    assert_eq!(seen.mounted, MountObservation::NotMounted);
+}

@@ -1,0 +1,170 @@
+//! `vaultctl`: the thin client of vaultd. Parse, send, print; exit non-zero on any failure.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use clap::{Parser, Subcommand};
+use vault_api::v1 as pb;
+use vaultctl::connect::{DEFAULT_SOCKET, connect};
+use vaultctl::exit::Failure;
+use vaultctl::{passphrase, print};
+
+const EXIT_CODES: &str = "Exit codes: 0 ok · 1 other failure · 2 bad input or usage · \
+3 vaultd unreachable · 4 permission denied · 5 refused in the current state · \
+6 not implemented by this vaultd · 7 check found errors";
+
+/// Control the vault: status, unlock, start, stop, lock, watch, check.
+#[derive(Debug, Parser)]
+#[command(version, about, after_help = EXIT_CODES)]
+struct Args {
+    /// vaultd's control socket.
+    #[arg(long, global = true, env = "VAULTD_SOCKET", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Print JSON for scripts instead of tables (one object per line for `watch`).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// The state, phase, reason, what vaultd observes, and power.
+    Status,
+    /// Follow transitions and alarms live, until Ctrl-C.
+    Watch,
+    /// Unlock the volume and mount it, then start the stack (unless --no-start).
+    Unlock {
+        /// Stop at MOUNTED (maintenance, backups).
+        #[arg(long)]
+        no_start: bool,
+        /// Read the passphrase from this file instead of the terminal or stdin.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
+    /// Start the stack (MOUNTED → RUNNING).
+    Start,
+    /// Drain and stop the stack, keeping the volume mounted (RUNNING → MOUNTED).
+    Stop,
+    /// Drain, unmount and close the volume (→ LOCKED).
+    Lock,
+    /// The security posture: listeners, firewall, containers, data path.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vaultctl: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("vaultctl: {failure}");
+            failure.exit_code()
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Failure> {
+    // Read the secret before connecting, so a slow typist does not hold a connection open.
+    let secret = match &args.command {
+        Cmd::Unlock { key_file, .. } => Some(passphrase::read(key_file.as_deref())?),
+        _ => None,
+    };
+    let mut client = connect(&args.socket).await?;
+    let status = |e: tonic::Status| Failure::from_status(&e);
+    match args.command {
+        Cmd::Status => {
+            let reply = client.status(pb::StatusRequest {}).await.map_err(status)?;
+            let reply = reply.into_inner();
+            if args.json {
+                println!("{}", print::status_json(&reply));
+            } else {
+                print!("{}", print::status_table(&reply, SystemTime::now()));
+            }
+        }
+        Cmd::Watch => {
+            let mut stream = client
+                .watch(pb::WatchRequest {})
+                .await
+                .map_err(status)?
+                .into_inner();
+            let mut last_line = None;
+            loop {
+                let event = tokio::select! {
+                    event = stream.message() => event.map_err(status)?,
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                };
+                let Some(event) = event else {
+                    return Err(Failure::Unreachable("vaultd ended the watch".into()));
+                };
+                if args.json {
+                    if let Some(v) = print::watch_json(&event) {
+                        println!("{v}");
+                    }
+                } else if let Some(line) = print::watch_line(&event, SystemTime::now()) {
+                    // Observation-only updates repeat the same line: print changes only.
+                    let key = line.get(22..).map(str::to_owned);
+                    if key != last_line {
+                        println!("{line}");
+                        last_line = key;
+                    }
+                }
+                let _ = std::io::stdout().flush();
+            }
+        }
+        Cmd::Unlock { no_start, .. } => {
+            let passphrase = secret.map(|s| s.to_vec()).unwrap_or_default();
+            let reply = client
+                .unlock(pb::UnlockRequest {
+                    passphrase,
+                    no_start,
+                })
+                .await
+                .map_err(status)?;
+            print_command(&reply.into_inner(), args.json);
+        }
+        Cmd::Start => {
+            let reply = client.start(pb::StartRequest {}).await.map_err(status)?;
+            print_command(&reply.into_inner(), args.json);
+        }
+        Cmd::Stop => {
+            let reply = client.stop(pb::StopRequest {}).await.map_err(status)?;
+            print_command(&reply.into_inner(), args.json);
+        }
+        Cmd::Lock => {
+            let reply = client.lock(pb::LockRequest {}).await.map_err(status)?;
+            print_command(&reply.into_inner(), args.json);
+        }
+        Cmd::Check => {
+            let reply = client.check(pb::CheckRequest {}).await.map_err(status)?;
+            let findings = reply.into_inner().findings;
+            for f in &findings {
+                println!("{:?}\t{}\t{}\t{}", f.severity(), f.area, f.finding, f.fix);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_command(reply: &pb::CommandReply, json: bool) {
+    if json {
+        let status = reply.status.as_ref().map(print::status_json);
+        println!(
+            "{}",
+            serde_json::json!({"outcome": reply.outcome().as_str_name(), "message": reply.message, "status": status})
+        );
+    } else {
+        println!("{}", reply.message);
+    }
+}

@@ -1,0 +1,73 @@
+//! Audit records: one structured event per control call, transition and alarm, with a stable
+//! MESSAGE_ID per kind (listed in docs/security.md) so `journalctl MESSAGE_ID=…` finds them.
+//! tracing-journald sends each field of the event as a journal field (upper-cased).
+
+/// Stable MESSAGE_IDs. Never change one: operators' journal queries depend on them.
+pub mod message_id {
+    pub const CONTROL_CALL: &str = "4f1c7c55a3e94f6c9d0f1b5e2f6a9c01";
+    pub const CONTROL_DENIED: &str = "4f1c7c55a3e94f6c9d0f1b5e2f6a9c02";
+    pub const TRANSITION: &str = "4f1c7c55a3e94f6c9d0f1b5e2f6a9c03";
+    pub const ALARM: &str = "4f1c7c55a3e94f6c9d0f1b5e2f6a9c04";
+    pub const CONFIG_RELOAD: &str = "4f1c7c55a3e94f6c9d0f1b5e2f6a9c05";
+}
+
+use crate::peer::PeerCredentials;
+
+pub fn control_call(peer: &PeerCredentials, call: &str, result: &str) {
+    tracing::info!(
+        message_id = message_id::CONTROL_CALL,
+        vaultd_event = "control-call",
+        vaultd_uid = peer.uid,
+        vaultd_pid = peer.pid,
+        vaultd_call = call,
+        vaultd_result = result,
+        "{call} by uid {} (pid {}): {result}",
+        peer.uid,
+        peer.pid
+    );
+}
+
+pub fn control_denied(peer: &PeerCredentials, call: &str, why: &str) {
+    tracing::warn!(
+        message_id = message_id::CONTROL_DENIED,
+        vaultd_event = "control-denied",
+        vaultd_uid = peer.uid,
+        vaultd_pid = peer.pid,
+        vaultd_call = call,
+        vaultd_result = "permission-denied",
+        "{call} by uid {} (pid {}) denied: {why}",
+        peer.uid,
+        peer.pid
+    );
+}
+
+pub fn transition(from: &str, to: &str, phase: &str, reason: &str) {
+    tracing::info!(
+        message_id = message_id::TRANSITION,
+        vaultd_event = "transition",
+        vaultd_state_from = from,
+        vaultd_state_to = to,
+        vaultd_phase = phase,
+        vaultd_reason = reason,
+        "{from} → {to} ({phase}): {reason}"
+    );
+}
+
+pub fn alarm(kind: &str, message: &str) {
+    tracing::warn!(
+        message_id = message_id::ALARM,
+        vaultd_event = "alarm",
+        vaultd_alarm = kind,
+        "ALARM {kind}: {message}"
+    );
+}
+
+pub fn config_reload(path: &str, result: &str) {
+    tracing::info!(
+        message_id = message_id::CONFIG_RELOAD,
+        vaultd_event = "config-reload",
+        vaultd_config = path,
+        vaultd_result = result,
+        "config {path}: {result}"
+    );
+}

@@ -1,0 +1,26 @@
+//! The vaultd daemon.
+//!
+//! Module map:
+//! - [`supervisor`]: the one task that owns the core's state machine. Every input is an event
+//!   on its queue; it executes the core's actions through the [`host::Host`] port and feeds the
+//!   results back as events. It publishes status on a watch channel, so a status call never
+//!   waits on a drain.
+//! - [`host`]: the adapters' port, and the real host (observation of the mapping and mount via
+//!   sysfs and mountinfo; the steps land with their adapters).
+//! - [`service`]: the gRPC control API (tonic). It parses, authorises, and hands commands to
+//!   the supervisor; it decides nothing itself.
+//! - [`peer`] and [`access`]: the caller's kernel credentials (SO_PEERCRED, SO_PEERGROUPS) and
+//!   who may do what.
+//! - [`socket`]: binding the control socket with its mode and group, without a window in which
+//!   it is more open than configured.
+//! - [`audit`]: structured audit records (journald fields, stable MESSAGE_IDs).
+//! - [`notify`]: sd_notify (READY, STATUS, WATCHDOG, STOPPING).
+
+pub mod access;
+pub mod audit;
+pub mod host;
+pub mod notify;
+pub mod peer;
+pub mod service;
+pub mod socket;
+pub mod supervisor;

@@ -1,0 +1,289 @@
+//! `vaultd`: the binary edge. Parses arguments and config, sets up logging, binds the control
+//! socket, and runs the supervisor until a SIGTERM drain ends.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::UnixListenerStream;
+use vault_api::v1::vault_server::VaultServer;
+use vault_config::Config;
+use vault_core::{Event, Millis, PowerPolicy};
+use vaultd::access::AccessPolicy;
+use vaultd::host::RealHost;
+use vaultd::peer::PeerStream;
+use vaultd::service::{Describe, VaultService};
+use vaultd::supervisor::{Broadcast, Msg, Supervisor, unix_now};
+use vaultd::{audit, socket};
+
+/// The vault supervisor daemon: guards the LUKS volume and the compose stack on it.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The configuration file.
+    #[arg(long, short = 'c', default_value = vault_config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// Validate the configuration, print the result and exit (0 valid, 1 invalid).
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.check_config {
+        return match vault_config::load(&args.config) {
+            Ok(_) => {
+                println!("{}: configuration is valid", args.config.display());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("vaultd: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    init_logging();
+    let config = match vault_config::load(&args.config) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("vaultd: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("vaultd: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args.config, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("vaultd: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VAULTD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Under systemd, stderr is connected to the journal: send structured records instead.
+    let journald = std::env::var_os("JOURNAL_STREAM")
+        .and_then(|_| tracing_journald::layer().ok())
+        .map(|layer| layer.with_syslog_identifier("vaultd".into()));
+    let fmt = journald.is_none().then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(io::stderr)
+            .with_target(false)
+            .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+    });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(journald)
+        .with(fmt)
+        .init();
+}
+
+fn policy_of(config: &Config) -> PowerPolicy {
+    let p = &config.power;
+    PowerPolicy {
+        threshold_percent: u8::try_from(p.threshold_percent).unwrap_or(30),
+        min_time_to_empty: Millis::from_secs(p.min_time_to_empty_secs),
+        on_battery_debounce: Millis::from_secs(p.on_battery_debounce_secs),
+        max_drain: Millis::from_secs(p.max_drain_secs),
+        safety_margin: Millis::from_secs(p.drain_safety_margin_secs),
+    }
+}
+
+fn resolve_access(config: &Config) -> AccessPolicy {
+    let (policy, missing) =
+        AccessPolicy::resolve(&config.access.admin_group, &config.access.reader_group);
+    for group in missing {
+        tracing::warn!("group `{group}` does not exist: it grants no access until it is created");
+    }
+    policy
+}
+
+async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
+    // A crash dump of the daemon must never carry a passphrase.
+    nix::sys::prctl::set_dumpable(false).context("cannot mark the daemon non-dumpable")?;
+
+    let access = Arc::new(RwLock::new(resolve_access(&config)));
+    let host = Arc::new(RealHost::new(
+        &config.storage.mapping_name,
+        &config.storage.mountpoint,
+    ));
+    let (supervisor, handle) =
+        Supervisor::new(host, policy_of(&config), config.power.power_off_after_drain);
+
+    let listener = socket::bind(
+        &config.daemon.socket_path,
+        config.daemon.socket_mode,
+        &config.daemon.socket_group,
+    )?;
+    let socket_path = config.daemon.socket_path.clone();
+
+    let service = VaultService {
+        handle: handle.clone(),
+        access: access.clone(),
+        describe: Arc::new(Describe {
+            mapping_name: config.storage.mapping_name.clone(),
+            mountpoint: config.storage.mountpoint.display().to_string(),
+            project: config.stack.project.clone(),
+        }),
+    };
+    let incoming = UnixListenerStream::new(listener).filter_map(|conn| {
+        match conn.and_then(PeerStream::new) {
+            Ok(stream) => Some(Ok::<_, io::Error>(stream)),
+            // One bad connection must not end the server: drop it and go on.
+            Err(error) => {
+                tracing::warn!(%error, "control connection dropped");
+                None
+            }
+        }
+    });
+    let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .concurrency_limit_per_connection(32)
+            .add_service(VaultServer::new(service))
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = server_stopped.await;
+            }),
+    );
+
+    spawn_signal_handlers(handle.clone(), config_path, access)?;
+    spawn_mount_watch(handle.tx.clone());
+
+    let ready_path = socket_path.clone();
+    supervisor
+        .run(move || tracing::info!("ready: serving {}", ready_path.display()))
+        .await;
+
+    // Graceful shutdown waits for open connections; a `vaultctl watch` would hold it forever.
+    // Give in-flight calls a moment, then close what is left.
+    let _ = stop_server.send(());
+    let abort = server.abort_handle();
+    if tokio::time::timeout(std::time::Duration::from_secs(1), server)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
+    let _ = std::fs::remove_file(&socket_path);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn spawn_signal_handlers(
+    handle: vaultd::supervisor::Handle,
+    config_path: PathBuf,
+    access: Arc<RwLock<AccessPolicy>>,
+) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot catch SIGHUP")?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM: draining to LOCKED before exit");
+                    let _ = handle.tx.send(Msg::Event(Event::Terminate)).await;
+                }
+                _ = int.recv() => {
+                    tracing::info!("SIGINT: draining to LOCKED before exit");
+                    let _ = handle.tx.send(Msg::Event(Event::Terminate)).await;
+                }
+                _ = hup.recv() => reload(&handle, &config_path, &access).await,
+            }
+        }
+    });
+    Ok(())
+}
+
+/// SIGHUP: apply what can change live; keep the old config (with an alarm) if the new one is
+/// invalid. The socket path, mode and group, the mapping and the mountpoint need a restart.
+async fn reload(
+    handle: &vaultd::supervisor::Handle,
+    path: &Path,
+    access: &Arc<RwLock<AccessPolicy>>,
+) {
+    let shown = path.display().to_string();
+    match vault_config::load(path) {
+        Ok(config) => {
+            if let Ok(mut guard) = access.write() {
+                *guard = resolve_access(&config);
+            }
+            let _ = handle
+                .tx
+                .send(Msg::Reconfigure {
+                    policy: policy_of(&config),
+                    power_off_after_drain: config.power.power_off_after_drain,
+                })
+                .await;
+            audit::config_reload(&shown, "applied");
+        }
+        Err(error) => {
+            let message = format!("{error}; still running on the previous configuration");
+            audit::config_reload(&shown, "rejected");
+            audit::alarm("config-invalid", &message);
+            let _ = handle.broadcast.send(Broadcast::Alarm {
+                kind: "config-invalid",
+                message,
+                at_unix: unix_now(),
+            });
+        }
+    }
+}
+
+/// The kernel marks /proc/self/mountinfo readable-with-priority whenever the mount table
+/// changes: observe again then, with no polling.
+fn spawn_mount_watch(tx: tokio::sync::mpsc::Sender<Msg>) {
+    tokio::spawn(async move {
+        let file = match std::fs::File::open("/proc/self/mountinfo") {
+            Ok(file) => file,
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch the mount table; mounts are observed after each action only");
+                return;
+            }
+        };
+        // SAFETY: the AsyncFd owns the File, so the descriptor stays open and is the same
+        // one for the AsyncFd's whole life.
+        let fd = match unsafe { AsyncFd::register_with_interest(file, Interest::PRIORITY) } {
+            Ok(fd) => fd,
+            Err(error) => {
+                let (_, error) = error.into_parts();
+                tracing::warn!(%error, "cannot watch the mount table; mounts are observed after each action only");
+                return;
+            }
+        };
+        loop {
+            let Ok(mut guard) = fd.ready(Interest::PRIORITY).await else {
+                return;
+            };
+            // Re-arm: the event stays pending until the file is read from the start again.
+            let mut buf = Vec::new();
+            let mut file = fd.get_ref();
+            let _ = io::Seek::seek(&mut file, io::SeekFrom::Start(0));
+            let _ = io::Read::read_to_end(&mut file, &mut buf);
+            guard.clear_ready();
+            if tx.send(Msg::Observe).await.is_err() {
+                return;
+            }
+        }
+    });
+}

@@ -1,0 +1,242 @@
+//! The gRPC control API. Each call: take the caller's credentials, authorise, audit, and hand
+//! the work to the supervisor. Status is read from the published snapshot and never waits on
+//! the supervisor's queue (a drain cannot hold it up).
+
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+use vault_api::v1 as pb;
+use vault_api::v1::vault_server::Vault;
+use vault_core::observation::ContainersSeen;
+use vault_core::{DrainTarget, State};
+
+use crate::access::{AccessPolicy, Need};
+use crate::audit;
+use crate::peer::PeerCredentials;
+use crate::supervisor::{Broadcast, Handle, Snapshot};
+
+/// Fixed facts status reports alongside the snapshot.
+#[derive(Debug, Clone)]
+pub struct Describe {
+    pub mapping_name: String,
+    pub mountpoint: String,
+    pub project: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct VaultService {
+    pub handle: Handle,
+    pub access: Arc<RwLock<AccessPolicy>>,
+    pub describe: Arc<Describe>,
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
+
+impl VaultService {
+    fn authorize<T>(
+        &self,
+        request: &Request<T>,
+        call: &str,
+        need: Need,
+    ) -> Result<PeerCredentials, Status> {
+        let Some(peer) = request.extensions().get::<PeerCredentials>().cloned() else {
+            // Only reachable if the server is wired without PeerStream: refuse, never guess.
+            return Err(Status::unauthenticated(
+                "the caller's credentials are unknown",
+            ));
+        };
+        let policy = self.access.read().map(|p| p.clone()).unwrap_or_default();
+        match policy.authorize(&peer, need) {
+            Ok(()) => Ok(peer),
+            Err(denied) => {
+                audit::control_denied(&peer, call, denied.why);
+                Err(Status::permission_denied(denied.to_string()))
+            }
+        }
+    }
+
+    fn not_yet(&self, peer: &PeerCredentials, call: &str, what: &str) -> Status {
+        audit::control_call(peer, call, "unimplemented");
+        Status::unimplemented(format!(
+            "{call} is not available yet: {what}. Nothing was changed."
+        ))
+    }
+
+    pub fn status_reply(&self, snapshot: &Snapshot) -> pb::StatusReply {
+        status_reply(snapshot, &self.describe)
+    }
+}
+
+#[tonic::async_trait]
+impl Vault for VaultService {
+    async fn status(
+        &self,
+        request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusReply>, Status> {
+        self.authorize(&request, "Status", Need::Read)?;
+        // Reads are not audited one by one: status is polled, and the audit would drown.
+        Ok(Response::new(self.status_reply(&self.handle.snapshot())))
+    }
+
+    async fn unlock(
+        &self,
+        request: Request<pb::UnlockRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let peer = self.authorize(&request, "Unlock", Need::Change)?;
+        Err(self.not_yet(
+            &peer,
+            "Unlock",
+            "the LUKS and mount adapters have not been built (issue 4)",
+        ))
+    }
+
+    async fn start(
+        &self,
+        request: Request<pb::StartRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let peer = self.authorize(&request, "Start", Need::Change)?;
+        Err(self.not_yet(
+            &peer,
+            "Start",
+            "the Docker adapter has not been built (issue 5)",
+        ))
+    }
+
+    async fn stop(
+        &self,
+        request: Request<pb::StopRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let peer = self.authorize(&request, "Stop", Need::Change)?;
+        Err(self.not_yet(
+            &peer,
+            "Stop",
+            "the Docker adapter has not been built (issue 5)",
+        ))
+    }
+
+    async fn lock(
+        &self,
+        request: Request<pb::LockRequest>,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let peer = self.authorize(&request, "Lock", Need::Change)?;
+        Err(self.not_yet(
+            &peer,
+            "Lock",
+            "the LUKS and mount adapters have not been built (issue 4)",
+        ))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let peer = self.authorize(&request, "Watch", Need::Read)?;
+        audit::control_call(&peer, "Watch", "ok");
+        // Subscribe before taking the snapshot, so nothing falls between the two.
+        let updates = BroadcastStream::new(self.handle.broadcast.subscribe());
+        let first = pb::WatchEvent {
+            event: Some(pb::watch_event::Event::Status(
+                self.status_reply(&self.handle.snapshot()),
+            )),
+        };
+        let describe = self.describe.clone();
+        let handle = self.handle.clone();
+        let updates = updates.map(move |item| {
+            let event = match item {
+                Ok(Broadcast::Status(snapshot)) => {
+                    pb::watch_event::Event::Status(status_reply(&snapshot, &describe))
+                }
+                Ok(Broadcast::Alarm {
+                    kind,
+                    message,
+                    at_unix,
+                }) => pb::watch_event::Event::Alarm(pb::Alarm {
+                    kind: kind.to_owned(),
+                    message,
+                    at_unix,
+                }),
+                // A slow watcher missed some updates: give it the current truth instead.
+                Err(_lagged) => {
+                    pb::watch_event::Event::Status(status_reply(&handle.snapshot(), &describe))
+                }
+            };
+            Ok(pb::WatchEvent { event: Some(event) })
+        });
+        let stream = tokio_stream::once(Ok(first)).chain(updates);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn check(
+        &self,
+        request: Request<pb::CheckRequest>,
+    ) -> Result<Response<pb::CheckReply>, Status> {
+        let peer = self.authorize(&request, "Check", Need::Read)?;
+        Err(self.not_yet(
+            &peer,
+            "Check",
+            "the posture checks have not been built (issues 5 and 10)",
+        ))
+    }
+}
+
+fn state_pb(state: State) -> pb::VaultState {
+    match state {
+        State::Locked => pb::VaultState::Locked,
+        State::Mounted => pb::VaultState::Mounted,
+        State::Running => pb::VaultState::Running,
+        State::Draining { .. } => pb::VaultState::Draining,
+    }
+}
+
+pub fn status_reply(snapshot: &Snapshot, describe: &Describe) -> pb::StatusReply {
+    let status = &snapshot.status;
+    let drain_target = match status.state {
+        State::Draining {
+            target: DrainTarget::Locked,
+        } => pb::VaultState::Locked,
+        State::Draining {
+            target: DrainTarget::Mounted,
+        } => pb::VaultState::Mounted,
+        _ => pb::VaultState::Unspecified,
+    };
+    let observed = snapshot.observed.as_ref().map(|o| pb::Observed {
+        mapping_name: describe.mapping_name.clone(),
+        mapping: o.mapping.clone(),
+        mountpoint: describe.mountpoint.clone(),
+        mount: o.mount.clone(),
+        project: describe.project.clone(),
+        containers_running: match o.core.containers {
+            ContainersSeen::Known { running } => i32::try_from(running).unwrap_or(i32::MAX),
+            ContainersSeen::Unknown => -1,
+        },
+        unobservable: o.unobservable.join("; "),
+    });
+    pb::StatusReply {
+        state: state_pb(status.state).into(),
+        drain_target: drain_target.into(),
+        phase: status.phase.name().to_owned(),
+        reason: status.reason.to_string(),
+        since_unix: snapshot.since_unix,
+        observed,
+        power: Some(pb::Power {
+            source: "none".into(),
+            on_battery: false,
+            percent: -1.0,
+            time_to_empty_secs: 0,
+            threshold_percent: u32::from(snapshot.threshold_percent),
+            critical: snapshot.power_critical,
+        }),
+        active_alarms: snapshot
+            .active_alarms
+            .iter()
+            .map(|(kind, message)| format!("{kind}: {message}"))
+            .collect(),
+        daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
+        drain_deadline_unix: snapshot.drain_deadline_unix.unwrap_or(0),
+    }
+}

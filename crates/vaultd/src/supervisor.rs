@@ -1,0 +1,397 @@
+//! The supervisor: the one task that owns the state machine.
+//!
+//! Inputs (client commands, observations, power readings, step results, timers, signals,
+//! config reloads) arrive as [`Msg`]s on one queue and are handled one at a time. The core
+//! decides; the supervisor carries out its actions through the [`Host`] (each step in a task of
+//! its own, whose result comes back on the queue), publishes a [`Snapshot`] on a watch channel
+//! after every message, and broadcasts transitions and alarms to watchers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use vault_core::state::Caller;
+use vault_core::{
+    Action, AlarmKind, Command, CommandOutcome, Core, Event, Millis, PowerPolicy, Status,
+};
+
+use crate::audit;
+use crate::host::{Host, Observed};
+use crate::notify::Notifier;
+
+/// One input to the supervisor.
+#[derive(Debug)]
+pub enum Msg {
+    Command {
+        command: Command,
+        caller: Caller,
+        reply: oneshot::Sender<CommandOutcome>,
+    },
+    Event(Event),
+    /// Look at reality again (mountinfo changed, or a step's side effect).
+    Observe,
+    /// A step finished: its result and what was seen right after.
+    StepDone {
+        step: vault_core::machine::Step,
+        result: Result<(), String>,
+        observed: Observed,
+    },
+    Observed(Observed),
+    /// New settings after a config reload.
+    Reconfigure {
+        policy: PowerPolicy,
+        power_off_after_drain: bool,
+    },
+}
+
+/// Everything status and watch show. Published after every message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub status: Status,
+    pub since_unix: i64,
+    pub observed: Option<Observed>,
+    pub active_alarms: BTreeMap<&'static str, String>,
+    pub power_critical: bool,
+    pub threshold_percent: u8,
+    pub drain_deadline_unix: Option<i64>,
+}
+
+/// What watchers receive.
+#[derive(Debug, Clone)]
+pub enum Broadcast {
+    Status(Arc<Snapshot>),
+    Alarm {
+        kind: &'static str,
+        message: String,
+        at_unix: i64,
+    },
+}
+
+/// The supervisor's side of the channels, for the API and the signal handlers.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    pub tx: mpsc::Sender<Msg>,
+    pub status: watch::Receiver<Arc<Snapshot>>,
+    pub broadcast: broadcast::Sender<Broadcast>,
+}
+
+impl Handle {
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.status.borrow().clone()
+    }
+}
+
+/// The supervisor's own state.
+pub struct Supervisor<H: Host> {
+    core: Core,
+    host: Arc<H>,
+    rx: mpsc::Receiver<Msg>,
+    tx: mpsc::Sender<Msg>,
+    status_tx: watch::Sender<Arc<Snapshot>>,
+    broadcast: broadcast::Sender<Broadcast>,
+    observed: Option<Observed>,
+    active_alarms: BTreeMap<&'static str, String>,
+    threshold_percent: u8,
+    started: Instant,
+    started_unix: i64,
+    wake_at: Option<tokio::time::Instant>,
+    notifier: Notifier,
+    emergency_stop_running: bool,
+}
+
+impl<H: Host> std::fmt::Debug for Supervisor<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("status", self.core.status())
+            .finish_non_exhaustive()
+    }
+}
+
+const QUEUE: usize = 256;
+
+impl<H: Host> Supervisor<H> {
+    pub fn new(host: Arc<H>, policy: PowerPolicy, power_off_after_drain: bool) -> (Self, Handle) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let core = Core::new(policy, power_off_after_drain, Millis(0));
+        let started_unix = unix_now();
+        let snapshot = Arc::new(Snapshot {
+            status: core.status().clone(),
+            since_unix: started_unix,
+            observed: None,
+            active_alarms: BTreeMap::new(),
+            power_critical: false,
+            threshold_percent: policy.threshold_percent,
+            drain_deadline_unix: None,
+        });
+        let (status_tx, status_rx) = watch::channel(snapshot);
+        let (broadcast, _) = broadcast::channel(QUEUE);
+        let handle = Handle {
+            tx: tx.clone(),
+            status: status_rx,
+            broadcast: broadcast.clone(),
+        };
+        let supervisor = Self {
+            core,
+            host,
+            rx,
+            tx,
+            status_tx,
+            broadcast,
+            observed: None,
+            active_alarms: BTreeMap::new(),
+            threshold_percent: policy.threshold_percent,
+            started: Instant::now(),
+            started_unix,
+            wake_at: None,
+            notifier: Notifier::from_env(),
+            emergency_stop_running: false,
+        };
+        (supervisor, handle)
+    }
+
+    fn now(&self) -> Millis {
+        Millis(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn unix_at(&self, at: Millis) -> i64 {
+        self.started_unix
+            .saturating_add(i64::try_from(at.0 / 1000).unwrap_or(i64::MAX))
+    }
+
+    /// Run until the core says exit (after a SIGTERM drain) or every sender is gone.
+    /// `on_ready` is called once, after the first reconciliation.
+    pub async fn run(mut self, on_ready: impl FnOnce()) {
+        // The first reconciliation: nothing is served as truth before reality was seen.
+        let observed = self.host.observe().await;
+        self.handle(Msg::Observed(observed));
+        self.publish();
+        self.notifier
+            .send(&format!("READY=1\nSTATUS={}", self.status_line()));
+        on_ready();
+
+        let watchdog = Notifier::watchdog_usec().map(|usec| Duration::from_micros(usec / 2));
+        let mut watchdog_tick = watchdog.map(tokio::time::interval);
+        loop {
+            let wake_at = self.wake_at;
+            tokio::select! {
+                msg = self.rx.recv() => {
+                    let Some(msg) = msg else { break };
+                    if self.handle(msg) {
+                        break;
+                    }
+                    self.publish();
+                }
+                // The watchdog is fed from this loop itself, so a stuck loop trips it.
+                _ = async { watchdog_tick.as_mut().expect("guarded").tick().await },
+                    if watchdog_tick.is_some() => {
+                    self.notifier.send("WATCHDOG=1");
+                }
+                _ = tokio::time::sleep_until(wake_at.unwrap_or_else(tokio::time::Instant::now)),
+                    if wake_at.is_some() => {
+                    self.wake_at = None;
+                    let now = self.now();
+                    let actions = self.core.handle(now, Event::Timer);
+                    if self.act(actions) {
+                        break;
+                    }
+                    self.publish();
+                }
+            }
+        }
+        self.publish();
+        self.notifier.send("STOPPING=1");
+    }
+
+    /// Handle one message. Returns true when the daemon should exit.
+    fn handle(&mut self, msg: Msg) -> bool {
+        let now = self.now();
+        let actions = match msg {
+            Msg::Command {
+                command,
+                caller,
+                reply,
+            } => {
+                let (outcome, actions) = self.core.command(now, command, caller);
+                let _ = reply.send(outcome);
+                actions
+            }
+            Msg::Event(event) => {
+                if event == Event::Terminate {
+                    self.notifier.send("STOPPING=1");
+                }
+                self.core.handle(now, event)
+            }
+            Msg::Observe => {
+                self.spawn_observe();
+                Vec::new()
+            }
+            Msg::Observed(observed) => {
+                let core = observed.core;
+                self.observed = Some(observed);
+                self.core.handle(now, Event::Observed(core))
+            }
+            Msg::StepDone {
+                step,
+                result,
+                observed,
+            } => {
+                let core = observed.core;
+                self.observed = Some(observed);
+                self.core.handle(
+                    now,
+                    Event::StepDone {
+                        step,
+                        result,
+                        observed: core,
+                    },
+                )
+            }
+            Msg::Reconfigure {
+                policy,
+                power_off_after_drain,
+            } => {
+                self.threshold_percent = policy.threshold_percent;
+                self.core.set_policy(policy, power_off_after_drain);
+                Vec::new()
+            }
+        };
+        self.act(actions)
+    }
+
+    /// Carry out the core's actions. Returns true on Exit.
+    fn act(&mut self, actions: Vec<Action>) -> bool {
+        let mut exit = false;
+        for action in actions {
+            match action {
+                Action::Run { step, deadline } => {
+                    let host = self.host.clone();
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        let result = host.run(step, deadline).await;
+                        let observed = host.observe().await;
+                        let _ = tx
+                            .send(Msg::StepDone {
+                                step,
+                                result,
+                                observed,
+                            })
+                            .await;
+                    });
+                }
+                Action::EmergencyStop => {
+                    // Docker events come in bursts; one stop at a time is enough, and the
+                    // observation after it decides whether another is needed.
+                    if !self.emergency_stop_running {
+                        self.emergency_stop_running = true;
+                        let host = self.host.clone();
+                        let tx = self.tx.clone();
+                        tokio::spawn(async move {
+                            if let Err(error) = host.emergency_stop().await {
+                                audit::alarm("emergency-stop-failed", &error);
+                            }
+                            let observed = host.observe().await;
+                            let _ = tx.send(Msg::Observed(observed)).await;
+                        });
+                    }
+                }
+                Action::Alarm(alarm) => self.alarm(alarm.kind, alarm.message),
+                Action::WakeAt(at) => {
+                    let delay = Duration::from_millis(at.saturating_sub(self.now()).0);
+                    self.wake_at = Some(tokio::time::Instant::now() + delay);
+                }
+                Action::Exit => exit = true,
+            }
+        }
+        exit
+    }
+
+    fn spawn_observe(&self) {
+        let host = self.host.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let observed = host.observe().await;
+            let _ = tx.send(Msg::Observed(observed)).await;
+        });
+    }
+
+    fn alarm(&mut self, kind: AlarmKind, message: String) {
+        let name = alarm_name(kind);
+        audit::alarm(name, &message);
+        match kind {
+            AlarmKind::Forbidden | AlarmKind::CannotObserve => {
+                self.active_alarms.insert(name, message.clone());
+            }
+            AlarmKind::ForbiddenCleared => {
+                self.active_alarms.remove(alarm_name(AlarmKind::Forbidden));
+                self.emergency_stop_running = false;
+            }
+            AlarmKind::ObservationRestored => {
+                self.active_alarms
+                    .remove(alarm_name(AlarmKind::CannotObserve));
+            }
+            AlarmKind::StepFailed | AlarmKind::DrainAborted => {}
+        }
+        let _ = self.broadcast.send(Broadcast::Alarm {
+            kind: name,
+            message,
+            at_unix: unix_now(),
+        });
+    }
+
+    fn status_line(&self) -> String {
+        let status = self.core.status();
+        format!("{} ({}): {}", status.state, status.phase, status.reason)
+    }
+
+    /// Publish the snapshot; on a change of state or phase, audit it, tell systemd and watchers.
+    fn publish(&mut self) {
+        let status = self.core.status().clone();
+        let previous = self.status_tx.borrow().clone();
+        let snapshot = Arc::new(Snapshot {
+            since_unix: self.unix_at(status.since),
+            status,
+            observed: self.observed.clone(),
+            active_alarms: self.active_alarms.clone(),
+            power_critical: self.core.power_critical(),
+            threshold_percent: self.threshold_percent,
+            drain_deadline_unix: self.core.drain_deadline().map(|d| self.unix_at(d)),
+        });
+        if *snapshot == *previous {
+            return;
+        }
+        let moved = snapshot.status.state != previous.status.state
+            || snapshot.status.phase != previous.status.phase
+            || snapshot.status.reason != previous.status.reason;
+        if moved {
+            audit::transition(
+                &previous.status.state.to_string(),
+                &snapshot.status.state.to_string(),
+                snapshot.status.phase.name(),
+                &snapshot.status.reason.to_string(),
+            );
+            self.notifier
+                .send(&format!("STATUS={}", self.status_line()));
+        }
+        self.status_tx.send_replace(snapshot.clone());
+        let _ = self.broadcast.send(Broadcast::Status(snapshot));
+    }
+}
+
+pub fn alarm_name(kind: AlarmKind) -> &'static str {
+    match kind {
+        AlarmKind::Forbidden => "forbidden",
+        AlarmKind::ForbiddenCleared => "forbidden-cleared",
+        AlarmKind::CannotObserve => "cannot-observe",
+        AlarmKind::ObservationRestored => "observation-restored",
+        AlarmKind::StepFailed => "step-failed",
+        AlarmKind::DrainAborted => "drain-aborted",
+    }
+}
+
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

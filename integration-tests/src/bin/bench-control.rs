@@ -1,0 +1,107 @@
+//! Benchmarks of the control path of the real binaries. Prints `BENCH <name> <value> <unit>`:
+//! - start → ready: from spawning vaultd to the first Status answered over the socket;
+//! - Status round trip over the Unix socket, median and p99 over N calls on one connection;
+//! - idle RSS of the daemon after those calls.
+//!
+//! Usage: bench-control [CALLS] (default 10000). Needs root (the socket is given to group root).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vault_api::v1 as pb;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let calls: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("vaultd.sock");
+    let config = dir.path().join("vaultd.toml");
+    std::fs::create_dir_all(dir.path().join("srv")).expect("mountpoint");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\nsocket_path = \"{}\"\nsocket_group = \"root\"\nstate_dir = \"{}\"\n\
+             [storage]\nmapping_name = \"vaultd-bench\"\nmountpoint = \"{}\"\n",
+            socket.display(),
+            dir.path().join("state").display(),
+            dir.path().join("srv").display()
+        ),
+    )
+    .expect("config");
+
+    let started = Instant::now();
+    let mut child = Command::new(vault_integration_tests::bin("vaultd"))
+        .arg("--config")
+        .arg(&config)
+        .env("VAULTD_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn vaultd");
+    let mut client = loop {
+        if let Ok(mut c) = vaultctl::connect::connect(&socket).await
+            && c.status(pb::StatusRequest {}).await.is_ok()
+        {
+            break c;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "vaultd never became ready"
+        );
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    };
+    let ready = started.elapsed();
+
+    // Warm up the connection and the daemon's code paths, then measure.
+    for _ in 0..100 {
+        client.status(pb::StatusRequest {}).await.expect("status");
+    }
+    let mut rtts = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let t = Instant::now();
+        client.status(pb::StatusRequest {}).await.expect("status");
+        rtts.push(t.elapsed());
+    }
+    rtts.sort();
+    let rss = rss_kib(child.id()).unwrap_or(0);
+
+    println!(
+        "BENCH vaultd_start_to_ready {:.1} ms",
+        ready.as_secs_f64() * 1e3
+    );
+    println!(
+        "BENCH status_rtt_median {:.1} us",
+        percentile(&rtts, 0.5).as_secs_f64() * 1e6
+    );
+    println!(
+        "BENCH status_rtt_p99 {:.1} us",
+        percentile(&rtts, 0.99).as_secs_f64() * 1e6
+    );
+    println!("BENCH status_calls {calls} calls");
+    println!("BENCH vaultd_idle_rss {rss} KiB");
+
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let _ = child.wait();
+}

@@ -1,0 +1,347 @@
+//! The harness for tests of the real binaries: start `vaultd` on a temporary config and socket,
+//! run `vaultctl` as root or as users created for the test, and require the capabilities a
+//! test needs loudly (under `CI=true` a missing capability fails the test; elsewhere it is
+//! reported as SKIPPED on stderr).
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Test users and groups, created once per machine and reused.
+pub const READERS: &str = "vaultd-it-readers";
+pub const ADMINS: &str = "vaultd-it-admins";
+pub const READER: &str = "vaultd-it-reader";
+pub const ADMIN: &str = "vaultd-it-admin";
+pub const STRANGER: &str = "vaultd-it-stranger";
+
+/// Whether this run may skip tests whose capability is missing.
+pub fn must_not_skip() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Returns false (after a loud message) when the test cannot run here and may be skipped;
+/// panics under CI=true.
+pub fn require(capability: &str, present: bool) -> bool {
+    if present {
+        return true;
+    }
+    let message = format!("this test needs {capability}, which this machine lacks");
+    assert!(
+        !must_not_skip(),
+        "{message} (CI=true: failing instead of skipping)"
+    );
+    eprintln!("SKIPPED: {message}");
+    false
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A binary of the workspace, built by `cargo build --workspace --bins` (run-all does it).
+pub fn bin(name: &str) -> PathBuf {
+    // Test executables live in target/<profile>/deps; the binaries one level up.
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile> directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (integration-tests/run-all does)",
+        path.display()
+    );
+    path
+}
+
+fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn exists(kind: &str, name: &str) -> bool {
+    Command::new("getent")
+        .args([kind, name])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Create the test groups and users if they are missing (idempotent; root only).
+pub fn ensure_test_accounts() {
+    for group in [READERS, ADMINS] {
+        if !exists("group", group) {
+            run_ok(Command::new("groupadd").args(["--system", group]));
+        }
+    }
+    for (user, groups) in [
+        (READER, READERS.to_owned()),
+        (ADMIN, format!("{ADMINS},{READERS}")),
+        (STRANGER, String::new()),
+    ] {
+        if !exists("passwd", user) {
+            let mut cmd = Command::new("useradd");
+            cmd.args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+            ]);
+            if !groups.is_empty() {
+                cmd.args(["--groups", &groups]);
+            }
+            run_ok(cmd.arg(user));
+        }
+    }
+}
+
+/// A running vaultd on a private socket, killed on drop.
+#[derive(Debug)]
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    pub stderr_path: PathBuf,
+    pub mountpoint: PathBuf,
+    child: Option<Child>,
+}
+
+/// A config for the test daemon. `extra` is appended (e.g. a `[power]` table).
+pub fn test_config(dir: &Path, socket_mode: &str, extra: &str) -> String {
+    format!(
+        "[daemon]\nsocket_path = \"{}\"\nsocket_mode = \"{socket_mode}\"\nsocket_group = \"{READERS}\"\n\
+         state_dir = \"{}\"\n\n[access]\nreader_group = \"{READERS}\"\nadmin_group = \"{ADMINS}\"\n\n\
+         [storage]\nmapping_name = \"vaultd-it-{}\"\nmountpoint = \"{}\"\n{extra}",
+        dir.join("run/vaultd.sock").display(),
+        dir.join("state").display(),
+        std::process::id(),
+        dir.join("srv").display(),
+    )
+}
+
+impl Daemon {
+    pub fn start(socket_mode: &str) -> Daemon {
+        Self::start_with(socket_mode, "")
+    }
+
+    pub fn start_with(socket_mode: &str, extra: &str) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("vaultd-it-")
+            .tempdir()
+            .expect("tempdir");
+        // Unprivileged test users must reach the socket inside.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let mountpoint = dir.path().join("srv");
+        fs::create_dir_all(&mountpoint).expect("mountpoint");
+        let config = dir.path().join("vaultd.toml");
+        fs::write(&config, test_config(dir.path(), socket_mode, extra)).expect("config");
+        let stderr_path = dir.path().join("vaultd.stderr");
+        let stderr = fs::File::create(&stderr_path).expect("stderr file");
+        let child = Command::new(bin("vaultd"))
+            .arg("--config")
+            .arg(&config)
+            .env("VAULTD_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn vaultd");
+        let socket = dir.path().join("run/vaultd.sock");
+        let mut daemon = Daemon {
+            dir,
+            socket,
+            config,
+            stderr_path,
+            mountpoint,
+            child: Some(child),
+        };
+        daemon.wait_ready();
+        daemon
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.stderr().contains("ready: serving") {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("vaultd exited early ({status}):\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("vaultd did not become ready:\n{}", self.stderr());
+    }
+
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Run vaultctl against this daemon, as `user` (None = root).
+    pub fn vaultctl(&self, user: Option<&str>, args: &[&str]) -> Output {
+        vaultctl_at(&self.socket, user, args, None)
+    }
+
+    /// Send a signal and wait for the exit status (bounded).
+    pub fn signal_and_wait(&mut self, signal: libc::c_int) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid");
+        // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
+        unsafe { libc::kill(pid, signal) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vaultd did not exit after signal {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Run vaultctl at `socket` as `user` (None = root), with optional stdin.
+pub fn vaultctl_at(
+    socket: &Path,
+    user: Option<&str>,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+) -> Output {
+    let mut cmd = match user {
+        None => Command::new(bin("vaultctl")),
+        Some(user) => {
+            let mut c = Command::new("setpriv");
+            c.arg(format!("--reuid={user}"))
+                .arg(format!("--regid={user}"))
+                .arg("--init-groups")
+                .arg("--")
+                .arg(bin("vaultctl"));
+            c
+        }
+    };
+    cmd.arg("--socket").arg(socket).args(args);
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn vaultctl");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
+    }
+    child.wait_with_output().expect("vaultctl")
+}
+
+/// Start `vaultctl watch --json` and return a reader over its lines.
+#[derive(Debug)]
+pub struct Watcher {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Watcher {
+    pub fn start(socket: &Path, user: Option<&str>) -> Watcher {
+        let mut cmd = match user {
+            None => Command::new(bin("vaultctl")),
+            Some(user) => {
+                let mut c = Command::new("setpriv");
+                c.arg(format!("--reuid={user}"))
+                    .arg(format!("--regid={user}"))
+                    .arg("--init-groups")
+                    .arg("--")
+                    .arg(bin("vaultctl"));
+                c
+            }
+        };
+        let mut child = cmd
+            .arg("--socket")
+            .arg(socket)
+            .args(["watch", "--json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn watch");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Watcher { child, lines }
+    }
+
+    /// The next line that satisfies `pred`, within `limit`.
+    pub fn wait_for(
+        &self,
+        limit: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + limit;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let value: serde_json::Value = serde_json::from_str(&line)
+                        .unwrap_or_else(|e| panic!("bad JSON {line:?}: {e}"));
+                    if pred(&value) {
+                        return value;
+                    }
+                    seen.push(line);
+                }
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "no matching watch event within {limit:?}; saw:\n{}",
+            seen.join("\n")
+        );
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
