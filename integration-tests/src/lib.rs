@@ -44,12 +44,13 @@ pub fn is_root() -> bool {
 
 /// A binary of the workspace, built by `cargo build --workspace --bins` (run-all does it).
 pub fn bin(name: &str) -> PathBuf {
-    // Test executables live in target/<profile>/deps; the binaries one level up.
+    // Test executables live in target/<profile>/deps, the binaries (and the benchmark) one
+    // level up.
     let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile> directory");
+    let mut dir = exe.parent().expect("target/<profile> directory");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("target/<profile> directory");
+    }
     let path = dir.join(name);
     assert!(
         path.exists(),

@@ -3,6 +3,10 @@
 //! - Status round trip over the Unix socket, median and p99 over N calls on one connection;
 //! - idle RSS of the daemon after those calls.
 //!
+//! - the same number of 256-byte round trips over a bare Unix socket pair between two threads:
+//!   the floor this machine sets for any local IPC, printed for scale (the ratio says what gRPC,
+//!   authorisation and the status snapshot add on top).
+//!
 //! Usage: bench-control [CALLS] (default 10000). Needs root (the socket is given to group root).
 
 use std::process::{Command, Stdio};
@@ -100,8 +104,48 @@ async fn main() {
     println!("BENCH status_calls {calls} calls");
     println!("BENCH vaultd_idle_rss {rss} KiB");
 
+    let floor = bare_socket_rtts(calls);
+    println!(
+        "BENCH bare_uds_rtt_median {:.1} us",
+        percentile(&floor, 0.5).as_secs_f64() * 1e6
+    );
+    println!(
+        "BENCH bare_uds_rtt_p99 {:.1} us",
+        percentile(&floor, 0.99).as_secs_f64() * 1e6
+    );
+    println!(
+        "BENCH status_rtt_p99_over_bare_uds {:.1} ratio",
+        percentile(&rtts, 0.99).as_secs_f64() / percentile(&floor, 0.99).as_secs_f64()
+    );
+
     let pid = libc::pid_t::try_from(child.id()).expect("pid");
     // SAFETY: kill(2) on our own child, not yet reaped.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let _ = child.wait();
+}
+
+/// Round trips of 256 bytes over a Unix socket pair, echoed by another thread.
+fn bare_socket_rtts(calls: usize) -> Vec<Duration> {
+    use std::io::{Read, Write};
+    let (mut near, mut far) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    let echo = std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        while far.read_exact(&mut buf).is_ok() {
+            if far.write_all(&buf).is_err() {
+                break;
+            }
+        }
+    });
+    let mut buf = [7u8; 256];
+    let mut rtts = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let t = Instant::now();
+        near.write_all(&buf).expect("write");
+        near.read_exact(&mut buf).expect("read");
+        rtts.push(t.elapsed());
+    }
+    drop(near);
+    let _ = echo.join();
+    rtts.sort();
+    rtts
 }
