@@ -4,10 +4,14 @@
 //!   without device-mapper it is simply not active);
 //! - [`observe`]: both together, for the configured mapping and mountpoint.
 //!
-//! The LUKS and mount actions (libcryptsetup-rs, mount(2)) join this crate with the storage
-//! issue.
+//! - [`luks`]: the LUKS2 header, passphrase checks, activation and deactivation
+//!   (libcryptsetup);
+//! - [`mount`]: mount(2), syncfs, unmount that is never forced, the holders of a busy
+//!   filesystem, and fsck.
 
+pub mod luks;
 pub mod mapping;
+pub mod mount;
 pub mod mountinfo;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +41,69 @@ pub enum StorageError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the device {spec} does not exist ({path} is missing)")]
+    MissingDevice { spec: String, path: PathBuf },
+    #[error("{device} is not a LUKS2 volume: it has {found}")]
+    NotLuks2 {
+        device: PathBuf,
+        found: &'static str,
+    },
+    #[error("wrong passphrase: no keyslot of {device} opens with it")]
+    WrongPassphrase { device: PathBuf },
+    #[error("{device} has no usable keyslot")]
+    NoKeyslot { device: PathBuf },
+    #[error("{device} is already open as /dev/mapper/{other}; close that first")]
+    MappedUnderOtherName { device: PathBuf, other: String },
+    #[error("/dev/mapper/{name} already exists (another volume holds the name)")]
+    NameTaken { name: String },
+    #[error(
+        "cannot create /dev/mapper/{name}: this kernel has no device-mapper or dm-crypt ({detail})"
+    )]
+    NoDeviceMapper { name: String, detail: String },
+    #[error("/dev/mapper/{name} is in use (still mounted or held open); not closing it")]
+    MappingBusy { name: String },
+    #[error("LUKS: cannot {op} on {device}: {detail}")]
+    Luks {
+        device: PathBuf,
+        op: &'static str,
+        detail: String,
+    },
+    #[error("cannot mount {source_path} on {target}: {detail}")]
+    Mount {
+        source_path: PathBuf,
+        target: PathBuf,
+        detail: String,
+    },
+    #[error("cannot sync {target}: {detail}")]
+    Sync { target: PathBuf, detail: String },
+    #[error(
+        "{target} is busy; not unmounting it. Held by: {}",
+        holders_text(holders)
+    )]
+    Busy {
+        target: PathBuf,
+        holders: Vec<mount::Holder>,
+    },
+    #[error("cannot unmount {target}: {detail}")]
+    Unmount { target: PathBuf, detail: String },
+    #[error("fsck of {device} found problems (exit {}): {output}", code.map_or("?".to_owned(), |c| c.to_string()))]
+    Fsck {
+        device: PathBuf,
+        code: Option<i32>,
+        output: String,
+    },
+}
+
+fn holders_text(holders: &[mount::Holder]) -> String {
+    if holders.is_empty() {
+        return "no process found under /proc (a kernel user, e.g. a loop device or a bind mount?)"
+            .into();
+    }
+    holders
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// What is mounted on the mountpoint, judged by device number.

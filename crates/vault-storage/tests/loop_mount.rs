@@ -110,3 +110,109 @@ fn loop_mounted_ext4_is_seen_by_device_number_and_is_not_the_mapping() {
         observe(Path::new(SYSFS), "vaultd-test-no-such-mapping", &mountpoint).expect("observe");
     assert_eq!(seen.mounted, MountObservation::NotMounted);
 }
+
+#[test]
+fn loop_busy_unmount_is_refused_with_its_holder_then_succeeds() {
+    if !capable() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("fs.img");
+    let mountpoint = dir.path().join("mnt");
+    std::fs::create_dir(&mountpoint).expect("mkdir");
+    std::fs::File::create(&image)
+        .and_then(|f| f.set_len(16 << 20))
+        .expect("image");
+    run(&["mkfs.ext4", "-q", "-F", image.to_str().expect("utf8")]);
+    let mut cleanup = Cleanup(Vec::new());
+    let loopdev = run(&["losetup", "-f", "--show", image.to_str().expect("utf8")]);
+    cleanup
+        .0
+        .push(vec!["losetup".into(), "-d".into(), loopdev.clone()]);
+    vault_storage::mount::mount(
+        Path::new(&loopdev),
+        &mountpoint,
+        "ext4",
+        "noatime,nodev,nosuid",
+    )
+    .expect("mount");
+    cleanup
+        .0
+        .push(vec!["umount".into(), mountpoint.display().to_string()]);
+    let entries = read_mountinfo().expect("mountinfo");
+    let entry = mount_at(&entries, &mountpoint).expect("mounted");
+    assert!(
+        entry.options.contains("noatime") && entry.options.contains("nodev"),
+        "{}",
+        entry.options
+    );
+
+    // A process with its cwd inside, and one holding a file open.
+    std::fs::write(mountpoint.join("photo.jpg"), b"jpeg").expect("write");
+    let mut in_cwd = Command::new("sleep")
+        .arg("60")
+        .current_dir(&mountpoint)
+        .spawn()
+        .expect("sleep");
+    let err = vault_storage::mount::unmount(&mountpoint).expect_err("busy");
+    let text = err.to_string();
+    assert!(text.contains("busy; not unmounting"), "{text}");
+    assert!(
+        text.contains(&format!("pid {} (sleep): cwd", in_cwd.id())),
+        "{text}"
+    );
+    assert!(
+        mount_at(&read_mountinfo().expect("mountinfo"), &mountpoint).is_some(),
+        "still mounted"
+    );
+
+    let _ = in_cwd.kill();
+    let _ = in_cwd.wait();
+    vault_storage::mount::unmount(&mountpoint).expect("unmount once free");
+    assert!(mount_at(&read_mountinfo().expect("mountinfo"), &mountpoint).is_none());
+}
+
+#[test]
+fn loop_fsck_report_and_repair_on_a_real_image() {
+    if !capable() {
+        return;
+    }
+    use vault_storage::mount::{FsckPolicy, check_filesystem};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("fs.img");
+    std::fs::File::create(&image)
+        .and_then(|f| f.set_len(16 << 20))
+        .expect("image");
+    run(&["mkfs.ext4", "-q", "-F", image.to_str().expect("utf8")]);
+    assert_eq!(
+        check_filesystem(&image, "ext4", FsckPolicy::Report).expect("clean"),
+        None
+    );
+    assert_eq!(
+        check_filesystem(&image, "ext4", FsckPolicy::None).expect("skipped"),
+        None
+    );
+    // A wrong link count on the root directory, and the filesystem marked not clean (as after
+    // a power cut): -n reports, -p repairs.
+    run(&[
+        "debugfs",
+        "-w",
+        "-R",
+        "set_inode_field <2> links_count 7",
+        image.to_str().expect("utf8"),
+    ]);
+    run(&[
+        "debugfs",
+        "-w",
+        "-R",
+        "ssv state 0",
+        image.to_str().expect("utf8"),
+    ]);
+    let err = check_filesystem(&image, "ext4", FsckPolicy::Report).expect_err("errors");
+    assert!(err.to_string().contains("fsck of"), "{err}");
+    assert!(check_filesystem(&image, "ext4", FsckPolicy::Repair).is_ok());
+    assert_eq!(
+        check_filesystem(&image, "ext4", FsckPolicy::Report).expect("repaired"),
+        None
+    );
+}
