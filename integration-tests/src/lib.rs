@@ -109,6 +109,7 @@ pub fn ensure_test_accounts() {
 #[derive(Debug)]
 pub struct Daemon {
     pub dir: tempfile::TempDir,
+    pub state_dir: PathBuf,
     pub socket: PathBuf,
     pub config: PathBuf,
     pub stderr_path: PathBuf,
@@ -118,6 +119,7 @@ pub struct Daemon {
 
 /// A config for the test daemon. `extra` is appended (e.g. a `[power]` table).
 pub fn test_config(dir: &Path, socket_mode: &str, extra: &str) -> String {
+    // `extra` may add keys to [storage] (it comes right after it) and further tables.
     format!(
         "[daemon]\nsocket_path = \"{}\"\nsocket_mode = \"{socket_mode}\"\nsocket_group = \"{READERS}\"\n\
          state_dir = \"{}\"\n\n[access]\nreader_group = \"{READERS}\"\nadmin_group = \"{ADMINS}\"\n\n\
@@ -146,10 +148,31 @@ impl Daemon {
         let config = dir.path().join("vaultd.toml");
         fs::write(&config, test_config(dir.path(), socket_mode, extra)).expect("config");
         let stderr_path = dir.path().join("vaultd.stderr");
-        let stderr = fs::File::create(&stderr_path).expect("stderr file");
+        let socket = dir.path().join("run/vaultd.sock");
+        let state_dir = dir.path().join("state");
+        let mut daemon = Daemon {
+            dir,
+            state_dir,
+            socket,
+            config,
+            stderr_path,
+            mountpoint,
+            child: None,
+        };
+        daemon.spawn();
+        daemon
+    }
+
+    /// Start (again) on the same config, socket and state directory; stderr is appended.
+    pub fn spawn(&mut self) {
+        let stderr = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.stderr_path)
+            .expect("stderr file");
         let child = Command::new(bin("vaultd"))
             .arg("--config")
-            .arg(&config)
+            .arg(&self.config)
             .env("VAULTD_LOG", "info")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("JOURNAL_STREAM")
@@ -158,23 +181,23 @@ impl Daemon {
             .stderr(stderr)
             .spawn()
             .expect("spawn vaultd");
-        let socket = dir.path().join("run/vaultd.sock");
-        let mut daemon = Daemon {
-            dir,
-            socket,
-            config,
-            stderr_path,
-            mountpoint,
-            child: Some(child),
-        };
-        daemon.wait_ready();
-        daemon
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    /// Kill the daemon (SIGKILL: no drain) and wait for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
+        let before = self.stderr().matches("ready: serving").count();
         while Instant::now() < deadline {
-            if self.stderr().contains("ready: serving") {
+            if self.stderr().matches("ready: serving").count() > before {
                 return;
             }
             if let Some(status) = self

@@ -16,6 +16,7 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub access: AccessConfig,
     pub storage: StorageConfig,
+    pub unlock: UnlockConfig,
     pub stack: StackConfig,
     pub power: PowerConfig,
 }
@@ -41,6 +42,26 @@ pub struct StorageConfig {
     pub device: Option<String>,
     pub mapping_name: String,
     pub mountpoint: PathBuf,
+    pub filesystem: String,
+    pub mount_options: String,
+    pub fsck: Fsck,
+    pub allow_discards: bool,
+}
+
+/// What the unlock does about the filesystem before mounting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsck {
+    None,
+    /// `fsck -n`: look, change nothing; problems stop the unlock so the owner decides.
+    Report,
+    /// `fsck -p`: repair what is safe to repair unattended.
+    Repair,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnlockConfig {
+    pub backoff_initial_secs: u64,
+    pub backoff_max_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +96,14 @@ impl Default for Config {
                 device: None,
                 mapping_name: "immich-data".into(),
                 mountpoint: "/srv/immich".into(),
+                filesystem: "ext4".into(),
+                mount_options: "noatime,nodev,nosuid".into(),
+                fsck: Fsck::Report,
+                allow_discards: false,
+            },
+            unlock: UnlockConfig {
+                backoff_initial_secs: 1,
+                backoff_max_secs: 300,
             },
             stack: StackConfig {
                 project: "immich".into(),
@@ -166,6 +195,48 @@ pub const SCHEMA: &[KeySpec] = &[
         default: "\"/srv/immich\"",
         range: "absolute path, not /",
         doc: "where the volume is mounted; the stack's data path",
+    },
+    KeySpec {
+        key: "storage.filesystem",
+        kind: "string",
+        default: "\"ext4\"",
+        range: "a filesystem type the kernel knows",
+        doc: "the filesystem inside the LUKS volume",
+    },
+    KeySpec {
+        key: "storage.mount_options",
+        kind: "string",
+        default: "\"noatime,nodev,nosuid\"",
+        range: "comma-separated, as in fstab",
+        doc: "options for mounting it",
+    },
+    KeySpec {
+        key: "storage.fsck",
+        kind: "string",
+        default: "\"report\"",
+        range: "none, report, repair",
+        doc: "before mounting: nothing, fsck -n (problems stop the unlock), or fsck -p",
+    },
+    KeySpec {
+        key: "storage.allow_discards",
+        kind: "bool",
+        default: "false",
+        range: "true, false",
+        doc: "pass TRIM through the encryption (leaks which blocks are free)",
+    },
+    KeySpec {
+        key: "unlock.backoff_initial_secs",
+        kind: "integer",
+        default: "1",
+        range: "0–60",
+        doc: "after a wrong passphrase the next unlock waits this long; the wait doubles with each further failure",
+    },
+    KeySpec {
+        key: "unlock.backoff_max_secs",
+        kind: "integer",
+        default: "300",
+        range: "1–86400",
+        doc: "the longest wait between failed unlocks",
     },
     KeySpec {
         key: "stack.project",
@@ -490,6 +561,37 @@ fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
                 return Err(at.invalid("the mountpoint cannot be /"));
             }
             c.storage.mountpoint = p;
+        }
+        "storage.filesystem" => {
+            let fs = at.string()?;
+            if fs.is_empty() || !fs.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '.') {
+                return Err(at.invalid(format!("{fs:?} is not a filesystem type")));
+            }
+            c.storage.filesystem = fs;
+        }
+        "storage.mount_options" => {
+            let options = at.string()?;
+            if options.contains(char::is_whitespace) {
+                return Err(at.invalid("mount options are separated by commas, without spaces"));
+            }
+            c.storage.mount_options = options;
+        }
+        "storage.fsck" => {
+            c.storage.fsck = match at.string()?.as_str() {
+                "none" => Fsck::None,
+                "report" => Fsck::Report,
+                "repair" => Fsck::Repair,
+                other => {
+                    return Err(at.invalid(format!("{other:?} is not one of none, report, repair")));
+                }
+            }
+        }
+        "storage.allow_discards" => c.storage.allow_discards = at.boolean()?,
+        "unlock.backoff_initial_secs" => {
+            c.unlock.backoff_initial_secs = at.integer(0, 60, "0–60")?;
+        }
+        "unlock.backoff_max_secs" => {
+            c.unlock.backoff_max_secs = at.integer(1, 86_400, "1–86400")?;
         }
         "stack.project" => c.stack.project = project(at)?,
         "power.threshold_percent" => {

@@ -81,7 +81,7 @@ fn a_misspelt_table_is_unknown() {
     assert_eq!(e.key(), Some("powr"));
     assert!(
         e.to_string()
-            .contains("daemon, access, storage, stack, power"),
+            .contains("daemon, access, storage, unlock, stack, power"),
         "{e}"
     );
 }

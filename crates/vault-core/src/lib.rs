@@ -18,6 +18,7 @@ pub mod machine;
 pub mod observation;
 pub mod power;
 pub mod state;
+pub mod throttle;
 
 pub use machine::{Action, Alarm, AlarmKind, Command, CommandOutcome, Core, Event, Refusal, Step};
 pub use observation::{ContainersSeen, Derived, MountSeen, Observation};

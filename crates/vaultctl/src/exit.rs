@@ -22,6 +22,9 @@ pub enum Failure {
     /// `check` found at least one error-level finding.
     #[error("{0}")]
     CheckFailed(String),
+    /// The flow started, then failed at a step; the daemon rolled back to a safe state.
+    #[error("{0}")]
+    FlowFailed(String),
     /// Bad input on this side (e.g. a passphrase that is too long, an unreadable key file).
     #[error("{0}")]
     Input(String),
@@ -39,6 +42,7 @@ impl Failure {
             Failure::Refused(_) => 5,
             Failure::Unimplemented(_) => 6,
             Failure::CheckFailed(_) => 7,
+            Failure::FlowFailed(_) => 8,
         }
     }
 

@@ -13,7 +13,8 @@ use vaultctl::{passphrase, print};
 
 const EXIT_CODES: &str = "Exit codes: 0 ok · 1 other failure · 2 bad input or usage · \
 3 vaultd unreachable · 4 permission denied · 5 refused in the current state · \
-6 not implemented by this vaultd · 7 check found errors";
+6 not implemented by this vaultd · 7 check found errors · \
+8 the operation failed part-way and was rolled back to the last safe state";
 
 /// Control the vault: status, unlock, start, stop, lock, watch, check.
 #[derive(Debug, Parser)]
@@ -125,6 +126,7 @@ async fn run(args: Args) -> Result<(), Failure> {
         }
         Cmd::Unlock { no_start, .. } => {
             let passphrase = secret.map(|s| s.to_vec()).unwrap_or_default();
+            let mut watch = open_watch(&mut client).await?;
             let reply = client
                 .unlock(pb::UnlockRequest {
                     passphrase,
@@ -132,7 +134,10 @@ async fn run(args: Args) -> Result<(), Failure> {
                 })
                 .await
                 .map_err(status)?;
-            print_command(&reply.into_inner(), args.json);
+            follow(reply.into_inner(), &mut watch, args.json, |s| {
+                s.state != pb::VaultState::Locked as i32
+            })
+            .await?;
         }
         Cmd::Start => {
             let reply = client.start(pb::StartRequest {}).await.map_err(status)?;
@@ -143,8 +148,13 @@ async fn run(args: Args) -> Result<(), Failure> {
             print_command(&reply.into_inner(), args.json);
         }
         Cmd::Lock => {
+            let mut watch = open_watch(&mut client).await?;
             let reply = client.lock(pb::LockRequest {}).await.map_err(status)?;
-            print_command(&reply.into_inner(), args.json);
+            follow(reply.into_inner(), &mut watch, args.json, |s| {
+                s.state == pb::VaultState::Locked as i32
+                    && s.observed.as_ref().is_some_and(|o| o.mapping == "closed")
+            })
+            .await?;
         }
         Cmd::Check => {
             let reply = client.check(pb::CheckRequest {}).await.map_err(status)?;
@@ -155,6 +165,89 @@ async fn run(args: Args) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+type WatchStream = tonic::Streaming<pb::WatchEvent>;
+
+/// Subscribe before the command, so no step of the flow it starts can be missed.
+async fn open_watch(
+    client: &mut vault_api::v1::vault_client::VaultClient<tonic::transport::Channel>,
+) -> Result<WatchStream, Failure> {
+    let mut stream = client
+        .watch(pb::WatchRequest {})
+        .await
+        .map_err(|e| Failure::from_status(&e))?
+        .into_inner();
+    // The first event is the snapshot from before the command.
+    stream
+        .message()
+        .await
+        .map_err(|e| Failure::from_status(&e))?;
+    Ok(stream)
+}
+
+/// Print each phase of the flow as it happens, until it ends; then judge the end state.
+async fn follow(
+    reply: pb::CommandReply,
+    watch: &mut WatchStream,
+    json: bool,
+    succeeded: impl Fn(&pb::StatusReply) -> bool,
+) -> Result<(), Failure> {
+    if reply.outcome() != pb::command_reply::Outcome::Accepted {
+        print_command(&reply, json);
+        return Ok(());
+    }
+    if !json {
+        println!("{}", reply.message);
+    }
+    let mut last_phase = String::new();
+    let end = loop {
+        let event = watch
+            .message()
+            .await
+            .map_err(|e| Failure::from_status(&e))?
+            .ok_or_else(|| Failure::Unreachable("vaultd ended the watch mid-way".into()))?;
+        match event.event {
+            Some(pb::watch_event::Event::Status(s)) => {
+                if s.phase != last_phase {
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"progress": print::status_json(&s)})
+                        );
+                    } else if s.phase != "idle" {
+                        println!("  … {} ({})", s.phase, print::state_name(s.state));
+                    }
+                    last_phase.clone_from(&s.phase);
+                }
+                if s.phase == "idle" {
+                    break s;
+                }
+            }
+            Some(pb::watch_event::Event::Alarm(a)) if !json => {
+                println!("  ALARM {}: {}", a.kind, a.message);
+            }
+            _ => {}
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"result": print::status_json(&end)})
+        );
+    }
+    if succeeded(&end) {
+        if !json {
+            println!("{} — {}", print::state_name(end.state), end.reason);
+        }
+        Ok(())
+    } else {
+        Err(Failure::FlowFailed(format!(
+            "{}: {}",
+            print::state_name(end.state),
+            end.reason
+        )))
+    }
 }
 
 fn print_command(reply: &pb::CommandReply, json: bool) {

@@ -9,6 +9,7 @@ pub mod message_id {
     pub const TRANSITION: &str = "4f1c7c55a3e94f6c9d0f1b5e2f6a9c03";
     pub const ALARM: &str = "4f1c7c55a3e94f6c9d0f1b5e2f6a9c04";
     pub const CONFIG_RELOAD: &str = "4f1c7c55a3e94f6c9d0f1b5e2f6a9c05";
+    pub const UNLOCK_RESULT: &str = "4f1c7c55a3e94f6c9d0f1b5e2f6a9c06";
 }
 
 use crate::peer::PeerCredentials;
@@ -69,5 +70,18 @@ pub fn config_reload(path: &str, result: &str) {
         vaultd_config = path,
         vaultd_result = result,
         "config {path}: {result}"
+    );
+}
+
+/// The outcome of opening the volume: `opened`, `wrong-passphrase` or `failed`.
+pub fn unlock_result(uid: u32, pid: u32, result: &str, failures_in_a_row: u32) {
+    tracing::warn!(
+        message_id = message_id::UNLOCK_RESULT,
+        vaultd_event = "unlock-result",
+        vaultd_uid = uid,
+        vaultd_pid = pid,
+        vaultd_result = result,
+        vaultd_failures = failures_in_a_row,
+        "unlock by uid {uid} (pid {pid}): {result} ({failures_in_a_row} failures in a row)"
     );
 }

@@ -4,6 +4,11 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use vault_core::Millis;
+use vault_storage::StorageError;
+use vault_storage::luks::{self, ActivateOptions};
+use vault_storage::mount::{self as mounts, FsckPolicy};
+
+use crate::secret::Secret;
 use vault_core::machine::Step;
 use vault_core::observation::{ContainersSeen, MappingSeen, MountSeen, Observation};
 
@@ -17,38 +22,156 @@ pub struct Observed {
     pub unobservable: Vec<String>,
 }
 
+/// Why a step failed, in words for status and the audit; and whether it was the passphrase
+/// (which counts towards the unlock throttle).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepFailure {
+    pub message: String,
+    pub wrong_passphrase: bool,
+}
+
+impl StepFailure {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            wrong_passphrase: false,
+        }
+    }
+}
+
 /// What the supervisor needs from the host. Implemented by [`RealHost`] and, in tests of the
 /// supervisor, by fakes.
 pub trait Host: Send + Sync + 'static {
     /// Look at reality: the mapping, the mountpoint, the project's containers.
     fn observe(&self) -> impl Future<Output = Observed> + Send;
-    /// Carry out one step of a flow.
+    /// Carry out one step of a flow. `secret` is the passphrase, for OpenMapping only.
     fn run(
         &self,
         step: Step,
         deadline: Option<Millis>,
-    ) -> impl Future<Output = Result<(), String>> + Send;
+        secret: Option<Secret>,
+    ) -> impl Future<Output = Result<(), StepFailure>> + Send;
     /// Stop every container of the project now (the forbidden combination).
     fn emergency_stop(&self) -> impl Future<Output = Result<(), String>> + Send;
 }
 
-/// The host vaultd runs on. Observation is real (sysfs and mountinfo); the steps arrive with
-/// their adapters (LUKS and mount: issue 4; Docker: issue 5; Immich: issue 7; logind: issue 6)
-/// and until then fail with a sentence saying so.
+/// The storage settings the real host acts on (from `[storage]`).
+#[derive(Debug, Clone)]
+pub struct StorageSettings {
+    pub device: Option<String>,
+    pub mapping_name: String,
+    pub mountpoint: PathBuf,
+    pub filesystem: String,
+    pub mount_options: String,
+    pub fsck: FsckPolicy,
+    pub allow_discards: bool,
+}
+
+/// The host vaultd runs on. Observation is real (sysfs and mountinfo); the storage steps are
+/// real (libcryptsetup, mount(2)); the stack's steps arrive with their adapters (Docker:
+/// issue 5; Immich: issue 7; logind: issue 6) and until then fail with a sentence saying so.
 #[derive(Debug, Clone)]
 pub struct RealHost {
     pub sysfs: PathBuf,
+    pub storage: StorageSettings,
     pub mapping_name: String,
     pub mountpoint: PathBuf,
 }
 
 impl RealHost {
-    pub fn new(mapping_name: &str, mountpoint: &Path) -> Self {
+    pub fn new(storage: StorageSettings) -> Self {
         Self {
             sysfs: PathBuf::from(vault_storage::SYSFS),
-            mapping_name: mapping_name.to_owned(),
-            mountpoint: mountpoint.to_owned(),
+            mapping_name: storage.mapping_name.clone(),
+            mountpoint: storage.mountpoint.clone(),
+            storage,
         }
+    }
+
+    fn mapper_path(&self) -> PathBuf {
+        Path::new("/dev/mapper").join(&self.mapping_name)
+    }
+
+    /// The storage steps. Blocking: called on the blocking pool.
+    fn run_storage_step(&self, step: Step, secret: Option<&Secret>) -> Result<(), StepFailure> {
+        let failed = |e: StorageError| StepFailure {
+            wrong_passphrase: matches!(e, StorageError::WrongPassphrase { .. }),
+            message: e.to_string(),
+        };
+        match step {
+            Step::OpenMapping => {
+                let spec = self.storage.device.as_deref().ok_or_else(|| {
+                    StepFailure::new(
+                        "storage.device is not set in the config: name the LUKS partition",
+                    )
+                })?;
+                let secret = secret.ok_or_else(|| StepFailure::new("no passphrase was given"))?;
+                let device = luks::resolve_device(spec).map_err(failed)?;
+                let options = ActivateOptions {
+                    allow_discards: self.storage.allow_discards,
+                };
+                luks::activate(
+                    &device,
+                    &self.mapping_name,
+                    secret.expose(),
+                    options,
+                    &self.sysfs,
+                )
+                .map(|keyslot| {
+                    tracing::info!(
+                        "mapping {} opened with keyslot {keyslot}",
+                        self.mapping_name
+                    )
+                })
+                .map_err(failed)
+            }
+            Step::CheckFilesystem => {
+                match mounts::check_filesystem(
+                    &self.mapper_path(),
+                    &self.storage.filesystem,
+                    self.storage.fsck,
+                ) {
+                    Ok(Some(said)) => {
+                        tracing::warn!("fsck repaired the filesystem: {said}");
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(failed(e)),
+                }
+            }
+            Step::Mount => mounts::mount(
+                &self.mapper_path(),
+                &self.mountpoint,
+                &self.storage.filesystem,
+                &self.storage.mount_options,
+            )
+            .map_err(failed),
+            Step::Sync => {
+                if self.mounted_here() {
+                    mounts::sync_filesystem(&self.mountpoint).map_err(failed)
+                } else {
+                    Ok(())
+                }
+            }
+            Step::Unmount => {
+                if self.mounted_here() {
+                    mounts::unmount(&self.mountpoint).map_err(failed)
+                } else {
+                    Ok(()) // already where the step leads
+                }
+            }
+            Step::CloseMapping => luks::deactivate(&self.mapping_name, &self.sysfs).map_err(failed),
+            other => Err(StepFailure::new(format!(
+                "{} is not available yet: the adapter that carries it out has not been built",
+                other.name()
+            ))),
+        }
+    }
+
+    fn mounted_here(&self) -> bool {
+        vault_storage::read_mountinfo()
+            .map(|m| vault_storage::mount_at(&m, &self.mountpoint).is_some())
+            .unwrap_or(true)
     }
 
     fn observe_now(&self) -> Observed {
@@ -129,11 +252,17 @@ impl Host for RealHost {
             })
     }
 
-    async fn run(&self, step: Step, _deadline: Option<Millis>) -> Result<(), String> {
-        Err(format!(
-            "{} is not available yet: the adapter that carries it out has not been built",
-            step.name()
-        ))
+    async fn run(
+        &self,
+        step: Step,
+        _deadline: Option<Millis>,
+        secret: Option<Secret>,
+    ) -> Result<(), StepFailure> {
+        let host = self.clone();
+        // The secret moves into the blocking task and is dropped (zeroised) when it ends.
+        tokio::task::spawn_blocking(move || host.run_storage_step(step, secret.as_ref()))
+            .await
+            .unwrap_or_else(|e| Err(StepFailure::new(format!("the step's task failed: {e}"))))
     }
 
     async fn emergency_stop(&self) -> Result<(), String> {

@@ -15,12 +15,16 @@
 //!   it is more open than configured.
 //! - [`audit`]: structured audit records (journald fields, stable MESSAGE_IDs).
 //! - [`notify`]: sd_notify (READY, STATUS, WATCHDOG, STOPPING).
+//! - [`secret`] and [`throttle`]: the passphrase while it is held, and the growing wait after
+//!   failed unlocks.
 
 pub mod access;
 pub mod audit;
 pub mod host;
 pub mod notify;
 pub mod peer;
+pub mod secret;
 pub mod service;
 pub mod socket;
 pub mod supervisor;
+pub mod throttle;

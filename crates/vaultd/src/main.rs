@@ -4,7 +4,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context;
 use clap::Parser;
@@ -16,12 +16,40 @@ use tokio_stream::wrappers::UnixListenerStream;
 use vault_api::v1::vault_server::VaultServer;
 use vault_config::Config;
 use vault_core::{Event, Millis, PowerPolicy};
+use vault_storage::mount::FsckPolicy;
 use vaultd::access::AccessPolicy;
-use vaultd::host::RealHost;
+use vaultd::host::{RealHost, StorageSettings};
 use vaultd::peer::PeerStream;
 use vaultd::service::{Describe, VaultService};
 use vaultd::supervisor::{Broadcast, Msg, Supervisor, unix_now};
+use vaultd::throttle::Throttle;
 use vaultd::{audit, socket};
+
+/// Every freed allocation is zeroed first: buffers the passphrase passed through on its way in
+/// (the HTTP/2 frame, the protobuf decode) hold no copy of it once they are freed.
+struct ZeroOnFree;
+
+// SAFETY: delegates to the system allocator; `dealloc` only writes within the block it frees.
+unsafe impl std::alloc::GlobalAlloc for ZeroOnFree {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is passed through unchanged.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: `ptr` is a live block of `layout.size()` bytes owned by the caller, which
+        // is handing it back; it is zeroed, then freed. black_box keeps the zeroing from being
+        // optimised away as a store to memory about to be freed.
+        unsafe {
+            std::ptr::write_bytes(ptr, 0, layout.size());
+            std::hint::black_box(ptr);
+            std::alloc::System.dealloc(ptr, layout);
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: ZeroOnFree = ZeroOnFree;
 
 /// The vault supervisor daemon: guards the LUKS volume and the compose stack on it.
 #[derive(Debug, Parser)]
@@ -123,12 +151,31 @@ async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     nix::sys::prctl::set_dumpable(false).context("cannot mark the daemon non-dumpable")?;
 
     let access = Arc::new(RwLock::new(resolve_access(&config)));
-    let host = Arc::new(RealHost::new(
-        &config.storage.mapping_name,
-        &config.storage.mountpoint,
-    ));
-    let (supervisor, handle) =
-        Supervisor::new(host, policy_of(&config), config.power.power_off_after_drain);
+    let storage = &config.storage;
+    let host = Arc::new(RealHost::new(StorageSettings {
+        device: storage.device.clone(),
+        mapping_name: storage.mapping_name.clone(),
+        mountpoint: storage.mountpoint.clone(),
+        filesystem: storage.filesystem.clone(),
+        mount_options: storage.mount_options.clone(),
+        fsck: match storage.fsck {
+            vault_config::Fsck::None => FsckPolicy::None,
+            vault_config::Fsck::Report => FsckPolicy::Report,
+            vault_config::Fsck::Repair => FsckPolicy::Repair,
+        },
+        allow_discards: storage.allow_discards,
+    }));
+    let throttle = Arc::new(Mutex::new(Throttle::load(
+        &config.daemon.state_dir,
+        config.unlock.backoff_initial_secs,
+        config.unlock.backoff_max_secs,
+    )));
+    let (supervisor, handle) = Supervisor::new(
+        host,
+        policy_of(&config),
+        config.power.power_off_after_drain,
+        throttle.clone(),
+    );
 
     let listener = socket::bind(
         &config.daemon.socket_path,
@@ -144,7 +191,9 @@ async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
             mapping_name: config.storage.mapping_name.clone(),
             mountpoint: config.storage.mountpoint.display().to_string(),
             project: config.stack.project.clone(),
+            device_configured: config.storage.device.is_some(),
         }),
+        throttle,
     };
     let incoming = UnixListenerStream::new(listener).filter_map(|conn| {
         match conn.and_then(PeerStream::new) {
@@ -233,6 +282,8 @@ async fn reload(
                 .send(Msg::Reconfigure {
                     policy: policy_of(&config),
                     power_off_after_drain: config.power.power_off_after_drain,
+                    backoff_initial_secs: config.unlock.backoff_initial_secs,
+                    backoff_max_secs: config.unlock.backoff_max_secs,
                 })
                 .await;
             audit::config_reload(&shown, "applied");

@@ -3,7 +3,7 @@
 //! the supervisor's queue (a drain cannot hold it up).
 
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::{Stream, StreamExt};
@@ -13,10 +13,15 @@ use vault_api::v1::vault_server::Vault;
 use vault_core::observation::ContainersSeen;
 use vault_core::{DrainTarget, State};
 
+use vault_core::state::Caller;
+use vault_core::{Command, CommandOutcome};
+
 use crate::access::{AccessPolicy, Need};
 use crate::audit;
 use crate::peer::PeerCredentials;
-use crate::supervisor::{Broadcast, Handle, Snapshot};
+use crate::secret::{MAX_PASSPHRASE_BYTES, Secret};
+use crate::supervisor::{Broadcast, Handle, Msg, Snapshot, unix_now};
+use crate::throttle::Throttle;
 
 /// Fixed facts status reports alongside the snapshot.
 #[derive(Debug, Clone)]
@@ -24,6 +29,7 @@ pub struct Describe {
     pub mapping_name: String,
     pub mountpoint: String,
     pub project: String,
+    pub device_configured: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -31,6 +37,7 @@ pub struct VaultService {
     pub handle: Handle,
     pub access: Arc<RwLock<AccessPolicy>>,
     pub describe: Arc<Describe>,
+    pub throttle: Arc<Mutex<Throttle>>,
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
@@ -68,6 +75,51 @@ impl VaultService {
     pub fn status_reply(&self, snapshot: &Snapshot) -> pb::StatusReply {
         status_reply(snapshot, &self.describe)
     }
+
+    /// Hand a command to the supervisor and turn its answer into the reply. Refusals are
+    /// FAILED_PRECONDITION with the core's sentence.
+    async fn command(
+        &self,
+        peer: &PeerCredentials,
+        call: &str,
+        command: Command,
+        secret: Option<Secret>,
+        note: &str,
+    ) -> Result<Response<pb::CommandReply>, Status> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let msg = Msg::Command {
+            command,
+            caller: Caller {
+                uid: peer.uid,
+                pid: peer.pid,
+            },
+            secret,
+            reply,
+        };
+        if self.handle.tx.send(msg).await.is_err() {
+            return Err(Status::unavailable("vaultd is shutting down"));
+        }
+        let outcome = answer
+            .await
+            .map_err(|_| Status::unavailable("vaultd is shutting down"))?;
+        let (outcome, message) = match outcome {
+            CommandOutcome::Accepted => (
+                pb::command_reply::Outcome::Accepted,
+                format!("{call} accepted{note}; follow it with `vaultctl watch`"),
+            ),
+            CommandOutcome::Already(why) => (pb::command_reply::Outcome::Already, why.to_owned()),
+            CommandOutcome::Refused(refusal) => {
+                audit::control_call(peer, call, "refused");
+                return Err(Status::failed_precondition(refusal.to_string()));
+            }
+        };
+        audit::control_call(peer, call, outcome.as_str_name());
+        Ok(Response::new(pb::CommandReply {
+            outcome: outcome.into(),
+            message,
+            status: Some(self.status_reply(&self.handle.snapshot())),
+        }))
+    }
 }
 
 #[tonic::async_trait]
@@ -86,11 +138,46 @@ impl Vault for VaultService {
         request: Request<pb::UnlockRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
         let peer = self.authorize(&request, "Unlock", Need::Change)?;
-        Err(self.not_yet(
+        let request = request.into_inner();
+        // Moved, not copied, into zeroised and locked memory.
+        let secret = Secret::new(request.passphrase);
+        if secret.len() > MAX_PASSPHRASE_BYTES || secret.is_empty() {
+            audit::control_call(&peer, "Unlock", "invalid-passphrase-length");
+            return Err(Status::invalid_argument(format!(
+                "the passphrase must be 1 to {MAX_PASSPHRASE_BYTES} bytes long"
+            )));
+        }
+        if !self.describe.device_configured {
+            audit::control_call(&peer, "Unlock", "no-device");
+            return Err(Status::failed_precondition(
+                "storage.device is not set in the config: name the LUKS partition first",
+            ));
+        }
+        let wait = self
+            .throttle
+            .lock()
+            .map(|t| t.wait_left(unix_now()))
+            .unwrap_or(0);
+        if wait > 0 {
+            audit::control_call(&peer, "Unlock", "throttled");
+            return Err(Status::failed_precondition(format!(
+                "too many wrong passphrases: try again in {wait} s"
+            )));
+        }
+        // Until the Docker adapter lands (issue 5) an unlock stops at MOUNTED.
+        let note = if request.no_start {
+            ""
+        } else {
+            " (the stack cannot be started yet: unlocking to MOUNTED)"
+        };
+        self.command(
             &peer,
             "Unlock",
-            "the LUKS and mount adapters have not been built (issue 4)",
-        ))
+            Command::Unlock { no_start: true },
+            Some(secret),
+            note,
+        )
+        .await
     }
 
     async fn start(
@@ -122,11 +209,7 @@ impl Vault for VaultService {
         request: Request<pb::LockRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
         let peer = self.authorize(&request, "Lock", Need::Change)?;
-        Err(self.not_yet(
-            &peer,
-            "Lock",
-            "the LUKS and mount adapters have not been built (issue 4)",
-        ))
+        self.command(&peer, "Lock", Command::Lock, None, "").await
     }
 
     type WatchStream = WatchStream;

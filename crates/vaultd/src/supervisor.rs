@@ -16,9 +16,15 @@ use vault_core::{
     Action, AlarmKind, Command, CommandOutcome, Core, Event, Millis, PowerPolicy, Status,
 };
 
+use std::sync::Mutex;
+
+use vault_core::machine::Step;
+
 use crate::audit;
-use crate::host::{Host, Observed};
+use crate::host::{Host, Observed, StepFailure};
 use crate::notify::Notifier;
+use crate::secret::Secret;
+use crate::throttle::Throttle;
 
 /// One input to the supervisor.
 #[derive(Debug)]
@@ -26,6 +32,8 @@ pub enum Msg {
     Command {
         command: Command,
         caller: Caller,
+        /// The passphrase, with Unlock.
+        secret: Option<Secret>,
         reply: oneshot::Sender<CommandOutcome>,
     },
     Event(Event),
@@ -34,7 +42,7 @@ pub enum Msg {
     /// A step finished: its result and what was seen right after.
     StepDone {
         step: vault_core::machine::Step,
-        result: Result<(), String>,
+        result: Result<(), StepFailure>,
         observed: Observed,
     },
     Observed(Observed),
@@ -42,6 +50,8 @@ pub enum Msg {
     Reconfigure {
         policy: PowerPolicy,
         power_off_after_drain: bool,
+        backoff_initial_secs: u64,
+        backoff_max_secs: u64,
     },
 }
 
@@ -98,6 +108,11 @@ pub struct Supervisor<H: Host> {
     wake_at: Option<tokio::time::Instant>,
     notifier: Notifier,
     emergency_stop_running: bool,
+    /// The passphrase of an accepted unlock, until its OpenMapping step takes it.
+    secret: Option<(Secret, Caller)>,
+    /// Who asked for the unlock whose OpenMapping runs now (for the audit of its result).
+    unlocking: Option<Caller>,
+    throttle: Arc<Mutex<Throttle>>,
 }
 
 impl<H: Host> std::fmt::Debug for Supervisor<H> {
@@ -111,7 +126,12 @@ impl<H: Host> std::fmt::Debug for Supervisor<H> {
 const QUEUE: usize = 256;
 
 impl<H: Host> Supervisor<H> {
-    pub fn new(host: Arc<H>, policy: PowerPolicy, power_off_after_drain: bool) -> (Self, Handle) {
+    pub fn new(
+        host: Arc<H>,
+        policy: PowerPolicy,
+        power_off_after_drain: bool,
+        throttle: Arc<Mutex<Throttle>>,
+    ) -> (Self, Handle) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let core = Core::new(policy, power_off_after_drain, Millis(0));
         let started_unix = unix_now();
@@ -146,6 +166,9 @@ impl<H: Host> Supervisor<H> {
             wake_at: None,
             notifier: Notifier::from_env(),
             emergency_stop_running: false,
+            secret: None,
+            unlocking: None,
+            throttle,
         };
         (supervisor, handle)
     }
@@ -210,10 +233,25 @@ impl<H: Host> Supervisor<H> {
             Msg::Command {
                 command,
                 caller,
+                secret,
                 reply,
             } => {
                 let (outcome, actions) = self.core.command(now, command, caller);
                 let _ = reply.send(outcome);
+                // Keep the passphrase only if this unlock is about to use it; otherwise it is
+                // dropped (zeroised) here.
+                let opens = actions.iter().any(|a| {
+                    matches!(
+                        a,
+                        Action::Run {
+                            step: Step::OpenMapping,
+                            ..
+                        }
+                    )
+                });
+                if let (true, Some(secret)) = (opens, secret) {
+                    self.secret = Some((secret, caller));
+                }
                 actions
             }
             Msg::Event(event) => {
@@ -236,6 +274,10 @@ impl<H: Host> Supervisor<H> {
                 result,
                 observed,
             } => {
+                if step == Step::OpenMapping {
+                    self.unlock_result(&result);
+                }
+                let result = result.map_err(|failure| failure.message);
                 let core = observed.core;
                 self.observed = Some(observed);
                 self.core.handle(
@@ -250,9 +292,14 @@ impl<H: Host> Supervisor<H> {
             Msg::Reconfigure {
                 policy,
                 power_off_after_drain,
+                backoff_initial_secs,
+                backoff_max_secs,
             } => {
                 self.threshold_percent = policy.threshold_percent;
                 self.core.set_policy(policy, power_off_after_drain);
+                if let Ok(mut throttle) = self.throttle.lock() {
+                    throttle.set_policy(backoff_initial_secs, backoff_max_secs);
+                }
                 Vec::new()
             }
         };
@@ -267,8 +314,16 @@ impl<H: Host> Supervisor<H> {
                 Action::Run { step, deadline } => {
                     let host = self.host.clone();
                     let tx = self.tx.clone();
+                    let secret = if step == Step::OpenMapping {
+                        self.secret.take().map(|(secret, caller)| {
+                            self.unlocking = Some(caller);
+                            secret
+                        })
+                    } else {
+                        None
+                    };
                     tokio::spawn(async move {
-                        let result = host.run(step, deadline).await;
+                        let result = host.run(step, deadline, secret).await;
                         let observed = host.observe().await;
                         let _ = tx
                             .send(Msg::StepDone {
@@ -304,6 +359,31 @@ impl<H: Host> Supervisor<H> {
             }
         }
         exit
+    }
+
+    /// Count a wrong passphrase towards the throttle (persisted), reset it on success, and
+    /// audit either way. Never the passphrase itself.
+    fn unlock_result(&mut self, result: &Result<(), StepFailure>) {
+        let caller = self.unlocking.take();
+        let (uid, pid) = caller.map_or((0, 0), |c| (c.uid, c.pid));
+        let Ok(mut throttle) = self.throttle.lock() else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                if let Err(error) = throttle.reset() {
+                    tracing::warn!(%error, "cannot reset the unlock throttle record");
+                }
+                audit::unlock_result(uid, pid, "opened", 0);
+            }
+            Err(failure) if failure.wrong_passphrase => {
+                if let Err(error) = throttle.record_failure(unix_now()) {
+                    tracing::error!(%error, "cannot record the failed unlock; the throttle will not survive a restart");
+                }
+                audit::unlock_result(uid, pid, "wrong-passphrase", throttle.failures());
+            }
+            Err(_) => audit::unlock_result(uid, pid, "failed", throttle.failures()),
+        }
     }
 
     fn spawn_observe(&self) {
