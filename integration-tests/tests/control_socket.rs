@@ -95,7 +95,11 @@ fn admin_passes_authorisation_and_unbuilt_calls_say_so() {
         return;
     }
     let daemon = Daemon::start("0660");
-    for verb in ["lock", "start", "stop", "check"] {
+    // Allowed to change state: lock answers (already locked), nothing refused.
+    let out = daemon.vaultctl(Some(ADMIN), &["lock"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("already locked"));
+    for verb in ["start", "stop", "check"] {
         let out = daemon.vaultctl(Some(ADMIN), &[verb]);
         let stderr = text(&out.stderr);
         // Not a fake success: UNIMPLEMENTED with a sentence, exit 6.
