@@ -369,3 +369,128 @@ impl Drop for Watcher {
         let _ = self.child.wait();
     }
 }
+
+/// A private Docker Engine (Debian's dockerd) on its own socket and data root, for one test.
+/// No iptables changes, no bridge: test containers use `--network none`. Images come from a
+/// tarball of busybox-static (`docker import`), never from a registry.
+#[derive(Debug)]
+pub struct DockerEngine {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    child: Option<Child>,
+}
+
+pub const TEST_IMAGE: &str = "vaultd-test/busybox:latest";
+
+impl DockerEngine {
+    /// Whether this machine can run one (dockerd and busybox installed, root).
+    pub fn available() -> bool {
+        is_root() && Path::new("/usr/sbin/dockerd").exists() && Path::new("/bin/busybox").exists()
+    }
+
+    pub fn start() -> DockerEngine {
+        let dir = tempfile::Builder::new()
+            .prefix("vaultd-docker-")
+            .tempdir()
+            .expect("tempdir");
+        let socket = dir.path().join("docker.sock");
+        let log = fs::File::create(dir.path().join("dockerd.log")).expect("log");
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--pidfile")
+            .arg(dir.path().join("docker.pid"))
+            .arg("--host")
+            .arg(format!("unix://{}", socket.display()))
+            .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn dockerd");
+        let engine = DockerEngine {
+            dir,
+            socket,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !engine.docker(&["version"]).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "dockerd did not start:\n{}",
+                fs::read_to_string(engine.dir.path().join("dockerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        engine.import_busybox();
+        engine
+    }
+
+    pub fn docker(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
+            .args(args)
+            .output()
+            .expect("docker")
+    }
+
+    pub fn docker_ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn import_busybox(&self) {
+        let root = self.dir.path().join("bb");
+        fs::create_dir_all(root.join("bin")).expect("bb");
+        fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox");
+        for applet in ["sh", "sleep", "cat", "echo", "ls"] {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).expect("symlink");
+        }
+        let tar = self.dir.path().join("bb.tar");
+        let status = Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .expect("tar");
+        assert!(status.success());
+        self.docker_ok(&[
+            "import",
+            "-c",
+            "CMD [\"/bin/sh\"]",
+            tar.to_str().expect("utf8"),
+            TEST_IMAGE,
+        ]);
+    }
+
+    /// Stop the engine (it cleans its mounts up on a graceful stop).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+                // SAFETY: kill(2) on our own child, not yet reaped.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for DockerEngine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -67,6 +67,7 @@ pub struct UnlockConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StackConfig {
     pub project: String,
+    pub docker_socket: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +108,7 @@ impl Default for Config {
             },
             stack: StackConfig {
                 project: "immich".into(),
+                docker_socket: "/var/run/docker.sock".into(),
             },
             power: PowerConfig {
                 threshold_percent: 30,
@@ -244,6 +246,13 @@ pub const SCHEMA: &[KeySpec] = &[
         default: "\"immich\"",
         range: "compose project name: [a-z0-9][a-z0-9_-]*",
         doc: "the compose project (label com.docker.compose.project) vaultd starts and stops",
+    },
+    KeySpec {
+        key: "stack.docker_socket",
+        kind: "path",
+        default: "\"/var/run/docker.sock\"",
+        range: "absolute path",
+        doc: "the Docker Engine's API socket",
     },
     KeySpec {
         key: "power.threshold_percent",
@@ -594,6 +603,7 @@ fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
             c.unlock.backoff_max_secs = at.integer(1, 86_400, "1–86400")?;
         }
         "stack.project" => c.stack.project = project(at)?,
+        "stack.docker_socket" => c.stack.docker_socket = at.absolute_path()?,
         "power.threshold_percent" => {
             c.power.threshold_percent = u32::try_from(at.integer(1, 95, "1–95")?).unwrap_or(30);
         }

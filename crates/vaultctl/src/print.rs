@@ -66,8 +66,14 @@ pub fn status_table(s: &pb::StatusReply, now: SystemTime) -> String {
             rows.push(("mount", format!("{}: {}", o.mountpoint, o.mount)));
             let containers = if o.containers_running < 0 {
                 "not observed".to_owned()
-            } else {
+            } else if o.containers.is_empty() {
                 format!("{} running", o.containers_running)
+            } else {
+                format!(
+                    "{} running: {}",
+                    o.containers_running,
+                    o.containers.join(", ")
+                )
             };
             rows.push(("containers", format!("project {}: {containers}", o.project)));
         }
@@ -120,6 +126,7 @@ pub fn status_json(s: &pb::StatusReply) -> Value {
             "mount": o.mount,
             "project": o.project,
             "containers_running": (o.containers_running >= 0).then_some(o.containers_running),
+            "containers": o.containers,
             "unobservable": o.unobservable,
         })),
         "power": s.power.as_ref().map(|p| json!({
@@ -183,6 +190,7 @@ mod tests {
                 project: "immich".into(),
                 containers_running: -1,
                 unobservable: String::new(),
+                containers: vec![],
             }),
             daemon_version: "0.1.0".into(),
             ..Default::default()

@@ -2,6 +2,10 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use vault_docker::{DockerError, RunningContainer, Stack};
 
 use vault_core::Millis;
 use vault_storage::StorageError;
@@ -18,6 +22,8 @@ pub struct Observed {
     pub core: Observation,
     pub mapping: String,
     pub mount: String,
+    /// The project's running containers: "name (state)".
+    pub containers: Vec<String>,
     /// Why some part could not be observed.
     pub unobservable: Vec<String>,
 }
@@ -67,25 +73,54 @@ pub struct StorageSettings {
     pub allow_discards: bool,
 }
 
-/// The host vaultd runs on. Observation is real (sysfs and mountinfo); the storage steps are
-/// real (libcryptsetup, mount(2)); the stack's steps arrive with their adapters (Docker:
-/// issue 5; Immich: issue 7; logind: issue 6) and until then fail with a sentence saying so.
+/// The host vaultd runs on. Observation is real (sysfs, mountinfo, the Docker API); the
+/// storage steps are real (libcryptsetup, mount(2)), and so is the emergency stop; the stack's
+/// ordered start and stop (issue 5), Immich's queues (issue 7) and logind (issue 6) arrive with
+/// their adapters and until then fail with a sentence saying so.
 #[derive(Debug, Clone)]
 pub struct RealHost {
     pub sysfs: PathBuf,
     pub storage: StorageSettings,
     pub mapping_name: String,
     pub mountpoint: PathBuf,
+    pub docker_socket: String,
+    pub project: String,
+    /// The connection to Docker, made on first use and dropped after an error.
+    docker: Arc<tokio::sync::Mutex<Option<Stack>>>,
 }
 
+/// How long a Docker call may take before the stack counts as unobservable.
+const DOCKER_TIMEOUT: Duration = Duration::from_secs(3);
+/// The grace each container gets in an emergency stop.
+const EMERGENCY_GRACE: Duration = Duration::from_secs(10);
+
 impl RealHost {
-    pub fn new(storage: StorageSettings) -> Self {
+    pub fn new(storage: StorageSettings, docker_socket: &Path, project: &str) -> Self {
         Self {
             sysfs: PathBuf::from(vault_storage::SYSFS),
             mapping_name: storage.mapping_name.clone(),
             mountpoint: storage.mountpoint.clone(),
             storage,
+            docker_socket: docker_socket.display().to_string(),
+            project: project.to_owned(),
+            docker: Arc::new(tokio::sync::Mutex::new(None)),
         }
+    }
+
+    /// The project's running containers, or why they cannot be seen.
+    async fn observe_stack(&self) -> Result<Vec<RunningContainer>, DockerError> {
+        let mut guard = self.docker.lock().await;
+        if guard.is_none() {
+            *guard =
+                Some(Stack::connect(&self.docker_socket, &self.project, DOCKER_TIMEOUT).await?);
+        }
+        let stack = guard.as_ref().expect("set above");
+        let result = stack.running().await;
+        if result.is_err() {
+            // Reconnect next time: the engine may have restarted.
+            *guard = None;
+        }
+        result
     }
 
     fn mapper_path(&self) -> PathBuf {
@@ -175,10 +210,7 @@ impl RealHost {
     }
 
     fn observe_now(&self) -> Observed {
-        let mut unobservable = vec![
-            "the stack: the Docker adapter is not built yet, so containers are not observed"
-                .to_owned(),
-        ];
+        let mut unobservable = Vec::new();
         let (mapping, mount, mapping_word, mount_word) =
             match vault_storage::observe(&self.sysfs, &self.mapping_name, &self.mountpoint) {
                 Ok(seen) => {
@@ -229,6 +261,7 @@ impl RealHost {
             },
             mapping: mapping_word,
             mount: mount_word,
+            containers: Vec::new(),
             unobservable,
         }
     }
@@ -237,19 +270,36 @@ impl RealHost {
 impl Host for RealHost {
     async fn observe(&self) -> Observed {
         let host = self.clone();
-        // sysfs and mountinfo reads are quick but blocking.
-        tokio::task::spawn_blocking(move || host.observe_now())
-            .await
-            .unwrap_or_else(|error| Observed {
-                core: Observation {
-                    mapping: MappingSeen::Unknown,
-                    mount: MountSeen::Unknown,
-                    containers: ContainersSeen::Unknown,
-                },
-                mapping: "unknown".into(),
-                mount: "unknown".into(),
-                unobservable: vec![format!("observation task failed: {error}")],
-            })
+        // sysfs and mountinfo reads are quick but blocking; Docker is asked meanwhile.
+        let storage = tokio::task::spawn_blocking(move || host.observe_now());
+        let stack = self.observe_stack().await;
+        let mut observed = storage.await.unwrap_or_else(|error| Observed {
+            core: Observation {
+                mapping: MappingSeen::Unknown,
+                mount: MountSeen::Unknown,
+                containers: ContainersSeen::Unknown,
+            },
+            mapping: "unknown".into(),
+            mount: "unknown".into(),
+            containers: Vec::new(),
+            unobservable: vec![format!("observation task failed: {error}")],
+        });
+        match stack {
+            Ok(running) => {
+                observed.core.containers = ContainersSeen::Known {
+                    running: u32::try_from(running.len()).unwrap_or(u32::MAX),
+                };
+                observed.containers = running
+                    .iter()
+                    .map(|c| format!("{} ({})", c.name, c.state))
+                    .collect();
+            }
+            Err(error) => {
+                observed.core.containers = ContainersSeen::Unknown;
+                observed.unobservable.push(format!("the stack: {error}"));
+            }
+        }
+        observed
     }
 
     async fn run(
@@ -266,6 +316,14 @@ impl Host for RealHost {
     }
 
     async fn emergency_stop(&self) -> Result<(), String> {
-        Err("cannot stop containers: the Docker adapter has not been built".into())
+        let stack = Stack::connect(&self.docker_socket, &self.project, DOCKER_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
+        let stopped = stack
+            .stop_all(EMERGENCY_GRACE)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::warn!("emergency stop of {}: {}", self.project, stopped.join(", "));
+        Ok(())
     }
 }

@@ -152,19 +152,23 @@ async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
 
     let access = Arc::new(RwLock::new(resolve_access(&config)));
     let storage = &config.storage;
-    let host = Arc::new(RealHost::new(StorageSettings {
-        device: storage.device.clone(),
-        mapping_name: storage.mapping_name.clone(),
-        mountpoint: storage.mountpoint.clone(),
-        filesystem: storage.filesystem.clone(),
-        mount_options: storage.mount_options.clone(),
-        fsck: match storage.fsck {
-            vault_config::Fsck::None => FsckPolicy::None,
-            vault_config::Fsck::Report => FsckPolicy::Report,
-            vault_config::Fsck::Repair => FsckPolicy::Repair,
+    let host = Arc::new(RealHost::new(
+        StorageSettings {
+            device: storage.device.clone(),
+            mapping_name: storage.mapping_name.clone(),
+            mountpoint: storage.mountpoint.clone(),
+            filesystem: storage.filesystem.clone(),
+            mount_options: storage.mount_options.clone(),
+            fsck: match storage.fsck {
+                vault_config::Fsck::None => FsckPolicy::None,
+                vault_config::Fsck::Report => FsckPolicy::Report,
+                vault_config::Fsck::Repair => FsckPolicy::Repair,
+            },
+            allow_discards: storage.allow_discards,
         },
-        allow_discards: storage.allow_discards,
-    }));
+        &config.stack.docker_socket,
+        &config.stack.project,
+    ));
     let throttle = Arc::new(Mutex::new(Throttle::load(
         &config.daemon.state_dir,
         config.unlock.backoff_initial_secs,
@@ -217,6 +221,11 @@ async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
 
     spawn_signal_handlers(handle.clone(), config_path, access)?;
     spawn_mount_watch(handle.tx.clone());
+    spawn_docker_watch(
+        handle.tx.clone(),
+        config.stack.docker_socket.display().to_string(),
+        config.stack.project.clone(),
+    );
 
     let ready_path = socket_path.clone();
     supervisor
@@ -335,6 +344,40 @@ fn spawn_mount_watch(tx: tokio::sync::mpsc::Sender<Msg>) {
             if tx.send(Msg::Observe).await.is_err() {
                 return;
             }
+        }
+    });
+}
+
+/// Docker events for the project's containers: each one makes the supervisor observe again, so
+/// a container started by hand on an unmounted data path is stopped at once. While the engine
+/// is unreachable, retry every few seconds (the observation meanwhile says "unknown").
+fn spawn_docker_watch(tx: tokio::sync::mpsc::Sender<Msg>, socket: String, project: String) {
+    tokio::spawn(async move {
+        let timeout = std::time::Duration::from_secs(3);
+        // Retries back off to a minute, so a host without Docker is not woken every 2 s.
+        let mut retry = std::time::Duration::from_secs(2);
+        loop {
+            match vault_docker::Stack::connect(&socket, &project, timeout).await {
+                Ok(stack) => {
+                    retry = std::time::Duration::from_secs(2);
+                    // Connected: look now (the engine may have come back with containers up).
+                    let _ = tx.send(Msg::Observe).await;
+                    let ended = stack
+                        .follow_events(|action| {
+                            tracing::debug!("docker event: {action}");
+                            let _ = tx.try_send(Msg::Observe);
+                        })
+                        .await;
+                    tracing::warn!("{ended}");
+                    let _ = tx.send(Msg::Observe).await;
+                }
+                Err(error) => tracing::debug!("{error}"),
+            }
+            if tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(retry).await;
+            retry = (retry * 2).min(std::time::Duration::from_secs(60));
         }
     });
 }

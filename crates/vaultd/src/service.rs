@@ -298,6 +298,7 @@ pub fn status_reply(snapshot: &Snapshot, describe: &Describe) -> pb::StatusReply
             ContainersSeen::Unknown => -1,
         },
         unobservable: o.unobservable.join("; "),
+        containers: o.containers.clone(),
     });
     pb::StatusReply {
         state: state_pb(status.state).into(),
