@@ -123,8 +123,31 @@ impl RealHost {
         result
     }
 
+    /// The mapping's device node. udev creates /dev/mapper/<name> a moment after activation;
+    /// wait for it (bounded), else use the kernel's own /dev/dm-N, which devtmpfs creates at
+    /// once. Either names the same device.
     fn mapper_path(&self) -> PathBuf {
-        Path::new("/dev/mapper").join(&self.mapping_name)
+        let by_name = Path::new("/dev/mapper").join(&self.mapping_name);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !by_name.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if by_name.exists() {
+            return by_name;
+        }
+        vault_storage::observe_mapping(&self.sysfs, &self.mapping_name)
+            .ok()
+            .and_then(|m| m.dm_device)
+            .and_then(|(major, minor)| {
+                std::fs::read_dir("/dev").ok()?.flatten().find_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let dev =
+                        std::fs::read_to_string(format!("/sys/class/block/{name}/dev")).ok()?;
+                    (name.starts_with("dm-") && dev.trim() == format!("{major}:{minor}"))
+                        .then(|| e.path())
+                })
+            })
+            .unwrap_or(by_name)
     }
 
     /// The storage steps. Blocking: called on the blocking pool.

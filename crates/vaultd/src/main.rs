@@ -110,8 +110,9 @@ fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VAULTD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Under systemd, stderr is connected to the journal: send structured records instead.
-    let journald = std::env::var_os("JOURNAL_STREAM")
-        .and_then(|_| tracing_journald::layer().ok())
+    let journald = stderr_is_journal()
+        .then(|| tracing_journald::layer().ok())
+        .flatten()
         .map(|layer| layer.with_syslog_identifier("vaultd".into()));
     let fmt = journald.is_none().then(|| {
         tracing_subscriber::fmt::layer()
@@ -124,6 +125,23 @@ fn init_logging() {
         .with(journald)
         .with(fmt)
         .init();
+}
+
+/// sd_journal_stream_fd(3): systemd sets JOURNAL_STREAM=<dev>:<inode> of the stream it gave us;
+/// it is ours only if stderr is still that stream (a child started with stderr redirected to a
+/// file inherits the variable but not the stream).
+fn stderr_is_journal() -> bool {
+    let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = value.to_str().and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    // fstat, not stat of /proc/self/fd/2: the journal stream is a socket.
+    let Ok(stderr) = nix::sys::stat::fstat(io::stderr()) else {
+        return false;
+    };
+    dev.parse() == Ok(stderr.st_dev) && ino.parse() == Ok(stderr.st_ino)
 }
 
 fn policy_of(config: &Config) -> PowerPolicy {

@@ -95,6 +95,7 @@ impl VaultService {
             },
             secret,
             reply,
+            observed: None,
         };
         if self.handle.tx.send(msg).await.is_err() {
             return Err(Status::unavailable("vaultd is shutting down"));

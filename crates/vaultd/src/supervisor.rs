@@ -35,6 +35,9 @@ pub enum Msg {
         /// The passphrase, with Unlock.
         secret: Option<Secret>,
         reply: oneshot::Sender<CommandOutcome>,
+        /// Reality looked at just before the command is decided; `None` when it arrives, so
+        /// the supervisor looks first (a mapping opened or closed by hand leaves no event).
+        observed: Option<Observed>,
     },
     Event(Event),
     /// Look at reality again (mountinfo changed, or a step's side effect).
@@ -235,8 +238,36 @@ impl<H: Host> Supervisor<H> {
                 caller,
                 secret,
                 reply,
+                observed: None,
             } => {
-                let (outcome, actions) = self.core.command(now, command, caller);
+                let host = self.host.clone();
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let observed = host.observe().await;
+                    let _ = tx
+                        .send(Msg::Command {
+                            command,
+                            caller,
+                            secret,
+                            reply,
+                            observed: Some(observed),
+                        })
+                        .await;
+                });
+                Vec::new()
+            }
+            Msg::Command {
+                command,
+                caller,
+                secret,
+                reply,
+                observed: Some(observed),
+            } => {
+                let core_observed = observed.core;
+                self.observed = Some(observed);
+                let mut actions = self.core.handle(now, Event::Observed(core_observed));
+                let (outcome, command_actions) = self.core.command(now, command, caller);
+                actions.extend(command_actions);
                 let _ = reply.send(outcome);
                 // Keep the passphrase only if this unlock is about to use it; otherwise it is
                 // dropped (zeroised) here.
