@@ -254,13 +254,9 @@ impl Drop for Daemon {
     }
 }
 
-/// Run vaultctl at `socket` as `user` (None = root), with optional stdin.
-pub fn vaultctl_at(
-    socket: &Path,
-    user: Option<&str>,
-    args: &[&str],
-    stdin: Option<&[u8]>,
-) -> Output {
+/// vaultctl as `user` (None = root, else through setpriv with the user's groups), talking to
+/// `socket`.
+fn vaultctl_command(socket: &Path, user: Option<&str>) -> Command {
     let mut cmd = match user {
         None => Command::new(bin("vaultctl")),
         Some(user) => {
@@ -273,7 +269,19 @@ pub fn vaultctl_at(
             c
         }
     };
-    cmd.arg("--socket").arg(socket).args(args);
+    cmd.arg("--socket").arg(socket);
+    cmd
+}
+
+/// Run vaultctl at `socket` as `user` (None = root), with optional stdin.
+pub fn vaultctl_at(
+    socket: &Path,
+    user: Option<&str>,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+) -> Output {
+    let mut cmd = vaultctl_command(socket, user);
+    cmd.args(args);
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {
@@ -302,21 +310,7 @@ pub struct Watcher {
 
 impl Watcher {
     pub fn start(socket: &Path, user: Option<&str>) -> Watcher {
-        let mut cmd = match user {
-            None => Command::new(bin("vaultctl")),
-            Some(user) => {
-                let mut c = Command::new("setpriv");
-                c.arg(format!("--reuid={user}"))
-                    .arg(format!("--regid={user}"))
-                    .arg("--init-groups")
-                    .arg("--")
-                    .arg(bin("vaultctl"));
-                c
-            }
-        };
-        let mut child = cmd
-            .arg("--socket")
-            .arg(socket)
+        let mut child = vaultctl_command(socket, user)
             .args(["watch", "--json"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -5,12 +5,14 @@
 //! the file, the line and the dotted key. [`SCHEMA`] is the one list of keys: docs/config.md is
 //! checked against it by a test.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
-use toml_edit::{Document, Item, Table, Value};
+use toml_edit::{Document, Item, Key, TableLike, Value};
 
+/// Where vaultd looks for its configuration unless told otherwise (`--config`).
 pub const DEFAULT_PATH: &str = "/etc/vaultd/vaultd.toml";
 
+/// The whole file. `Config::default()` is what an empty file means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub daemon: DaemonConfig,
@@ -134,6 +136,8 @@ pub struct KeySpec {
     pub doc: &'static str,
 }
 
+/// Every key the file may hold, grouped by table: the walker accepts exactly these, and
+/// docs/config.md and packaging/vaultd.toml are tested against them.
 pub const SCHEMA: &[KeySpec] = &[
     KeySpec {
         key: "daemon.socket_path",
@@ -298,6 +302,8 @@ pub const SCHEMA: &[KeySpec] = &[
     },
 ];
 
+/// Why a configuration file was refused. Every variant but `Read` names the line; every variant
+/// but `Read` and `Syntax` names the dotted key. Display is one line, `file:line: key …`.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{}: cannot read: {source}", path.display())]
@@ -309,6 +315,7 @@ pub enum ConfigError {
     Syntax {
         path: PathBuf,
         line: usize,
+        /// Counted in characters, from 1.
         column: usize,
         message: String,
     },
@@ -317,6 +324,7 @@ pub enum ConfigError {
         path: PathBuf,
         line: usize,
         key: String,
+        /// What the enclosing table accepts, e.g. "[daemon] accepts: socket_path, …".
         accepted: String,
     },
     #[error("{}:{line}: key `{key}` must be {expected}, not {found}", path.display())]
@@ -333,6 +341,7 @@ pub enum ConfigError {
         line: usize,
         key: String,
         value: String,
+        /// The key's [`KeySpec::range`].
         allowed: &'static str,
     },
     #[error("{}:{line}: key `{key}`: {why}", path.display())]
@@ -345,6 +354,7 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// The 1-based line the error is on; `None` when the file could not be read.
     pub fn line(&self) -> Option<usize> {
         match self {
             ConfigError::Read { .. } => None,
@@ -356,6 +366,7 @@ impl ConfigError {
         }
     }
 
+    /// The dotted key (`power.threshold_percent`, or just the table for an unknown table).
     pub fn key(&self) -> Option<&str> {
         match self {
             ConfigError::Read { .. } | ConfigError::Syntax { .. } => None,
@@ -367,6 +378,7 @@ impl ConfigError {
     }
 }
 
+/// Reads and validates the file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
@@ -375,6 +387,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&text, path)
 }
 
+/// Validates `text`; `origin` is only used to name the file in errors. The first problem found,
+/// in file order, is returned.
 pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
     let doc = Document::parse(text).map_err(|e| {
         let offset = e.span().map_or(0, |s| s.start);
@@ -383,23 +397,15 @@ pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
             path: origin.to_owned(),
             line,
             column,
-            message: e.message().trim().to_owned(),
+            message: one_line(e.message()),
         }
     })?;
     let walker = Walker { text, origin };
+    let tables = tables();
     let mut config = Config::default();
-    let tables: Vec<&str> = {
-        let mut t: Vec<&str> = SCHEMA
-            .iter()
-            .filter_map(|s| s.key.split_once('.'))
-            .map(|(t, _)| t)
-            .collect();
-        t.dedup();
-        t
-    };
-    for (name, item) in doc.as_table().iter() {
-        let key_span = doc.as_table().key(name).and_then(toml_edit::Key::span);
-        let line = walker.line(key_span.or_else(|| item.span()));
+    let root = doc.as_table();
+    for (name, item) in root.iter() {
+        let line = walker.line(root.key(name).and_then(Key::span).or_else(|| item.span()));
         if !tables.contains(&name) {
             return Err(ConfigError::UnknownKey {
                 path: origin.to_owned(),
@@ -408,7 +414,8 @@ pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
                 accepted: format!("the tables are: {}", tables.join(", ")),
             });
         }
-        let Some(table) = item.as_table() else {
+        // `[power]`, `power.x = …` and `power = { … }` are the same table in TOML; accept all.
+        let Some(table) = item.as_table_like() else {
             return Err(ConfigError::WrongType {
                 path: origin.to_owned(),
                 line,
@@ -422,93 +429,20 @@ pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
+/// The tables SCHEMA knows, in SCHEMA's order.
+fn tables() -> Vec<&'static str> {
+    let mut tables: Vec<&'static str> = Vec::new();
+    for (table, _) in SCHEMA.iter().filter_map(|s| s.key.split_once('.')) {
+        if !tables.contains(&table) {
+            tables.push(table);
+        }
+    }
+    tables
+}
+
 struct Walker<'a> {
     text: &'a str,
     origin: &'a Path,
-}
-
-/// One key's value, with what is needed to report on it.
-struct At<'a> {
-    key: String,
-    line: usize,
-    value: &'a Value,
-    origin: &'a Path,
-}
-
-impl At<'_> {
-    fn wrong(&self, expected: &'static str) -> ConfigError {
-        ConfigError::WrongType {
-            path: self.origin.to_owned(),
-            line: self.line,
-            key: self.key.clone(),
-            expected,
-            found: value_type(self.value),
-        }
-    }
-
-    fn invalid(&self, why: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            path: self.origin.to_owned(),
-            line: self.line,
-            key: self.key.clone(),
-            why: why.into(),
-        }
-    }
-
-    fn string(&self) -> Result<String, ConfigError> {
-        self.value
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| self.wrong("a string"))
-    }
-
-    fn boolean(&self) -> Result<bool, ConfigError> {
-        self.value
-            .as_bool()
-            .ok_or_else(|| self.wrong("true or false"))
-    }
-
-    fn integer(&self, min: i64, max: i64, allowed: &'static str) -> Result<u64, ConfigError> {
-        let n = self
-            .value
-            .as_integer()
-            .ok_or_else(|| self.wrong("an integer"))?;
-        if n < min || n > max {
-            return Err(ConfigError::OutOfRange {
-                path: self.origin.to_owned(),
-                line: self.line,
-                key: self.key.clone(),
-                value: n.to_string(),
-                allowed,
-            });
-        }
-        u64::try_from(n).map_err(|_| self.invalid("must not be negative"))
-    }
-
-    fn absolute_path(&self) -> Result<PathBuf, ConfigError> {
-        let s = self.string()?;
-        if !s.starts_with('/') {
-            return Err(self.invalid(format!("{s:?} must be an absolute path")));
-        }
-        Ok(PathBuf::from(s))
-    }
-
-    fn group(&self) -> Result<String, ConfigError> {
-        let s = self.string()?;
-        let valid_start = s
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
-        let valid_rest = s
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'));
-        if s.is_empty() || s.len() > 32 || !valid_start || !valid_rest {
-            return Err(self.invalid(format!(
-                "{s:?} is not a group name (lower-case letters, digits, _ and -, at most 32)"
-            )));
-        }
-        Ok(s)
-    }
 }
 
 impl Walker<'_> {
@@ -516,15 +450,19 @@ impl Walker<'_> {
         line_col(self.text, span.map_or(0, |s| s.start)).0
     }
 
-    fn table(&self, name: &str, table: &Table, config: &mut Config) -> Result<(), ConfigError> {
+    fn table(
+        &self,
+        name: &str,
+        table: &dyn TableLike,
+        config: &mut Config,
+    ) -> Result<(), ConfigError> {
         for (key, item) in table.iter() {
             let dotted = format!("{name}.{key}");
-            let key_span = table.key(key).and_then(toml_edit::Key::span);
-            let line = self.line(key_span.or_else(|| item.span()));
-            if !SCHEMA.iter().any(|s| s.key == dotted) {
+            let line = self.line(table.key(key).and_then(Key::span).or_else(|| item.span()));
+            let Some(spec) = SCHEMA.iter().find(|s| s.key == dotted) else {
                 let accepted: Vec<&str> = SCHEMA
                     .iter()
-                    .filter_map(|s| s.key.strip_prefix(name).and_then(|k| k.strip_prefix('.')))
+                    .filter_map(|s| s.key.strip_prefix(name)?.strip_prefix('.'))
                     .collect();
                 return Err(ConfigError::UnknownKey {
                     path: self.origin.to_owned(),
@@ -532,7 +470,7 @@ impl Walker<'_> {
                     key: dotted,
                     accepted: format!("[{name}] accepts: {}", accepted.join(", ")),
                 });
-            }
+            };
             let Some(value) = item.as_value() else {
                 return Err(ConfigError::WrongType {
                     path: self.origin.to_owned(),
@@ -543,7 +481,7 @@ impl Walker<'_> {
                 });
             };
             let at = At {
-                key: dotted,
+                spec,
                 line,
                 value,
                 origin: self.origin,
@@ -554,8 +492,111 @@ impl Walker<'_> {
     }
 }
 
+/// One key's value, with what is needed to report on it.
+struct At<'a> {
+    spec: &'static KeySpec,
+    line: usize,
+    value: &'a Value,
+    origin: &'a Path,
+}
+
+impl At<'_> {
+    fn wrong(&self, expected: &'static str) -> ConfigError {
+        ConfigError::WrongType {
+            path: self.origin.to_owned(),
+            line: self.line,
+            key: self.spec.key.to_owned(),
+            expected,
+            found: value_type(self.value),
+        }
+    }
+
+    fn invalid(&self, why: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.origin.to_owned(),
+            line: self.line,
+            key: self.spec.key.to_owned(),
+            why: why.into(),
+        }
+    }
+
+    fn string(&self) -> Result<String, ConfigError> {
+        let s = self.value.as_str().ok_or_else(|| self.wrong("a string"))?;
+        // Every string ends up in a path, a name or a syscall argument, none of which can hold
+        // a NUL; refusing it here beats an obscure failure at unlock time.
+        if s.contains('\0') {
+            return Err(self.invalid(format!("{s:?} contains a NUL character")));
+        }
+        Ok(s.to_owned())
+    }
+
+    fn boolean(&self) -> Result<bool, ConfigError> {
+        self.value
+            .as_bool()
+            .ok_or_else(|| self.wrong("true or false"))
+    }
+
+    /// An integer in `min..=max`; the error quotes the key's `range` from SCHEMA, which the
+    /// `integer_bounds_match_the_schema` test holds to the same bounds.
+    fn integer<T: TryFrom<i64>>(&self, min: i64, max: i64) -> Result<T, ConfigError> {
+        let n = self
+            .value
+            .as_integer()
+            .ok_or_else(|| self.wrong("an integer"))?;
+        if !(min..=max).contains(&n) {
+            return Err(ConfigError::OutOfRange {
+                path: self.origin.to_owned(),
+                line: self.line,
+                key: self.spec.key.to_owned(),
+                value: n.to_string(),
+                allowed: self.spec.range,
+            });
+        }
+        T::try_from(n).map_err(|_| self.invalid(format!("{n} does not fit")))
+    }
+
+    /// An absolute path, returned normalised (no `//`, `/./` or trailing `/`) so that later
+    /// comparisons, e.g. of the mountpoint against a container's mounts, see one spelling.
+    fn absolute_path(&self) -> Result<PathBuf, ConfigError> {
+        let s = self.string()?;
+        absolute(&s).map_err(|why| self.invalid(why))
+    }
+
+    fn group(&self) -> Result<String, ConfigError> {
+        let s = self.string()?;
+        // The portable subset useradd/groupadd accept by default (Debian's NAME_REGEX).
+        let valid_start = s
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+        let valid_rest = s
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'));
+        if s.len() > 32 || !valid_start || !valid_rest {
+            return Err(self.invalid(format!(
+                "{s:?} is not a group name (lower-case letters, digits, _ and -, at most 32)"
+            )));
+        }
+        Ok(s)
+    }
+}
+
+/// Checks that `s` is an absolute path without `..` and returns it normalised.
+fn absolute(s: &str) -> Result<PathBuf, String> {
+    let path = Path::new(s);
+    if !path.has_root() {
+        return Err(format!("{s:?} must be an absolute path"));
+    }
+    // `..` would let "/srv/immich/.." pass the "not /" check and would make the path mean
+    // something else once a symlink sits in it; nothing here needs it.
+    if path.components().any(|c| c == Component::ParentDir) {
+        return Err(format!("{s:?} must not contain `..`"));
+    }
+    Ok(path.components().collect())
+}
+
 fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
-    match at.key.as_str() {
+    match at.spec.key {
         "daemon.socket_path" => c.daemon.socket_path = at.absolute_path()?,
         "daemon.socket_mode" => c.daemon.socket_mode = socket_mode(at)?,
         "daemon.socket_group" => c.daemon.socket_group = at.group()?,
@@ -596,30 +637,24 @@ fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
             }
         }
         "storage.allow_discards" => c.storage.allow_discards = at.boolean()?,
-        "unlock.backoff_initial_secs" => {
-            c.unlock.backoff_initial_secs = at.integer(0, 60, "0–60")?;
-        }
-        "unlock.backoff_max_secs" => {
-            c.unlock.backoff_max_secs = at.integer(1, 86_400, "1–86400")?;
-        }
+        "unlock.backoff_initial_secs" => c.unlock.backoff_initial_secs = at.integer(0, 60)?,
+        "unlock.backoff_max_secs" => c.unlock.backoff_max_secs = at.integer(1, 86_400)?,
         "stack.project" => c.stack.project = project(at)?,
         "stack.docker_socket" => c.stack.docker_socket = at.absolute_path()?,
-        "power.threshold_percent" => {
-            c.power.threshold_percent = u32::try_from(at.integer(1, 95, "1–95")?).unwrap_or(30);
-        }
+        "power.threshold_percent" => c.power.threshold_percent = at.integer(1, 95)?,
         "power.min_time_to_empty_secs" => {
-            c.power.min_time_to_empty_secs = at.integer(0, 86_400, "0–86400")?;
+            c.power.min_time_to_empty_secs = at.integer(0, 86_400)?;
         }
         "power.on_battery_debounce_secs" => {
-            c.power.on_battery_debounce_secs = at.integer(0, 300, "0–300")?;
+            c.power.on_battery_debounce_secs = at.integer(0, 300)?;
         }
-        "power.max_drain_secs" => c.power.max_drain_secs = at.integer(10, 3600, "10–3600")?,
+        "power.max_drain_secs" => c.power.max_drain_secs = at.integer(10, 3600)?,
         "power.drain_safety_margin_secs" => {
-            c.power.drain_safety_margin_secs = at.integer(0, 3600, "0–3600")?;
+            c.power.drain_safety_margin_secs = at.integer(0, 3600)?;
         }
         "power.power_off_after_drain" => c.power.power_off_after_drain = at.boolean()?,
         // SCHEMA and this match are kept together; a key in one but not the other is a bug
-        // caught by the `every_schema_key_is_applied` test.
+        // caught by the `every_schema_key_is_applied_with_its_default` test.
         other => return Err(at.invalid(format!("{other} is in the schema but not applied"))),
     }
     Ok(())
@@ -627,14 +662,18 @@ fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
 
 fn socket_mode(at: &At<'_>) -> Result<u32, ConfigError> {
     let s = at.string()?;
-    let digits = s.trim_start_matches("0o");
-    let mode = (!digits.is_empty() && digits.len() <= 4)
+    let digits = s.strip_prefix("0o").unwrap_or(&s);
+    // Checked by hand: from_str_radix would also take a sign ("+660").
+    let octal = !digits.is_empty()
+        && digits.len() <= 4
+        && digits.bytes().all(|b| b.is_ascii_digit() && b < b'8');
+    let mode = octal
         .then(|| u32::from_str_radix(digits, 8).ok())
         .flatten()
         .ok_or_else(|| at.invalid(format!("{s:?} is not an octal mode like \"0660\"")))?;
     if mode & 0o002 != 0 {
         return Err(at.invalid(format!(
-            "{s:?} lets every local user write to the socket; access goes by group, use e.g. \"0660\""
+            "{s:?} lets every local user write to the socket, i.e. send commands; access goes by group, use e.g. \"0660\""
         )));
     }
     if mode & 0o7000 != 0 {
@@ -651,13 +690,15 @@ fn device(at: &At<'_>) -> Result<String, ConfigError> {
         let ok = !uuid.is_empty() && uuid.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
         if !ok {
             return Err(at.invalid(format!(
-                "{s:?}: UUID= must be followed by the partition's UUID"
+                "{s:?}: UUID= must be followed by the partition's UUID (see `blkid`)"
             )));
         }
     } else if !s.starts_with('/') {
         return Err(at.invalid(format!(
             "{s:?} must be an absolute device path or UUID=<uuid>"
         )));
+    } else {
+        absolute(&s).map_err(|why| at.invalid(why))?;
     }
     Ok(s)
 }
@@ -667,9 +708,11 @@ fn mapping_name(at: &At<'_>) -> Result<String, ConfigError> {
     let chars_ok = s
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    // The kernel's limit is DM_NAME_LEN (128) including the NUL; "." and ".." cannot be
+    // entries under /dev/mapper.
     if s.is_empty() || s.len() > 127 || !chars_ok || s == "." || s == ".." {
         return Err(at.invalid(format!(
-            "{s:?} is not a device-mapper name (1–127 of A–Z a–z 0–9 . _ -)"
+            "{s:?} is not a device-mapper name (1–127 of A–Z a–z 0–9 . _ -, not . or ..)"
         )));
     }
     Ok(s)
@@ -677,6 +720,8 @@ fn mapping_name(at: &At<'_>) -> Result<String, ConfigError> {
 
 fn project(at: &At<'_>) -> Result<String, ConfigError> {
     let s = at.string()?;
+    // docker compose normalises project names to this form; a name outside it would never
+    // match the containers' com.docker.compose.project label.
     let first_ok = s
         .chars()
         .next()
@@ -692,11 +737,30 @@ fn project(at: &At<'_>) -> Result<String, ConfigError> {
     Ok(s)
 }
 
+/// 1-based line and column of a byte offset. Columns count characters, as editors do.
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text.as_bytes()[..offset.min(text.len())];
+    let offset = offset.min(text.len());
+    let before = &text.as_bytes()[..offset];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
-    (line, column)
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    // An offset inside a character should not happen; counting bytes then is good enough.
+    let column = text
+        .get(line_start..offset)
+        .map_or(offset - line_start, |s| s.chars().count());
+    (line, column + 1)
+}
+
+/// toml_edit's messages can span lines; an error here is one line.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn type_name(item: &Item) -> &'static str {

@@ -8,11 +8,38 @@ fn err(text: &str) -> ConfigError {
     parse(text, p()).expect_err("should be rejected")
 }
 
+/// A valid file of several tables; `bad` replaces the line that starts like it (same key), so
+/// an error can be placed on a known line of a realistic file.
+fn with_line(bad: &str) -> (String, usize) {
+    let base = [
+        "# vaultd",
+        "[daemon]",
+        "socket_path = \"/run/vaultd/vaultd.sock\"",
+        "socket_mode = \"0660\"",
+        "",
+        "[storage]",
+        "mapping_name = \"immich-data\"",
+        "mountpoint = \"/srv/immich\"",
+        "",
+        "[power]",
+        "threshold_percent = 30",
+        "max_drain_secs = 300",
+    ];
+    let key = bad.split('=').next().expect("key").trim();
+    let index = base
+        .iter()
+        .position(|l| l.split('=').next().is_some_and(|k| k.trim() == key))
+        .unwrap_or_else(|| panic!("no line for {key}"));
+    let mut lines: Vec<&str> = base.to_vec();
+    lines[index] = bad;
+    (lines.join("\n") + "\n", index + 1)
+}
+
 #[test]
 fn an_empty_file_is_all_defaults() {
     assert_eq!(parse("", p()).expect("parse"), Config::default());
     assert_eq!(
-        parse("# only a comment\n", p()).expect("parse"),
+        parse("# only a comment\n\n[power]\n", p()).expect("parse"),
         Config::default()
     );
 }
@@ -34,9 +61,18 @@ admin_group = "wheel"
 device = "UUID=0123abcd-0000-4000-8000-00000000beef"
 mapping_name = "photos"
 mountpoint = "/srv/photos"
+filesystem = "xfs"
+mount_options = "noatime"
+fsck = "repair"
+allow_discards = true
+
+[unlock]
+backoff_initial_secs = 2
+backoff_max_secs = 600
 
 [stack]
 project = "photos-2"
+docker_socket = "/run/docker.sock"
 
 [power]
 threshold_percent = 25
@@ -46,157 +82,358 @@ max_drain_secs = 600
 drain_safety_margin_secs = 120
 power_off_after_drain = false
 "#;
-    let c = parse(text, p()).expect("parse");
-    assert_eq!(c.daemon.socket_mode, 0o640);
-    assert_eq!(c.daemon.socket_group, "photos");
-    assert_eq!(c.access.admin_group, "wheel");
-    assert_eq!(
-        c.storage.device.as_deref(),
-        Some("UUID=0123abcd-0000-4000-8000-00000000beef")
-    );
-    assert_eq!(c.storage.mountpoint, Path::new("/srv/photos"));
-    assert_eq!(c.stack.project, "photos-2");
-    assert_eq!(c.power.threshold_percent, 25);
-    assert_eq!(c.power.max_drain_secs, 600);
-    assert!(!c.power.power_off_after_drain);
+    let expected = Config {
+        daemon: DaemonConfig {
+            socket_path: "/run/v/v.sock".into(),
+            socket_mode: 0o640,
+            socket_group: "photos".into(),
+            state_dir: "/var/lib/v".into(),
+        },
+        access: AccessConfig {
+            reader_group: "photos".into(),
+            admin_group: "wheel".into(),
+        },
+        storage: StorageConfig {
+            device: Some("UUID=0123abcd-0000-4000-8000-00000000beef".into()),
+            mapping_name: "photos".into(),
+            mountpoint: "/srv/photos".into(),
+            filesystem: "xfs".into(),
+            mount_options: "noatime".into(),
+            fsck: Fsck::Repair,
+            allow_discards: true,
+        },
+        unlock: UnlockConfig {
+            backoff_initial_secs: 2,
+            backoff_max_secs: 600,
+        },
+        stack: StackConfig {
+            project: "photos-2".into(),
+            docker_socket: "/run/docker.sock".into(),
+        },
+        power: PowerConfig {
+            threshold_percent: 25,
+            min_time_to_empty_secs: 900,
+            on_battery_debounce_secs: 10,
+            max_drain_secs: 600,
+            drain_safety_margin_secs: 120,
+            power_off_after_drain: false,
+        },
+    };
+    assert_eq!(parse(text, p()).expect("parse"), expected);
+}
+
+#[test]
+fn dotted_and_inline_tables_are_the_same_tables() {
+    for text in [
+        "power.threshold_percent = 25\n",
+        "power = { threshold_percent = 25 }\n",
+    ] {
+        let c = parse(text, p()).expect(text);
+        assert_eq!(c.power.threshold_percent, 25, "{text}");
+    }
+    let e = err("\n\npower = { threshold_percent = 120 }\n");
+    assert_eq!(e.line(), Some(3));
+    assert_eq!(e.key(), Some("power.threshold_percent"));
 }
 
 #[test]
 fn an_unknown_key_names_its_line_and_what_the_table_accepts() {
     let e = err("[daemon]\n\n\n# c\n\nstate_dir = \"/x\"\nsocket_pth = \"/y\"\n");
+    assert!(matches!(e, ConfigError::UnknownKey { .. }), "{e:?}");
     assert_eq!(e.line(), Some(7));
     assert_eq!(e.key(), Some("daemon.socket_pth"));
-    let shown = e.to_string();
-    assert!(
-        shown.starts_with("/etc/vaultd/vaultd.toml:7: key `daemon.socket_pth` is unknown"),
-        "{shown}"
+    assert_eq!(
+        e.to_string(),
+        "/etc/vaultd/vaultd.toml:7: key `daemon.socket_pth` is unknown; \
+         [daemon] accepts: socket_path, socket_mode, socket_group, state_dir"
     );
-    assert!(shown.contains("socket_path"), "{shown}");
+    // A sub-table is an unknown key of its parent, on its header's line.
+    let e = err("[daemon]\nstate_dir = \"/x\"\n[daemon.extra]\nx = 1\n");
+    assert_eq!((e.line(), e.key()), (Some(3), Some("daemon.extra")));
 }
 
 #[test]
 fn a_misspelt_table_is_unknown() {
     let e = err("[power]\nthreshold_percent = 30\n[powr]\nthreshold_percent = 30\n");
+    assert!(matches!(e, ConfigError::UnknownKey { .. }), "{e:?}");
     assert_eq!(e.line(), Some(3));
     assert_eq!(e.key(), Some("powr"));
     assert!(
         e.to_string()
-            .contains("daemon, access, storage, unlock, stack, power"),
+            .contains("the tables are: daemon, access, storage, unlock, stack, power"),
         "{e}"
     );
 }
 
 #[test]
 fn a_wrong_type_says_what_was_expected() {
-    let e = err("[power]\nthreshold_percent = \"30\"\n");
-    assert_eq!(e.line(), Some(2));
+    let (text, line) = with_line("threshold_percent = \"30\"");
+    let e = err(&text);
+    assert!(matches!(e, ConfigError::WrongType { .. }), "{e:?}");
+    assert_eq!(e.line(), Some(line));
     assert_eq!(e.key(), Some("power.threshold_percent"));
-    assert!(
-        e.to_string().contains("must be an integer, not a string"),
-        "{e}"
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "/etc/vaultd/vaultd.toml:{line}: key `power.threshold_percent` must be an integer, not a string"
+        )
     );
     let e = err("power = 3\n");
+    assert_eq!(e.key(), Some("power"));
     assert!(e.to_string().contains("must be a table"), "{e}");
+    let e = err("[[power]]\n");
+    assert!(e.to_string().contains("not an array of tables"), "{e}");
     let e = err("[power]\npower_off_after_drain = \"yes\"\n");
     assert!(e.to_string().contains("true or false"), "{e}");
+    let e = err("[power]\nmax_drain_secs = 3.5\n");
+    assert!(e.to_string().contains("not a float"), "{e}");
 }
 
 #[test]
-fn out_of_range_values_name_the_range() {
+fn out_of_range_values_name_the_line_key_and_range() {
     for bad in ["0", "96", "-1"] {
-        let e = err(&format!("[power]\nthreshold_percent = {bad}\n"));
-        assert!(matches!(e, ConfigError::OutOfRange { line: 2, .. }), "{e}");
-        assert!(e.to_string().contains("1–95"), "{e}");
+        let (text, line) = with_line(&format!("threshold_percent = {bad}"));
+        let e = err(&text);
+        assert!(matches!(e, ConfigError::OutOfRange { .. }), "{e:?}");
+        assert_eq!(e.line(), Some(line));
+        assert_eq!(e.key(), Some("power.threshold_percent"));
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "/etc/vaultd/vaultd.toml:{line}: key `power.threshold_percent`: {bad} is out of range (1–95)"
+            )
+        );
     }
-    assert!(parse("[power]\nthreshold_percent = 95\n", p()).is_ok());
-    assert!(parse("[power]\nthreshold_percent = 1\n", p()).is_ok());
     let e = err("[power]\nmax_drain_secs = 5\n");
-    assert!(e.to_string().contains("10–3600"), "{e}");
+    assert!(e.to_string().contains("(10–3600)"), "{e}");
+}
+
+/// The range text in SCHEMA is what errors and docs show; the bounds in `apply` must agree.
+#[test]
+fn integer_bounds_match_the_schema() {
+    for spec in SCHEMA.iter().filter(|s| s.kind == "integer") {
+        let (min, max) = spec
+            .range
+            .split_once('–')
+            .and_then(|(a, b)| Some((a.parse::<i64>().ok()?, b.parse::<i64>().ok()?)))
+            .unwrap_or_else(|| panic!("{}: range {:?} is not min–max", spec.key, spec.range));
+        let (table, key) = spec.key.split_once('.').expect("dotted");
+        let text = |n: i64| format!("[{table}]\n{key} = {n}\n");
+        for ok in [min, max] {
+            assert!(parse(&text(ok), p()).is_ok(), "{} = {ok}", spec.key);
+        }
+        for bad in [min - 1, max + 1] {
+            let e = err(&text(bad));
+            assert!(
+                matches!(e, ConfigError::OutOfRange { allowed, .. } if allowed == spec.range),
+                "{} = {bad}: {e}",
+                spec.key
+            );
+        }
+    }
 }
 
 #[test]
 fn socket_modes_that_open_the_socket_to_everyone_are_refused() {
-    let e = err("[daemon]\nsocket_mode = \"0666\"\n");
-    assert_eq!(e.key(), Some("daemon.socket_mode"));
+    let (text, line) = with_line("socket_mode = \"0666\"");
+    let e = err(&text);
+    assert!(matches!(e, ConfigError::Invalid { .. }), "{e:?}");
+    assert_eq!(
+        (e.line(), e.key()),
+        (Some(line), Some("daemon.socket_mode"))
+    );
     assert!(e.to_string().contains("every local user"), "{e}");
-    let e = err("[daemon]\nsocket_mode = \"rw-rw----\"\n");
-    assert!(e.to_string().contains("not an octal mode"), "{e}");
+    for bad in ["0662", "0777", "2"] {
+        let e = err(&format!("[daemon]\nsocket_mode = \"{bad}\"\n"));
+        assert!(e.to_string().contains("every local user"), "{bad}: {e}");
+    }
+    for bad in ["rw-rw----", "0668", "+660", "-660", "", "06600"] {
+        let e = err(&format!("[daemon]\nsocket_mode = \"{bad}\"\n"));
+        assert!(e.to_string().contains("not an octal mode"), "{bad}: {e}");
+    }
+    let e = err("[daemon]\nsocket_mode = \"1660\"\n");
+    assert!(e.to_string().contains("sticky"), "{e}");
     let e = err("[daemon]\nsocket_mode = 660\n");
     assert!(e.to_string().contains("must be a string"), "{e}");
-    assert_eq!(
-        parse("[daemon]\nsocket_mode = \"600\"\n", p())
-            .expect("ok")
-            .daemon
-            .socket_mode,
-        0o600
-    );
+    for (ok, mode) in [("600", 0o600), ("0o640", 0o640), ("0660", 0o660)] {
+        let c = parse(&format!("[daemon]\nsocket_mode = \"{ok}\"\n"), p()).expect(ok);
+        assert_eq!(c.daemon.socket_mode, mode, "{ok}");
+    }
 }
 
 #[test]
 fn names_and_paths_are_checked() {
-    assert!(
-        err("[daemon]\nstate_dir = \"var/lib\"\n")
-            .to_string()
-            .contains("absolute path")
-    );
-    assert!(
-        err("[storage]\nmountpoint = \"/\"\n")
-            .to_string()
-            .contains("cannot be /")
-    );
-    assert!(
-        err("[storage]\nmapping_name = \"a/b\"\n")
-            .to_string()
-            .contains("device-mapper name")
-    );
-    assert!(
-        err("[storage]\ndevice = \"sda3\"\n")
-            .to_string()
-            .contains("absolute device path")
-    );
-    assert!(
-        err("[storage]\ndevice = \"UUID=\"\n")
-            .to_string()
-            .contains("UUID=")
-    );
-    assert!(
-        err("[access]\nadmin_group = \"Root Users\"\n")
-            .to_string()
-            .contains("not a group name")
-    );
-    assert!(
-        err("[stack]\nproject = \"Immich\"\n")
-            .to_string()
-            .contains("compose project")
-    );
-    assert_eq!(
-        parse("[storage]\ndevice = \"/dev/sda3\"\n", p())
-            .expect("ok")
-            .storage
-            .device
-            .as_deref(),
-        Some("/dev/sda3")
-    );
+    let refused = [
+        ("[daemon]\nstate_dir = \"var/lib\"\n", "absolute path"),
+        (
+            "[stack]\ndocker_socket = \"docker.sock\"\n",
+            "absolute path",
+        ),
+        ("[storage]\nmountpoint = \"/\"\n", "cannot be /"),
+        ("[storage]\nmountpoint = \"//\"\n", "cannot be /"),
+        (
+            "[storage]\nmountpoint = \"/srv/immich/..\"\n",
+            "must not contain `..`",
+        ),
+        ("[daemon]\nsocket_path = \"/run/a\\u0000b\"\n", "NUL"),
+        ("[storage]\nmapping_name = \"a/b\"\n", "device-mapper name"),
+        ("[storage]\nmapping_name = \"..\"\n", "device-mapper name"),
+        ("[storage]\nmapping_name = \"\"\n", "device-mapper name"),
+        ("[storage]\ndevice = \"sda3\"\n", "absolute device path"),
+        ("[storage]\ndevice = \"UUID=\"\n", "UUID="),
+        ("[storage]\ndevice = \"UUID=not a uuid\"\n", "UUID="),
+        ("[storage]\ndevice = \"/dev/../etc/shadow\"\n", "`..`"),
+        ("[storage]\nfilesystem = \"ext4 -o\"\n", "filesystem type"),
+        (
+            "[storage]\nmount_options = \"noatime, nodev\"\n",
+            "without spaces",
+        ),
+        ("[storage]\nfsck = \"yes\"\n", "none, report, repair"),
+        (
+            "[access]\nadmin_group = \"Root Users\"\n",
+            "not a group name",
+        ),
+        ("[access]\nreader_group = \"\"\n", "not a group name"),
+        ("[daemon]\nsocket_group = \"1group\"\n", "not a group name"),
+        ("[stack]\nproject = \"Immich\"\n", "compose project"),
+        ("[stack]\nproject = \"-immich\"\n", "compose project"),
+    ];
+    for (text, why) in refused {
+        let e = err(text);
+        assert!(
+            matches!(e, ConfigError::Invalid { line: 2, .. }),
+            "{text}: {e:?}"
+        );
+        assert!(e.to_string().contains(why), "{text}: {e}");
+    }
+    let mapping = format!("[storage]\nmapping_name = \"{}\"\n", "a".repeat(128));
+    assert!(err(&mapping).to_string().contains("device-mapper name"));
+    let mapping = format!("[storage]\nmapping_name = \"{}\"\n", "a".repeat(127));
+    assert!(parse(&mapping, p()).is_ok());
+
+    let c = parse(
+        "[storage]\ndevice = \"/dev/sda3\"\nmountpoint = \"/srv//immich/./\"\n",
+        p(),
+    )
+    .expect("ok");
+    assert_eq!(c.storage.device.as_deref(), Some("/dev/sda3"));
+    // Normalised, so that comparing it with a container's mount source is a string compare.
+    assert_eq!(c.storage.mountpoint.as_os_str(), "/srv/immich");
 }
 
 #[test]
 fn a_syntax_error_names_line_and_column() {
     let e = err("[daemon]\nstate_dir = \"/x\n");
-    assert!(matches!(e, ConfigError::Syntax { line: 2, .. }), "{e:?}");
     assert!(
-        e.to_string().starts_with("/etc/vaultd/vaultd.toml:2:"),
+        matches!(
+            e,
+            ConfigError::Syntax {
+                line: 2,
+                column: 16,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.line() == Some(2) && e.key().is_none());
+    assert!(
+        e.to_string()
+            .starts_with("/etc/vaultd/vaultd.toml:2:16: not valid TOML: "),
         "{e}"
     );
+    // Columns count characters, not bytes.
+    let e = err("# ünïcödé\n[daemon]\n# é\nstate_dir = \"/é\" x\n");
+    assert!(
+        matches!(
+            e,
+            ConfigError::Syntax {
+                line: 4,
+                column: 18,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // A table defined twice is TOML's error, not ours, and still names the line.
+    let e = err("[power]\n\n[power]\n");
+    assert!(matches!(e, ConfigError::Syntax { line: 3, .. }), "{e:?}");
+}
+
+#[test]
+fn every_error_is_one_line_starting_with_the_file() {
+    let texts = [
+        "[daemon\n",
+        "[daemon]\nstate_dir = \"\"\"/x\nrel\"\"\"\n",
+        "[daemon]\nstate_dir = '''\nrel'''\n",
+        "[power]\nthreshold_percent = [\n1,\n2]\n",
+        "[power]\n\n\n[power]\n",
+        "x = 1\n",
+    ];
+    for text in texts {
+        let shown = err(text).to_string();
+        assert!(!shown.contains('\n'), "{shown:?}");
+        assert!(shown.starts_with("/etc/vaultd/vaultd.toml:"), "{shown}");
+    }
 }
 
 #[test]
 fn a_missing_file_names_the_file() {
     let e = load(Path::new("/nonexistent/vaultd.toml")).expect_err("missing");
+    assert!(matches!(e, ConfigError::Read { .. }), "{e:?}");
+    assert_eq!((e.line(), e.key()), (None, None));
     assert!(
         e.to_string()
-            .contains("/nonexistent/vaultd.toml: cannot read"),
+            .starts_with("/nonexistent/vaultd.toml: cannot read: "),
         "{e}"
     );
+}
+
+#[test]
+fn load_reads_a_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("vaultd.toml");
+    std::fs::write(&path, "[power]\nthreshold_percent = 40\n").expect("write");
+    assert_eq!(load(&path).expect("load").power.threshold_percent, 40);
+    std::fs::write(&path, "[power]\nthreshold_percent = 400\n").expect("write");
+    let shown = load(&path).expect_err("invalid").to_string();
+    assert!(
+        shown.starts_with(&format!("{}:2: ", path.display())),
+        "{shown}"
+    );
+}
+
+#[test]
+fn the_schema_is_well_formed() {
+    let kinds = ["path", "string", "group", "integer", "bool"];
+    let mut seen_tables: Vec<&str> = Vec::new();
+    for (i, spec) in SCHEMA.iter().enumerate() {
+        let (table, key) = spec
+            .key
+            .split_once('.')
+            .unwrap_or_else(|| panic!("{} is not table.key", spec.key));
+        assert!(!key.contains('.'), "{}", spec.key);
+        assert!(
+            kinds.contains(&spec.kind),
+            "{}: kind {}",
+            spec.key,
+            spec.kind
+        );
+        assert!(
+            !spec.range.is_empty() && !spec.doc.is_empty(),
+            "{}",
+            spec.key
+        );
+        assert!(
+            SCHEMA[..i].iter().all(|s| s.key != spec.key),
+            "{} twice",
+            spec.key
+        );
+        // Tables are contiguous, so that docs/config.md can follow SCHEMA's order.
+        if seen_tables.last() != Some(&table) {
+            assert!(!seen_tables.contains(&table), "[{table}] is split");
+            seen_tables.push(table);
+        }
+    }
 }
 
 #[test]
@@ -246,25 +483,68 @@ fn docs_config_md_matches_the_schema() {
         let spec = SCHEMA.iter().find(|s| s.key == key).unwrap_or_else(|| {
             panic!("docs/config.md documents `{key}`, which the code does not know")
         });
+        assert!(
+            !documented.contains(&key),
+            "`{key}` is documented twice in docs/config.md"
+        );
+        assert_eq!(cells[2], spec.kind, "type of `{key}` in docs/config.md");
         let default = cells[3].trim_matches('`');
         assert_eq!(
             default, spec.default,
             "default of `{key}` in docs/config.md"
         );
-        documented.push(key.to_owned());
+        documented.push(key);
     }
     for spec in SCHEMA {
         assert!(
-            documented.iter().any(|k| k == spec.key),
+            documented.contains(&spec.key),
             "`{}` is not documented in docs/config.md",
             spec.key
         );
     }
 }
 
+/// The example in docs/config.md (the one ```toml block) must be a valid file.
+#[test]
+fn the_example_in_docs_config_md_parses() {
+    let doc = repo_file("docs/config.md");
+    let (_, rest) = doc.split_once("```toml\n").expect("a ```toml block");
+    let (example, _) = rest.split_once("```").expect("closed");
+    let c = parse(example, Path::new("docs/config.md")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.storage.device.is_some(), "the example names a device");
+}
+
 #[test]
 fn the_packaged_config_parses_to_the_defaults() {
     let text = repo_file("packaging/vaultd.toml");
-    let parsed = parse(&text, Path::new("packaging/vaultd.toml")).expect("packaged config");
+    let parsed = parse(&text, Path::new("packaging/vaultd.toml")).unwrap_or_else(|e| panic!("{e}"));
+    // It only spells out the defaults; the device is host-specific and left commented out.
     assert_eq!(parsed, Config::default());
+}
+
+/// Every key is in the shipped file, under its table: set, or commented out when it has no
+/// default, so that an operator sees the whole schema in one place.
+#[test]
+fn the_packaged_config_shows_every_key() {
+    let text = repo_file("packaging/vaultd.toml");
+    let mut table = "";
+    let mut shown = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            table = name;
+            continue;
+        }
+        let assignment = line.strip_prefix("# ").unwrap_or(line);
+        if let Some((key, _)) = assignment.split_once(" = ") {
+            shown.push(format!("{table}.{}", key.trim()));
+        }
+    }
+    for spec in SCHEMA {
+        assert!(
+            shown.iter().any(|k| k == spec.key),
+            "`{}` is missing from packaging/vaultd.toml",
+            spec.key
+        );
+    }
 }

@@ -154,20 +154,27 @@ impl Stack {
     pub async fn stop_all(&self, grace: Duration) -> Result<Vec<String>, DockerError> {
         let running = self.running().await?;
         let secs = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
-        let stops = running.iter().map(|c| {
-            let options = StopContainerOptionsBuilder::new().t(secs).build();
-            let docker = self.docker.clone();
-            let id = c.id.clone();
-            async move { docker.stop_container(&id, Some(options)).await }
-        });
+        // All at once: the grace is per container, not per stack.
+        let stops: Vec<_> = running
+            .iter()
+            .map(|c| {
+                let options = StopContainerOptionsBuilder::new().t(secs).build();
+                let docker = self.docker.clone();
+                let (id, name) = (c.id.clone(), c.name.clone());
+                tokio::spawn(async move { (name, docker.stop_container(&id, Some(options)).await) })
+            })
+            .collect();
+        let mut stopped = Vec::new();
         let mut failures = Vec::new();
-        for (container, result) in running.iter().zip(futures_join(stops).await) {
-            if let Err(e) = result {
-                failures.push(format!("{}: {e}", container.name));
+        for stop in stops {
+            match stop.await {
+                Ok((name, Ok(()))) => stopped.push(name),
+                Ok((name, Err(e))) => failures.push(format!("{name}: {e}")),
+                Err(e) => failures.push(format!("a stop task failed: {e}")),
             }
         }
         if failures.is_empty() {
-            Ok(running.into_iter().map(|c| c.name).collect())
+            Ok(stopped)
         } else {
             Err(DockerError::Api {
                 op: "stop the project's containers".into(),
@@ -175,20 +182,4 @@ impl Stack {
             })
         }
     }
-}
-
-/// Run the stops at once (the deadline is per container, not per stack).
-async fn futures_join<F, T>(futures: impl Iterator<Item = F>) -> Vec<T>
-where
-    F: std::future::Future<Output = T> + Send + 'static,
-    T: Send + 'static,
-{
-    let handles: Vec<_> = futures.map(tokio::spawn).collect();
-    let mut results = Vec::with_capacity(handles.len());
-    for handle in handles {
-        if let Ok(result) = handle.await {
-            results.push(result);
-        }
-    }
-    results
 }

@@ -53,14 +53,10 @@ impl Drop for Cleanup {
     }
 }
 
-#[test]
-fn loop_mounted_ext4_is_seen_by_device_number_and_is_not_the_mapping() {
-    if !capable() {
-        return;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let image = dir.path().join("fs.img");
-    let mountpoint = dir.path().join("mnt");
+/// A fresh ext4 image on a loop device, and an empty mountpoint beside it.
+fn ext4_on_loop(dir: &Path) -> (Cleanup, String, std::path::PathBuf) {
+    let image = dir.join("fs.img");
+    let mountpoint = dir.join("mnt");
     std::fs::create_dir(&mountpoint).expect("mkdir");
     std::fs::File::create(&image)
         .and_then(|f| f.set_len(16 << 20))
@@ -71,6 +67,16 @@ fn loop_mounted_ext4_is_seen_by_device_number_and_is_not_the_mapping() {
     cleanup
         .0
         .push(vec!["losetup".into(), "-d".into(), loopdev.clone()]);
+    (cleanup, loopdev, mountpoint)
+}
+
+#[test]
+fn loop_mounted_ext4_is_seen_by_device_number_and_is_not_the_mapping() {
+    if !capable() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut cleanup, loopdev, mountpoint) = ext4_on_loop(dir.path());
     run(&[
         "mount",
         "-t",
@@ -117,18 +123,7 @@ fn loop_busy_unmount_is_refused_with_its_holder_then_succeeds() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let image = dir.path().join("fs.img");
-    let mountpoint = dir.path().join("mnt");
-    std::fs::create_dir(&mountpoint).expect("mkdir");
-    std::fs::File::create(&image)
-        .and_then(|f| f.set_len(16 << 20))
-        .expect("image");
-    run(&["mkfs.ext4", "-q", "-F", image.to_str().expect("utf8")]);
-    let mut cleanup = Cleanup(Vec::new());
-    let loopdev = run(&["losetup", "-f", "--show", image.to_str().expect("utf8")]);
-    cleanup
-        .0
-        .push(vec!["losetup".into(), "-d".into(), loopdev.clone()]);
+    let (mut cleanup, loopdev, mountpoint) = ext4_on_loop(dir.path());
     vault_storage::mount::mount(
         Path::new(&loopdev),
         &mountpoint,
