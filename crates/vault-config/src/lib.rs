@@ -522,10 +522,11 @@ impl At<'_> {
 
     fn string(&self) -> Result<String, ConfigError> {
         let s = self.value.as_str().ok_or_else(|| self.wrong("a string"))?;
-        // Every string ends up in a path, a name or a syscall argument, none of which can hold
-        // a NUL; refusing it here beats an obscure failure at unlock time.
-        if s.contains('\0') {
-            return Err(self.invalid(format!("{s:?} contains a NUL character")));
+        // Every string ends up in a path, a name or a syscall argument: a NUL cannot be passed
+        // on, and a newline or escape would garble the logs that quote it. Refusing them here
+        // beats an obscure failure at unlock time.
+        if s.contains(char::is_control) {
+            return Err(self.invalid(format!("{s:?} contains a control character")));
         }
         Ok(s.to_owned())
     }

@@ -275,7 +275,14 @@ fn names_and_paths_are_checked() {
             "[storage]\nmountpoint = \"/srv/immich/..\"\n",
             "must not contain `..`",
         ),
-        ("[daemon]\nsocket_path = \"/run/a\\u0000b\"\n", "NUL"),
+        (
+            "[daemon]\nsocket_path = \"/run/a\\u0000b\"\n",
+            "control character",
+        ),
+        (
+            "[stack]\nproject = \"\"\"im\nmich\"\"\"\n",
+            "control character",
+        ),
         ("[storage]\nmapping_name = \"a/b\"\n", "device-mapper name"),
         ("[storage]\nmapping_name = \"..\"\n", "device-mapper name"),
         ("[storage]\nmapping_name = \"\"\n", "device-mapper name"),
