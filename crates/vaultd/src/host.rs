@@ -226,6 +226,30 @@ impl RealHost {
         }
     }
 
+    /// If the active mapping with our name is not backed by the configured device, why.
+    /// (A configured device that is a regular file is backed by a loop device: not checked.)
+    fn foreign_backing(&self) -> Option<String> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let spec = self.storage.device.as_deref()?;
+        let device = luks::resolve_device(spec).ok()?;
+        let meta = std::fs::metadata(&device).ok()?;
+        if !meta.file_type().is_block_device() {
+            return None;
+        }
+        let ours = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
+        let seen = vault_storage::observe_mapping(&self.sysfs, &self.mapping_name).ok()?;
+        (!seen.backing.is_empty() && !seen.backing.contains(&ours)).then(|| {
+            format!(
+                "/dev/mapper/{} is open over another device ({:?}), not {} ({}:{})",
+                self.mapping_name,
+                seen.backing,
+                device.display(),
+                ours.0,
+                ours.1
+            )
+        })
+    }
+
     fn mounted_here(&self) -> bool {
         vault_storage::read_mountinfo()
             .map(|m| vault_storage::mount_at(&m, &self.mountpoint).is_some())
@@ -237,10 +261,19 @@ impl RealHost {
         let (mapping, mount, mapping_word, mount_word) =
             match vault_storage::observe(&self.sysfs, &self.mapping_name, &self.mountpoint) {
                 Ok(seen) => {
-                    let mapping = if seen.mapping_active {
-                        MappingSeen::Open
-                    } else {
-                        MappingSeen::Closed
+                    let foreign = seen
+                        .mapping_active
+                        .then(|| self.foreign_backing())
+                        .flatten();
+                    let mapping = match (&foreign, seen.mapping_active) {
+                        // A mapping with our name over another device is not our volume:
+                        // nothing is decided from it.
+                        (Some(why), _) => {
+                            unobservable.push(why.clone());
+                            MappingSeen::Unknown
+                        }
+                        (None, true) => MappingSeen::Open,
+                        (None, false) => MappingSeen::Closed,
                     };
                     let (mount, word) = match &seen.mounted {
                         vault_storage::MountObservation::NotMounted => {

@@ -19,6 +19,9 @@ impl Secret {
             // reallocated while the Secret owns it (it is never pushed to).
             unsafe { libc::mlock(bytes.as_ptr().cast(), bytes.capacity()) == 0 }
         };
+        if !bytes.is_empty() {
+            exclude_from_dumps(&bytes);
+        }
         Self { bytes, locked }
     }
 
@@ -32,6 +35,21 @@ impl Secret {
 
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
+    }
+}
+
+/// MADV_DONTDUMP on the pages holding the buffer: belt and braces with PR_SET_DUMPABLE 0, in
+/// case someone turns dumps back on. madvise works on whole pages; marking a neighbour's bytes
+/// too only keeps them out of a dump.
+fn exclude_from_dumps(bytes: &Vec<u8>) {
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let start = bytes.as_ptr() as usize & !(page - 1);
+    let end = (bytes.as_ptr() as usize + bytes.capacity()).div_ceil(page) * page;
+    // SAFETY: the range covers whole pages of the live heap mapping that holds the buffer;
+    // MADV_DONTDUMP changes only what a core dump includes, never the memory's contents.
+    unsafe {
+        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTDUMP);
     }
 }
 
