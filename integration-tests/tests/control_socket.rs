@@ -90,7 +90,7 @@ fn reader_may_read_but_not_change_state() {
 }
 
 #[test]
-fn admin_passes_authorisation_and_unbuilt_calls_say_so() {
+fn admin_passes_authorisation_and_each_call_answers_for_the_state() {
     if !root_ready() {
         return;
     }
@@ -99,14 +99,36 @@ fn admin_passes_authorisation_and_unbuilt_calls_say_so() {
     let out = daemon.vaultctl(Some(ADMIN), &["lock"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("already locked"));
-    for verb in ["start", "stop", "check"] {
-        let out = daemon.vaultctl(Some(ADMIN), &[verb]);
-        let stderr = text(&out.stderr);
-        // Not a fake success: UNIMPLEMENTED with a sentence, exit 6.
-        assert_eq!(out.status.code(), Some(6), "{verb}: {stderr}");
-        assert!(stderr.contains("not available yet"), "{stderr}");
-        assert!(stderr.contains("Nothing was changed"), "{stderr}");
-    }
+    // Start while LOCKED: refused with the reason, exit 5.
+    let out = daemon.vaultctl(Some(ADMIN), &["start"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("unlock it first"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Stop with nothing running: nothing to do, exit 0.
+    let out = daemon.vaultctl(Some(ADMIN), &["stop"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("not running"));
+    // Check, with no Docker at the configured socket: an error finding, exit 7.
+    let out = daemon.vaultctl(Some(ADMIN), &["check", "--json"]);
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let findings = report["findings"].as_array().expect("findings");
+    assert!(
+        findings.iter().any(|f| f["area"] == "stack"
+            && f["severity"] == "error"
+            && f["finding"]
+                .as_str()
+                .unwrap_or("")
+                .contains("cannot reach Docker")),
+        "{report}"
+    );
+    assert!(
+        findings.iter().any(|f| f["area"] == "data path"),
+        "{report}"
+    );
     let out = daemon.vaultctl(Some(ADMIN), &["status", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(json["state"], "LOCKED", "nothing changed");

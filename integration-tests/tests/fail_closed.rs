@@ -97,7 +97,7 @@ fn a_project_container_started_while_locked_is_stopped_at_once() {
     });
     let log = daemon.stderr();
     assert!(log.contains("vaultd_alarm=\"forbidden\""), "{log}");
-    assert!(log.contains("emergency stop of"), "{log}");
+    assert!(log.contains("emergency stop in"), "{log}");
 
     // Docker goes away: an alarm, and no state is guessed.
     engine.stop();
@@ -112,4 +112,80 @@ fn a_project_container_started_while_locked_is_stopped_at_once() {
         gone["status"]["observed"]["containers_running"],
         serde_json::Value::Null
     );
+}
+
+/// `vaultctl check` through the real daemon: a container published on every address and a
+/// privileged one are errors (exit 7), each with a fix; the table names them too.
+#[test]
+fn check_reports_risky_containers_of_the_project() {
+    if !require(
+        "root, dockerd (docker.io) and busybox-static",
+        DockerEngine::available(),
+    ) {
+        return;
+    }
+    ensure_test_accounts();
+    let engine = DockerEngine::start();
+    let project = format!("vaultd-check-{}", std::process::id());
+    engine.docker_ok(&["network", "create", "vaultd-it-check"]);
+    // Created, never started: nothing listens, the config says what it would publish.
+    engine.docker_ok(&[
+        "create",
+        "--network",
+        "vaultd-it-check",
+        "-p",
+        "0.0.0.0:18081:80",
+        "--label",
+        &format!("com.docker.compose.project={project}"),
+        "--label",
+        "com.docker.compose.service=immich-server",
+        "--name",
+        "exposed",
+        TEST_IMAGE,
+    ]);
+    engine.docker_ok(&[
+        "create",
+        "--network",
+        "none",
+        "--privileged",
+        "--label",
+        &format!("com.docker.compose.project={project}"),
+        "--label",
+        "com.docker.compose.service=database",
+        "--name",
+        "privileged",
+        TEST_IMAGE,
+    ]);
+    let extra = format!(
+        "\n[stack]\nproject = \"{project}\"\ndocker_socket = \"{}\"\n",
+        engine.socket.display()
+    );
+    let daemon = Daemon::start_with("0660", &extra);
+    let out = daemon.vaultctl(None, &["check", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(out.status.code(), Some(7), "{report}");
+    let findings = report["findings"].as_array().expect("findings");
+    let error_about = |area: &str, words: &str| {
+        findings.iter().any(|f| {
+            f["severity"] == "error"
+                && f["area"] == area
+                && f["finding"].as_str().unwrap_or("").contains(words)
+                && !f["fix"].as_str().unwrap_or("").is_empty()
+        })
+    };
+    assert!(
+        error_about("container exposed", "18081/tcp on every address"),
+        "{report}"
+    );
+    assert!(
+        error_about("container privileged", "privileged"),
+        "{report}"
+    );
+    assert_eq!(report["errors"], 2, "{report}");
+    let table = daemon.vaultctl(None, &["check"]);
+    let shown = String::from_utf8_lossy(&table.stdout);
+    assert!(shown.contains("SEVERITY"), "{shown}");
+    assert!(shown.contains("fix: publish it on loopback"), "{shown}");
+    engine.docker_ok(&["rm", "-f", "exposed"]);
+    engine.docker_ok(&["network", "rm", "vaultd-it-check"]);
 }

@@ -5,6 +5,7 @@
 //! the file, the line and the dotted key. [`SCHEMA`] is the one list of keys: docs/config.md is
 //! checked against it by a test.
 
+use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use toml_edit::{Document, Item, Key, TableLike, Value};
@@ -70,6 +71,29 @@ pub struct UnlockConfig {
 pub struct StackConfig {
     pub project: String,
     pub docker_socket: PathBuf,
+    /// For compose v1 projects (no depends_on label): services in start order.
+    pub start_order: Vec<String>,
+    /// How long a dependency may take to meet its condition.
+    pub start_timeout_secs: u64,
+    /// Stop timeout when neither `stop_timeouts` nor the container names one.
+    pub default_stop_timeout_secs: u64,
+    /// Per service.
+    pub stop_timeouts: BTreeMap<String, u64>,
+    /// Per service, e.g. SIGINT for Postgres.
+    pub stop_signals: BTreeMap<String, String>,
+    pub posture_gate: PostureGate,
+    pub allowed_publish_addresses: Vec<String>,
+    pub allowed_capabilities: Vec<String>,
+    pub fix_restart_policy: bool,
+}
+
+/// What posture findings at error level do to a start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostureGate {
+    /// They stop it (the default).
+    Block,
+    /// They are reported and audited; the start goes on.
+    Warn,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +135,15 @@ impl Default for Config {
             stack: StackConfig {
                 project: "immich".into(),
                 docker_socket: "/var/run/docker.sock".into(),
+                start_order: Vec::new(),
+                start_timeout_secs: 120,
+                default_stop_timeout_secs: 30,
+                stop_timeouts: BTreeMap::new(),
+                stop_signals: BTreeMap::new(),
+                posture_gate: PostureGate::Block,
+                allowed_publish_addresses: Vec::new(),
+                allowed_capabilities: Vec::new(),
+                fix_restart_policy: false,
             },
             power: PowerConfig {
                 threshold_percent: 30,
@@ -257,6 +290,69 @@ pub const SCHEMA: &[KeySpec] = &[
         default: "\"/var/run/docker.sock\"",
         range: "absolute path",
         doc: "the Docker Engine's API socket",
+    },
+    KeySpec {
+        key: "stack.start_order",
+        kind: "list of strings",
+        default: "[]",
+        range: "service names",
+        doc: "for compose v1 projects, which write no depends_on label: the services in start order (each waits for the one before: healthy if it has a healthcheck, else started); ignored when the labels are there",
+    },
+    KeySpec {
+        key: "stack.start_timeout_secs",
+        kind: "integer",
+        default: "120",
+        range: "5–3600",
+        doc: "how long a dependency may take to become started or healthy before the start fails and is rolled back",
+    },
+    KeySpec {
+        key: "stack.default_stop_timeout_secs",
+        kind: "integer",
+        default: "30",
+        range: "1–3600",
+        doc: "the stop timeout (signal, then SIGKILL) for a service that has none in stop_timeouts or in its container (compose stop_grace_period)",
+    },
+    KeySpec {
+        key: "stack.stop_timeouts",
+        kind: "table of integers",
+        default: "{}",
+        range: "service = 1–3600",
+        doc: "per-service stop timeouts in seconds, e.g. { database = 120 }; a drain's deadline can shorten them",
+    },
+    KeySpec {
+        key: "stack.stop_signals",
+        kind: "table of strings",
+        default: "{}",
+        range: "service = SIGNAME",
+        doc: "per-service stop signals, e.g. { database = \"SIGINT\" } (Postgres' fast shutdown); else the container's own",
+    },
+    KeySpec {
+        key: "stack.posture_gate",
+        kind: "string",
+        default: "\"block\"",
+        range: "block, warn",
+        doc: "whether posture findings at error level stop a start (block) or are only reported (warn)",
+    },
+    KeySpec {
+        key: "stack.allowed_publish_addresses",
+        kind: "list of strings",
+        default: "[]",
+        range: "IP addresses",
+        doc: "host addresses containers may publish ports on besides loopback, e.g. the WireGuard address",
+    },
+    KeySpec {
+        key: "stack.allowed_capabilities",
+        kind: "list of strings",
+        default: "[]",
+        range: "capability names",
+        doc: "capabilities containers may add (cap_add); any other is a finding at error level",
+    },
+    KeySpec {
+        key: "stack.fix_restart_policy",
+        kind: "bool",
+        default: "false",
+        range: "true, false",
+        doc: "set always/unless-stopped restart policies to \"no\" through the Docker API before each start (the compose file is not touched)",
     },
     KeySpec {
         key: "power.threshold_percent",
@@ -563,6 +659,47 @@ impl At<'_> {
         absolute(&s).map_err(|why| self.invalid(why))
     }
 
+    /// An array of strings, each checked by `item`.
+    fn list(
+        &self,
+        item: impl Fn(&str) -> Result<String, String>,
+    ) -> Result<Vec<String>, ConfigError> {
+        let array = self
+            .value
+            .as_array()
+            .ok_or_else(|| self.wrong("a list of strings ([\"…\"])"))?;
+        let mut out = Vec::new();
+        for v in array {
+            let s = v
+                .as_str()
+                .ok_or_else(|| self.wrong("a list of strings ([\"…\"])"))?;
+            let s = item(s).map_err(|why| self.invalid(why))?;
+            if out.contains(&s) {
+                return Err(self.invalid(format!("{s:?} is listed twice")));
+            }
+            out.push(s);
+        }
+        Ok(out)
+    }
+
+    /// An inline table keyed by compose service name, each value checked by `value`.
+    fn per_service<T>(
+        &self,
+        value: impl Fn(&Value) -> Result<T, String>,
+    ) -> Result<BTreeMap<String, T>, ConfigError> {
+        let table = self
+            .value
+            .as_inline_table()
+            .ok_or_else(|| self.wrong("a table of services ({ service = … })"))?;
+        let mut out = BTreeMap::new();
+        for (service, v) in table.iter() {
+            let service = service_name(service).map_err(|why| self.invalid(why))?;
+            let v = value(v).map_err(|why| self.invalid(format!("{service}: {why}")))?;
+            out.insert(service, v);
+        }
+        Ok(out)
+    }
+
     fn group(&self) -> Result<String, ConfigError> {
         let s = self.string()?;
         // The portable subset useradd/groupadd accept by default (Debian's NAME_REGEX).
@@ -642,6 +779,57 @@ fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
         "unlock.backoff_max_secs" => c.unlock.backoff_max_secs = at.integer(1, 86_400)?,
         "stack.project" => c.stack.project = project(at)?,
         "stack.docker_socket" => c.stack.docker_socket = at.absolute_path()?,
+        "stack.start_order" => c.stack.start_order = at.list(service_name)?,
+        "stack.start_timeout_secs" => c.stack.start_timeout_secs = at.integer(5, 3600)?,
+        "stack.default_stop_timeout_secs" => {
+            c.stack.default_stop_timeout_secs = at.integer(1, 3600)?;
+        }
+        "stack.stop_timeouts" => {
+            c.stack.stop_timeouts = at.per_service(|v| {
+                v.as_integer()
+                    .filter(|n| (1..=3600).contains(n))
+                    .and_then(|n| u64::try_from(n).ok())
+                    .ok_or_else(|| "must be whole seconds, 1–3600".to_owned())
+            })?;
+        }
+        "stack.stop_signals" => {
+            c.stack.stop_signals = at.per_service(|v| {
+                let s = v.as_str().unwrap_or_default();
+                let name = s.strip_prefix("SIG").unwrap_or(s);
+                (!name.is_empty()
+                    && name
+                        .chars()
+                        .all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit()))
+                .then(|| format!("SIG{name}"))
+                .ok_or_else(|| format!("{s:?} is not a signal name like \"SIGINT\""))
+            })?;
+        }
+        "stack.posture_gate" => {
+            c.stack.posture_gate = match at.string()?.as_str() {
+                "block" => PostureGate::Block,
+                "warn" => PostureGate::Warn,
+                other => return Err(at.invalid(format!("{other:?} is not one of block, warn"))),
+            }
+        }
+        "stack.allowed_publish_addresses" => {
+            c.stack.allowed_publish_addresses = at.list(|s| {
+                s.parse::<std::net::IpAddr>()
+                    .map(|ip| ip.to_string())
+                    .map_err(|_| format!("{s:?} is not an IP address"))
+            })?;
+        }
+        "stack.allowed_capabilities" => {
+            c.stack.allowed_capabilities = at.list(|s| {
+                let upper = s.to_ascii_uppercase();
+                let bare = upper.strip_prefix("CAP_").unwrap_or(&upper).to_owned();
+                (!bare.is_empty() && bare.chars().all(|ch| ch.is_ascii_uppercase() || ch == '_'))
+                    .then_some(bare)
+                    .ok_or_else(|| {
+                        format!("{s:?} is not a capability name like \"NET_BIND_SERVICE\"")
+                    })
+            })?;
+        }
+        "stack.fix_restart_policy" => c.stack.fix_restart_policy = at.boolean()?,
         "power.threshold_percent" => c.power.threshold_percent = at.integer(1, 95)?,
         "power.min_time_to_empty_secs" => {
             c.power.min_time_to_empty_secs = at.integer(0, 86_400)?;
@@ -659,6 +847,18 @@ fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
         other => return Err(at.invalid(format!("{other} is in the schema but not applied"))),
     }
     Ok(())
+}
+
+/// A compose service name (compose allows [a-zA-Z0-9._-]).
+fn service_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("{s:?} is not a compose service name"))
+    }
 }
 
 fn socket_mode(at: &At<'_>) -> Result<u32, ConfigError> {

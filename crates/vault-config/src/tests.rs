@@ -73,6 +73,15 @@ backoff_max_secs = 600
 [stack]
 project = "photos-2"
 docker_socket = "/run/docker.sock"
+start_order = ["database", "redis", "immich-server"]
+start_timeout_secs = 300
+default_stop_timeout_secs = 20
+stop_timeouts = { database = 120, "immich-server" = 30 }
+stop_signals = { database = "INT" }
+posture_gate = "warn"
+allowed_publish_addresses = ["10.8.0.1", "fd00::0001"]
+allowed_capabilities = ["cap_net_bind_service"]
+fix_restart_policy = true
 
 [power]
 threshold_percent = 25
@@ -109,6 +118,15 @@ power_off_after_drain = false
         stack: StackConfig {
             project: "photos-2".into(),
             docker_socket: "/run/docker.sock".into(),
+            start_order: vec!["database".into(), "redis".into(), "immich-server".into()],
+            start_timeout_secs: 300,
+            default_stop_timeout_secs: 20,
+            stop_timeouts: [("database".into(), 120), ("immich-server".into(), 30)].into(),
+            stop_signals: [("database".into(), "SIGINT".into())].into(),
+            posture_gate: PostureGate::Warn,
+            allowed_publish_addresses: vec!["10.8.0.1".into(), "fd00::1".into()],
+            allowed_capabilities: vec!["NET_BIND_SERVICE".into()],
+            fix_restart_policy: true,
         },
         power: PowerConfig {
             threshold_percent: 25,
@@ -411,7 +429,16 @@ fn load_reads_a_file() {
 
 #[test]
 fn the_schema_is_well_formed() {
-    let kinds = ["path", "string", "group", "integer", "bool"];
+    let kinds = [
+        "path",
+        "string",
+        "group",
+        "integer",
+        "bool",
+        "list of strings",
+        "table of integers",
+        "table of strings",
+    ];
     let mut seen_tables: Vec<&str> = Vec::new();
     for (i, spec) in SCHEMA.iter().enumerate() {
         let (table, key) = spec
@@ -553,5 +580,38 @@ fn the_packaged_config_shows_every_key() {
             "`{}` is missing from packaging/vaultd.toml",
             spec.key
         );
+    }
+}
+
+#[test]
+fn stack_lists_and_per_service_tables_name_the_bad_entry() {
+    let cases = [
+        (
+            "[stack]\nstop_timeouts = { database = 0 }\n",
+            "database: must be whole seconds",
+        ),
+        (
+            "[stack]\nstop_timeouts = { \"data base\" = 5 }\n",
+            "\"data base\" is not a compose service name",
+        ),
+        (
+            "[stack]\nstop_signals = { database = \"int\" }\n",
+            "not a signal name",
+        ),
+        (
+            "[stack]\nallowed_publish_addresses = [\"0.0.0.0/0\"]\n",
+            "not an IP address",
+        ),
+        ("[stack]\nstart_order = [\"a\", \"a\"]\n", "listed twice"),
+        ("[stack]\nstart_order = \"a\"\n", "a list of strings"),
+        (
+            "[stack]\nposture_gate = \"off\"\n",
+            "not one of block, warn",
+        ),
+    ];
+    for (text, says) in cases {
+        let shown = err(text).to_string();
+        assert!(shown.contains(says), "{text:?}: {shown}");
+        assert!(shown.starts_with("/etc/vaultd/vaultd.toml:2:"), "{shown}");
     }
 }

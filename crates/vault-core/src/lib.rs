@@ -20,7 +20,9 @@ pub mod power;
 pub mod state;
 pub mod throttle;
 
-pub use machine::{Action, Alarm, AlarmKind, Command, CommandOutcome, Core, Event, Refusal, Step};
+pub use machine::{
+    Action, Alarm, AlarmKind, Command, CommandOutcome, Core, Event, Refusal, Step, StopScope,
+};
 pub use observation::{ContainersSeen, Derived, MountSeen, Observation};
 pub use power::{PowerPolicy, PowerReading};
 pub use state::{DrainTarget, Phase, Reason, State, Status};

@@ -118,6 +118,19 @@ pub enum AlarmKind {
     ObservationRestored,
     StepFailed,
     DrainAborted,
+    /// A running container writes through a bind mount that is not on the mounted volume.
+    MisplacedBind,
+    /// Containers of the project started outside vaultd while it is not RUNNING.
+    UnsanctionedStart,
+}
+
+/// Which containers an emergency stop takes down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopScope {
+    /// Every container of the project that may write.
+    All,
+    /// Only the running containers with a writable bind mount off the mounted volume.
+    Misplaced,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,9 +146,10 @@ pub enum Action {
         /// The step must end by then (drain steps); `None` for steps with their own bounds.
         deadline: Option<Millis>,
     },
-    /// Stop every container of the project now, whatever the core is doing: the forbidden
-    /// combination was observed. The driver observes again afterwards.
-    EmergencyStop,
+    /// Stop containers of the project now, whatever the core is doing: the forbidden
+    /// combination, a misplaced bind mount, or a start outside vaultd was observed. The driver
+    /// observes again afterwards.
+    EmergencyStop(StopScope),
     Alarm(Alarm),
     /// Send [`Event::Timer`] at this time (power debounce).
     WakeAt(Millis),
@@ -232,7 +246,8 @@ pub struct Core {
     seen: Option<Observation>,
     pending_drain: Option<PendingDrain>,
     exit_requested: bool,
-    forbidden_alarmed: bool,
+    /// The fail-closed alarm raised and not yet cleared.
+    fail_closed: Option<AlarmKind>,
     unobservable: Option<&'static str>,
     last_power: Option<PowerReading>,
     on_battery_since: Option<Millis>,
@@ -255,7 +270,7 @@ impl Core {
             seen: None,
             pending_drain: None,
             exit_requested: false,
-            forbidden_alarmed: false,
+            fail_closed: None,
             unobservable: None,
             last_power: None,
             on_battery_since: None,
@@ -492,26 +507,58 @@ impl Core {
     fn note_observation(&mut self, observed: Observation, actions: &mut Vec<Action>) {
         self.seen = Some(observed);
         let derived = observed.derive();
-        if derived == Derived::Forbidden {
-            if !self.forbidden_alarmed {
-                self.forbidden_alarmed = true;
-                actions.push(Action::Alarm(Alarm {
-                    kind: AlarmKind::Forbidden,
-                    message: format!(
-                        "containers of the stack are running while the data path is not the \
-                         mounted volume (mount: {:?}, mapping: {:?}); stopping them now",
-                        observed.mount, observed.mapping
-                    ),
-                }));
+        // The fail-closed rule, in order of harm: the whole stack on an unmounted data path;
+        // some containers writing off the volume; a stack started behind vaultd's back.
+        let wanted = if derived == Derived::Forbidden {
+            Some((
+                AlarmKind::Forbidden,
+                StopScope::All,
+                format!(
+                    "containers of the stack are running while the data path is not the \
+                     mounted volume (mount: {:?}, mapping: {:?}); stopping them now",
+                    observed.mount, observed.mapping
+                ),
+            ))
+        } else if observed.containers.misplaced() > 0 {
+            Some((
+                AlarmKind::MisplacedBind,
+                StopScope::Misplaced,
+                format!(
+                    "{} running container(s) write through a bind mount that is not on the \
+                     mounted volume; stopping them now",
+                    observed.containers.misplaced()
+                ),
+            ))
+        } else if observed.containers.any_running() && !self.stack_allowed() {
+            Some((
+                AlarmKind::UnsanctionedStart,
+                StopScope::All,
+                format!(
+                    "containers of the stack were started outside vaultd while it is {}; \
+                     stopping them now (start the stack with `vaultctl start`)",
+                    self.status.state
+                ),
+            ))
+        } else {
+            None
+        };
+        match wanted {
+            Some((kind, scope, message)) => {
+                if self.fail_closed != Some(kind) {
+                    self.fail_closed = Some(kind);
+                    actions.push(Action::Alarm(Alarm { kind, message }));
+                }
+                // Every sighting gets a stop: the driver coalesces repeats.
+                actions.push(Action::EmergencyStop(scope));
             }
-            // Every sighting gets a stop: the driver coalesces repeats.
-            actions.push(Action::EmergencyStop);
-        } else if self.forbidden_alarmed {
-            self.forbidden_alarmed = false;
-            actions.push(Action::Alarm(Alarm {
-                kind: AlarmKind::ForbiddenCleared,
-                message: "no container runs on an unmounted data path any more".into(),
-            }));
+            None => {
+                if self.fail_closed.take().is_some() {
+                    actions.push(Action::Alarm(Alarm {
+                        kind: AlarmKind::ForbiddenCleared,
+                        message: "no container runs where it must not any more".into(),
+                    }));
+                }
+            }
         }
         let unobservable = match (derived, observed.containers) {
             (Derived::Unknown { what }, _) => Some(what),
@@ -530,6 +577,29 @@ impl Core {
                 },
             }));
             self.unobservable = unobservable;
+        }
+    }
+
+    /// Whether containers of the project may run now: in RUNNING, while a flow starts the
+    /// stack, and while a drain has yet to stop it. At the first reconciliation a running
+    /// stack is adopted (the daemon restarted under it).
+    fn stack_allowed(&self) -> bool {
+        if self.status.reason == Reason::Startup {
+            return true;
+        }
+        match &self.flow {
+            Some(flow) => match flow.kind {
+                FlowKind::Unlock | FlowKind::Start => {
+                    matches!(flow.running, Step::StartStack | Step::ResumeQueues)
+                }
+                FlowKind::Drain(_) => {
+                    flow.running == Step::StopStack || flow.remaining.contains(&Step::StopStack)
+                }
+                FlowKind::Rollback | FlowKind::PowerOff => false,
+            },
+            // DRAINING with no flow: a drain that could not stop the stack was abandoned;
+            // the stack runs as before (a forbidden one is caught before this is asked).
+            None => matches!(self.status.state, State::Running | State::Draining { .. }),
         }
     }
 
@@ -552,6 +622,11 @@ impl Core {
             Derived::Mounted => (
                 State::Mounted,
                 "the volume is mounted and the stack is stopped",
+            ),
+            // Started behind vaultd's back: it is being stopped, the state stays.
+            Derived::Running if !self.stack_allowed() => (
+                State::Mounted,
+                "the volume is mounted; containers started outside vaultd are being stopped",
             ),
             Derived::Running => (State::Running, "the stack runs on the mounted volume"),
             Derived::Unknown { what } => {
@@ -695,7 +770,8 @@ impl Core {
         // nothing to do, and skipping one on a guess could lose data.
         let from = DrainFrom {
             stack_may_run: self.status.state == State::Running
-                || seen.containers != ContainersSeen::Known { running: 0 },
+                || seen.containers.any_running()
+                || seen.containers == ContainersSeen::Unknown,
             mounted: seen.mount != MountSeen::NotMounted,
             mapping_open: seen.mapping != MappingSeen::Closed,
         };
@@ -966,7 +1042,7 @@ fn unsafe_to_run(step: Step, seen: Option<Observation>) -> Option<&'static str> 
     let seen = seen?;
     match step {
         Step::Unmount => match seen.containers {
-            ContainersSeen::Known { running: 0 } => None,
+            ContainersSeen::Known { running: 0, .. } => None,
             ContainersSeen::Known { .. } => Some("containers of the stack still run"),
             ContainersSeen::Unknown => {
                 Some("cannot confirm the stack is stopped (Docker not observed)")

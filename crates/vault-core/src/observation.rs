@@ -28,15 +28,32 @@ pub enum MountSeen {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ContainersSeen {
     /// How many of the project's containers run (any state that can write: running,
-    /// restarting, paused).
-    Known { running: u32 },
+    /// restarting, paused), and how many of those write through a bind mount whose source is
+    /// not on the mounted mapping (photos going to the root disk, unencrypted).
+    Known { running: u32, misplaced: u32 },
     /// Docker could not be asked (down, or its adapter has not landed).
     Unknown,
 }
 
 impl ContainersSeen {
     pub fn any_running(self) -> bool {
-        matches!(self, ContainersSeen::Known { running } if running > 0)
+        matches!(self, ContainersSeen::Known { running, .. } if running > 0)
+    }
+
+    /// Running containers that write through a bind mount off the mounted volume.
+    pub fn misplaced(self) -> u32 {
+        match self {
+            ContainersSeen::Known { misplaced, .. } => misplaced,
+            ContainersSeen::Unknown => 0,
+        }
+    }
+
+    /// A known count, none of them misplaced.
+    pub fn running(running: u32) -> Self {
+        ContainersSeen::Known {
+            running,
+            misplaced: 0,
+        }
     }
 }
 
@@ -52,7 +69,10 @@ impl Observation {
     pub const LOCKED: Observation = Observation {
         mapping: MappingSeen::Closed,
         mount: MountSeen::NotMounted,
-        containers: ContainersSeen::Known { running: 0 },
+        containers: ContainersSeen::Known {
+            running: 0,
+            misplaced: 0,
+        },
     };
 }
 
@@ -93,7 +113,7 @@ impl Observation {
                 Derived::LockedMappingOpen
             }
             (MappingSeen::Open, MountSeen::FromMapping) => match self.containers {
-                ContainersSeen::Known { running: 0 } => Derived::Mounted,
+                ContainersSeen::Known { running: 0, .. } => Derived::Mounted,
                 ContainersSeen::Known { .. } => Derived::Running,
                 ContainersSeen::Unknown => Derived::Unknown {
                     what: "whether the stack runs (Docker not observed)",
@@ -112,7 +132,7 @@ mod tests {
             mapping,
             mount,
             containers: match running {
-                Some(running) => ContainersSeen::Known { running },
+                Some(running) => ContainersSeen::running(running),
                 None => ContainersSeen::Unknown,
             },
         }

@@ -5,7 +5,7 @@ use vault_core::observation::MappingSeen;
 use vault_core::state::Caller;
 use vault_core::{
     Action, AlarmKind, Command, CommandOutcome, ContainersSeen, Core, DrainTarget, Event, Millis,
-    MountSeen, Observation, Phase, PowerPolicy, PowerReading, Reason, Refusal, State,
+    MountSeen, Observation, Phase, PowerPolicy, PowerReading, Reason, Refusal, State, StopScope,
 };
 
 const ROOT: Caller = Caller { uid: 0, pid: 1 };
@@ -14,7 +14,7 @@ fn obs(mapping: MappingSeen, mount: MountSeen, running: u32) -> Observation {
     Observation {
         mapping,
         mount,
-        containers: ContainersSeen::Known { running },
+        containers: ContainersSeen::running(running),
     }
 }
 const LOCKED: Observation = Observation::LOCKED;
@@ -348,7 +348,7 @@ fn forbidden_combination_stops_the_stack_at_once_and_alarms_once() {
     let mut core = core_seeing(LOCKED);
     let forbidden = obs(MappingSeen::Closed, MountSeen::NotMounted, 1);
     let actions = core.handle(Millis(5), Event::Observed(forbidden));
-    assert!(actions.contains(&Action::EmergencyStop));
+    assert!(actions.contains(&Action::EmergencyStop(StopScope::All)));
     assert!(
         actions
             .iter()
@@ -358,7 +358,7 @@ fn forbidden_combination_stops_the_stack_at_once_and_alarms_once() {
     assert_eq!(core.status().reason, Reason::Forbidden);
     // Seen again: another stop, no second alarm.
     let actions = core.handle(Millis(6), Event::Observed(forbidden));
-    assert_eq!(actions, [Action::EmergencyStop]);
+    assert_eq!(actions, [Action::EmergencyStop(StopScope::All)]);
     // Stopped: the alarm clears and the state is what reality shows.
     let actions = core.handle(Millis(7), Event::Observed(LOCKED));
     assert!(
@@ -418,4 +418,57 @@ fn commands_before_the_first_observation_are_refused() {
         CommandOutcome::Refused(Refusal::CannotObserve { .. })
     ));
     assert!(actions.is_empty());
+}
+
+#[test]
+fn a_container_writing_off_the_volume_is_stopped_alone_and_the_stack_keeps_running() {
+    let mut core = core_seeing(running());
+    assert_eq!(core.status().state, State::Running);
+    let misplaced = Observation {
+        containers: ContainersSeen::Known {
+            running: 5,
+            misplaced: 1,
+        },
+        ..running()
+    };
+    let actions = core.handle(Millis(5), Event::Observed(misplaced));
+    assert!(actions.contains(&Action::EmergencyStop(StopScope::Misplaced)));
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Alarm(al) if al.kind == AlarmKind::MisplacedBind))
+    );
+    assert_eq!(core.status().state, State::Running);
+    let actions = core.handle(Millis(6), Event::Observed(running()));
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Alarm(al) if al.kind == AlarmKind::ForbiddenCleared))
+    );
+}
+
+#[test]
+fn a_stack_started_by_hand_while_mounted_is_stopped_but_adopted_at_daemon_start() {
+    // At start, a running stack on the mounted volume is adopted: the daemon restarted.
+    let core = core_seeing(running());
+    assert_eq!(core.status().state, State::Running);
+    // Later, MOUNTED, someone runs `docker start`: stopped, the state stays MOUNTED.
+    let mut core = core_seeing(mounted());
+    let actions = core.handle(Millis(5), Event::Observed(running()));
+    assert!(actions.contains(&Action::EmergencyStop(StopScope::All)));
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Alarm(al) if al.kind == AlarmKind::UnsanctionedStart))
+    );
+    assert_eq!(core.status().state, State::Mounted);
+    // While vaultd itself starts the stack, running containers are expected.
+    let (outcome, _) = core.command(Millis(6), Command::Start, ROOT);
+    assert_eq!(outcome, CommandOutcome::Accepted);
+    let actions = core.handle(Millis(7), Event::Observed(running()));
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::EmergencyStop(_)))
+    );
 }

@@ -12,7 +12,7 @@ use vault_core::observation::MappingSeen;
 use vault_core::state::Caller;
 use vault_core::{
     Action, Command, CommandOutcome, ContainersSeen, Core, Event, Millis, MountSeen, Observation,
-    PowerPolicy, PowerReading, Refusal,
+    PowerPolicy, PowerReading, Refusal, State, StopScope,
 };
 
 #[derive(Debug, Clone, Default)]
@@ -20,6 +20,8 @@ struct World {
     mapping_open: bool,
     mounted: bool,
     running: u32,
+    /// Of the running: how many write through a bind mount off the volume.
+    misplaced: u32,
     docker_down: bool,
 }
 
@@ -41,6 +43,7 @@ impl World {
             } else {
                 ContainersSeen::Known {
                     running: self.running,
+                    misplaced: self.misplaced,
                 }
             },
         }
@@ -67,7 +70,10 @@ impl World {
                 return Err("docker down".into());
             }
             Step::StartStack => self.running = 4,
-            Step::StopStack => self.running = 0,
+            Step::StopStack => {
+                self.running = 0;
+                self.misplaced = 0;
+            }
             Step::Unmount if self.running > 0 => return Err("EBUSY".into()),
             Step::Unmount => self.mounted = false,
             Step::CloseMapping if self.mounted => return Err("device busy".into()),
@@ -84,6 +90,8 @@ enum Op {
     /// Finish the pending step, failing it if true.
     Complete(bool),
     StartContainerByHand,
+    /// `docker run` with the project's label and a bind mount off the volume.
+    StartMisplacedByHand,
     StopContainersByHand,
     UnmountByHand,
     DockerDown,
@@ -107,6 +115,7 @@ fn op() -> impl Strategy<Value = Op> {
         .prop_map(Op::Command),
         6 => prop::bool::weighted(0.2).prop_map(Op::Complete),
         1 => Just(Op::StartContainerByHand),
+        1 => Just(Op::StartMisplacedByHand),
         1 => Just(Op::StopContainersByHand),
         1 => Just(Op::UnmountByHand),
         1 => Just(Op::DockerDown),
@@ -123,6 +132,7 @@ fn initial_world() -> impl Strategy<Value = World> {
             mapping_open: mapping_open || mounted,
             mounted,
             running,
+            misplaced: 0,
             docker_down,
         },
     )
@@ -163,9 +173,15 @@ impl Harness {
                     assert!(self.pending.is_none(), "two steps at once");
                     self.pending = Some(step);
                 }
-                Action::EmergencyStop => {
+                Action::EmergencyStop(scope) => {
                     if !self.world.docker_down {
-                        self.world.running = 0;
+                        match scope {
+                            StopScope::All => self.world.running = 0,
+                            StopScope::Misplaced => {
+                                self.world.running -= self.world.misplaced;
+                            }
+                        }
+                        self.world.misplaced = 0;
                     }
                 }
                 Action::Exit => self.exited = true,
@@ -218,9 +234,17 @@ impl Harness {
                     self.observed();
                 }
             }
+            Op::StartMisplacedByHand => {
+                if !self.world.docker_down {
+                    self.world.running += 1;
+                    self.world.misplaced += 1;
+                    self.observed();
+                }
+            }
             Op::StopContainersByHand => {
                 if !self.world.docker_down {
                     self.world.running = 0;
+                    self.world.misplaced = 0;
                     self.observed();
                 }
             }
@@ -269,6 +293,20 @@ impl Harness {
                 "stack left up on an unmounted data path: {:?}",
                 self.world
             );
+            assert_eq!(
+                self.world.misplaced, 0,
+                "a container left writing off the volume: {:?}",
+                self.world
+            );
+            // Outside RUNNING and its start and drain flows, nothing of the stack runs.
+            let status = self.core.status();
+            if self.pending.is_none() && matches!(status.state, State::Locked | State::Mounted) {
+                assert_eq!(
+                    self.world.running, 0,
+                    "stack left running in {:?}: {:?}",
+                    status, self.world
+                );
+            }
         }
     }
 }
@@ -302,7 +340,6 @@ proptest! {
         let mut core = Core::new(PowerPolicy::default(), true, Millis(0));
         core.handle(Millis(0), Event::Observed(world.observe()));
         let state = core.status().state;
-        use vault_core::State;
         if world.running > 0 && !world.mounted && !world.docker_down {
             let draining = matches!(state, State::Draining { .. });
             prop_assert!(draining, "forbidden at start must be DRAINING, got {:?}", state);

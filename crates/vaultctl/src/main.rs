@@ -134,18 +134,31 @@ async fn run(args: Args) -> Result<(), Failure> {
                 })
                 .await
                 .map_err(status)?;
+            // Without --no-start the unlock succeeds only if the stack runs.
             follow(reply.into_inner(), &mut watch, args.json, |s| {
-                s.state != pb::VaultState::Locked as i32
+                if no_start {
+                    s.state != pb::VaultState::Locked as i32
+                } else {
+                    s.state == pb::VaultState::Running as i32
+                }
             })
             .await?;
         }
         Cmd::Start => {
+            let mut watch = open_watch(&mut client).await?;
             let reply = client.start(pb::StartRequest {}).await.map_err(status)?;
-            print_command(&reply.into_inner(), args.json);
+            follow(reply.into_inner(), &mut watch, args.json, |s| {
+                s.state == pb::VaultState::Running as i32
+            })
+            .await?;
         }
         Cmd::Stop => {
+            let mut watch = open_watch(&mut client).await?;
             let reply = client.stop(pb::StopRequest {}).await.map_err(status)?;
-            print_command(&reply.into_inner(), args.json);
+            follow(reply.into_inner(), &mut watch, args.json, |s| {
+                s.state == pb::VaultState::Mounted as i32
+            })
+            .await?;
         }
         Cmd::Lock => {
             let mut watch = open_watch(&mut client).await?;
@@ -159,8 +172,19 @@ async fn run(args: Args) -> Result<(), Failure> {
         Cmd::Check => {
             let reply = client.check(pb::CheckRequest {}).await.map_err(status)?;
             let findings = reply.into_inner().findings;
-            for f in &findings {
-                println!("{:?}\t{}\t{}\t{}", f.severity(), f.area, f.finding, f.fix);
+            if args.json {
+                println!("{}", print::check_json(&findings));
+            } else {
+                print!("{}", print::check_table(&findings));
+            }
+            let errors = findings
+                .iter()
+                .filter(|f| f.severity() == pb::finding::Severity::Error)
+                .count();
+            if errors > 0 {
+                return Err(Failure::CheckFailed(format!(
+                    "{errors} finding(s) at error level"
+                )));
             }
         }
     }

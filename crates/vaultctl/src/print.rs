@@ -67,15 +67,24 @@ pub fn status_table(s: &pb::StatusReply, now: SystemTime) -> String {
             let containers = if o.containers_running < 0 {
                 "not observed".to_owned()
             } else if o.containers.is_empty() {
-                format!("{} running", o.containers_running)
+                "no containers (create them with docker compose create)".to_owned()
             } else {
-                format!(
-                    "{} running: {}",
-                    o.containers_running,
-                    o.containers.join(", ")
-                )
+                format!("{} of {} running", o.containers_running, o.containers.len())
             };
             rows.push(("containers", format!("project {}: {containers}", o.project)));
+            for c in &o.containers {
+                let misplaced = if c.misplaced {
+                    " — WRITES OFF THE VOLUME"
+                } else {
+                    ""
+                };
+                let status = if c.status.is_empty() {
+                    c.state.clone()
+                } else {
+                    c.status.clone()
+                };
+                rows.push(("", format!("{:<24} {status}{misplaced}", c.service)));
+            }
         }
         None => rows.push(("observed", "nothing yet".into())),
     }
@@ -126,7 +135,13 @@ pub fn status_json(s: &pb::StatusReply) -> Value {
             "mount": o.mount,
             "project": o.project,
             "containers_running": (o.containers_running >= 0).then_some(o.containers_running),
-            "containers": o.containers,
+            "containers": o.containers.iter().map(|c| json!({
+                "name": c.name,
+                "service": c.service,
+                "state": c.state,
+                "status": c.status,
+                "misplaced": c.misplaced,
+            })).collect::<Vec<_>>(),
             "unobservable": o.unobservable,
         })),
         "power": s.power.as_ref().map(|p| json!({
@@ -139,6 +154,48 @@ pub fn status_json(s: &pb::StatusReply) -> Value {
         })),
         "active_alarms": s.active_alarms,
         "daemon_version": s.daemon_version,
+    })
+}
+
+fn severity_word(f: &pb::Finding) -> &'static str {
+    match f.severity() {
+        pb::finding::Severity::Error => "error",
+        pb::finding::Severity::Warning => "warning",
+        pb::finding::Severity::Info => "info",
+        pb::finding::Severity::Unspecified => "?",
+    }
+}
+
+/// `check` for people: errors first, one block per finding.
+pub fn check_table(findings: &[pb::Finding]) -> String {
+    if findings.is_empty() {
+        return "no findings\n".into();
+    }
+    let mut sorted: Vec<&pb::Finding> = findings.iter().collect();
+    sorted.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    let mut out = format!("{:<8} {:<28} {}\n", "SEVERITY", "AREA", "FINDING / FIX");
+    for f in sorted {
+        out.push_str(&format!(
+            "{:<8} {:<28} {}\n{:<37} fix: {}\n",
+            severity_word(f),
+            f.area,
+            f.finding,
+            "",
+            f.fix
+        ));
+    }
+    out
+}
+
+pub fn check_json(findings: &[pb::Finding]) -> Value {
+    json!({
+        "findings": findings.iter().map(|f| json!({
+            "severity": severity_word(f),
+            "area": f.area,
+            "finding": f.finding,
+            "fix": f.fix,
+        })).collect::<Vec<_>>(),
+        "errors": findings.iter().filter(|f| f.severity() == pb::finding::Severity::Error).count(),
     })
 }
 

@@ -3,18 +3,41 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use vault_docker::{DockerError, RunningContainer, Stack};
+use vault_docker::posture::{PosturePolicy, Severity};
+use vault_docker::{ContainerInfo, DockerError, ListedContainer, Stack, StopSettings};
 
-use vault_core::Millis;
 use vault_storage::StorageError;
 use vault_storage::luks::{self, ActivateOptions};
 use vault_storage::mount::{self as mounts, FsckPolicy};
 
 use crate::secret::Secret;
+use vault_core::StopScope;
 use vault_core::machine::Step;
 use vault_core::observation::{ContainersSeen, MappingSeen, MountSeen, Observation};
+
+/// One container of the project as status shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSeen {
+    pub name: String,
+    pub service: String,
+    /// Docker's state word: running, exited, created…
+    pub state: String,
+    /// Docker's status line, with uptime and health: "Up 3 minutes (healthy)".
+    pub status: String,
+    /// It runs and writes through a bind mount that is not on the mounted volume.
+    pub misplaced: bool,
+}
+
+/// One finding of `check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckFinding {
+    pub severity: Severity,
+    pub area: String,
+    pub finding: String,
+    pub fix: String,
+}
 
 /// An observation with the words status shows for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,10 +45,12 @@ pub struct Observed {
     pub core: Observation,
     pub mapping: String,
     pub mount: String,
-    /// The project's running containers: "name (state)".
-    pub containers: Vec<String>,
+    /// The project's containers, in any state.
+    pub containers: Vec<ContainerSeen>,
     /// Why some part could not be observed.
     pub unobservable: Vec<String>,
+    /// The mapping's device number while it is active: what "on the volume" means.
+    pub mapping_dev: Option<(u32, u32)>,
 }
 
 /// Why a step failed, in words for status and the audit; and whether it was the passphrase
@@ -54,11 +79,24 @@ pub trait Host: Send + Sync + 'static {
     fn run(
         &self,
         step: Step,
-        deadline: Option<Millis>,
+        deadline: Option<Instant>,
         secret: Option<Secret>,
     ) -> impl Future<Output = Result<(), StepFailure>> + Send;
-    /// Stop every container of the project now (the forbidden combination).
-    fn emergency_stop(&self) -> impl Future<Output = Result<(), String>> + Send;
+    /// Stop containers of the project now (the fail-closed rule).
+    fn emergency_stop(&self, scope: StopScope) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// The stack settings the real host acts on (from `[stack]` and `[storage]`).
+#[derive(Debug, Clone)]
+pub struct StackSettings {
+    pub docker_socket: String,
+    pub project: String,
+    pub start_order: Vec<String>,
+    pub start_timeout: Duration,
+    pub stop: StopSettings,
+    pub posture: PosturePolicy,
+    /// Posture errors stop a start (else they are only reported).
+    pub gate_blocks: bool,
 }
 
 /// The storage settings the real host acts on (from `[storage]`).
@@ -83,8 +121,7 @@ pub struct RealHost {
     pub storage: StorageSettings,
     pub mapping_name: String,
     pub mountpoint: PathBuf,
-    pub docker_socket: String,
-    pub project: String,
+    pub stack: StackSettings,
     /// The connection to Docker, made on first use and dropped after an error.
     docker: Arc<tokio::sync::Mutex<Option<Stack>>>,
 }
@@ -95,32 +132,264 @@ const DOCKER_TIMEOUT: Duration = Duration::from_secs(3);
 const EMERGENCY_GRACE: Duration = Duration::from_secs(10);
 
 impl RealHost {
-    pub fn new(storage: StorageSettings, docker_socket: &Path, project: &str) -> Self {
+    pub fn new(storage: StorageSettings, stack: StackSettings) -> Self {
         Self {
             sysfs: PathBuf::from(vault_storage::SYSFS),
             mapping_name: storage.mapping_name.clone(),
             mountpoint: storage.mountpoint.clone(),
             storage,
-            docker_socket: docker_socket.display().to_string(),
-            project: project.to_owned(),
+            stack,
             docker: Arc::new(tokio::sync::Mutex::new(None)),
         }
     }
 
-    /// The project's running containers, or why they cannot be seen.
-    async fn observe_stack(&self) -> Result<Vec<RunningContainer>, DockerError> {
+    /// The connection to Docker, made if there is none.
+    async fn connection(&self) -> Result<Stack, DockerError> {
         let mut guard = self.docker.lock().await;
-        if guard.is_none() {
-            *guard =
-                Some(Stack::connect(&self.docker_socket, &self.project, DOCKER_TIMEOUT).await?);
+        if let Some(stack) = guard.as_ref() {
+            return Ok(stack.clone());
         }
-        let stack = guard.as_ref().expect("set above");
-        let result = stack.running().await;
+        let stack = Stack::connect(
+            &self.stack.docker_socket,
+            &self.stack.project,
+            DOCKER_TIMEOUT,
+        )
+        .await?;
+        *guard = Some(stack.clone());
+        Ok(stack)
+    }
+
+    /// Forget the connection after an error: the engine may have restarted.
+    async fn disconnect(&self) {
+        *self.docker.lock().await = None;
+    }
+
+    /// The project's containers, or why they cannot be seen.
+    async fn observe_stack(&self) -> Result<Vec<ListedContainer>, DockerError> {
+        let result = match self.connection().await {
+            Ok(stack) => stack.list().await,
+            Err(e) => Err(e),
+        };
         if result.is_err() {
-            // Reconnect next time: the engine may have restarted.
-            *guard = None;
+            self.disconnect().await;
         }
         result
+    }
+
+    /// The running containers that write through a bind mount off the volume. A source is on
+    /// the volume when its device is the mapping's; sockets and device nodes are not data.
+    fn misplaced(
+        listed: &[ListedContainer],
+        mapping_dev: Option<(u32, u32)>,
+    ) -> Vec<&ListedContainer> {
+        listed
+            .iter()
+            .filter(|c| c.may_write())
+            .filter(|c| {
+                c.mounts
+                    .iter()
+                    .filter(|m| m.kind == "bind" && m.writable)
+                    .any(|m| !on_volume(&m.source, mapping_dev))
+            })
+            .collect()
+    }
+
+    /// Bind sources of any container of the project (running or not) that are off the volume:
+    /// checked before every start.
+    fn off_volume(containers: &[ContainerInfo], mapping_dev: Option<(u32, u32)>) -> Vec<String> {
+        containers
+            .iter()
+            .flat_map(|c| {
+                c.writable_binds()
+                    .filter(|m| !on_volume(&m.source, mapping_dev))
+                    .map(|m| format!("{} ({})", m.source.display(), c.name))
+            })
+            .collect()
+    }
+
+    /// The start: bind sources on the volume, the posture gate, restart policies, then the
+    /// ordered start.
+    async fn start_stack(&self) -> Result<(), StepFailure> {
+        let failed = |e: DockerError| StepFailure::new(e.to_string());
+        let stack = self.connection().await.map_err(failed)?;
+        let containers = stack.containers().await.map_err(failed)?;
+        let plan =
+            vault_docker::plan::plan(&self.stack.project, &containers, &self.stack.start_order)
+                .map_err(|e| StepFailure::new(e.to_string()))?;
+        let mapping_dev = vault_storage::observe_mapping(&self.sysfs, &self.mapping_name)
+            .ok()
+            .and_then(|m| m.dm_device);
+        let off = Self::off_volume(&containers, mapping_dev);
+        if !off.is_empty() {
+            return Err(StepFailure::new(format!(
+                "not starting: these bind-mount sources are not on the mounted volume {}: {}",
+                self.mountpoint.display(),
+                off.join(", ")
+            )));
+        }
+        let findings: Vec<_> = containers
+            .iter()
+            .flat_map(|c| vault_docker::posture::judge(c, &self.stack.posture))
+            .collect();
+        let errors: Vec<String> = findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .map(|f| format!("{}: {}", f.container, f.what))
+            .collect();
+        if !errors.is_empty() {
+            let said = errors.join("; ");
+            if self.stack.gate_blocks {
+                return Err(StepFailure::new(format!(
+                    "the posture gate blocks the start (see `vaultctl check`): {said}"
+                )));
+            }
+            tracing::warn!("posture findings (the gate is set to warn): {said}");
+        }
+        if self.stack.posture.fix_restart_policy {
+            for c in containers
+                .iter()
+                .filter(|c| matches!(c.restart_policy.as_str(), "always" | "unless-stopped"))
+            {
+                stack.disable_restart(&c.id).await.map_err(failed)?;
+                tracing::info!("restart policy of {} set to \"no\"", c.name);
+            }
+        }
+        let started = stack
+            .start_ordered(&plan, &containers, self.stack.start_timeout)
+            .await
+            .map_err(failed)?;
+        tracing::info!(
+            "stack {} started in {} levels: {}",
+            self.stack.project,
+            plan.levels.len(),
+            started.join(", ")
+        );
+        Ok(())
+    }
+
+    /// The ordered stop, within the drain's deadline.
+    async fn stop_stack(&self, deadline: Option<Instant>) -> Result<(), StepFailure> {
+        let failed = |e: DockerError| StepFailure::new(e.to_string());
+        let stack = self.connection().await.map_err(failed)?;
+        let containers = stack.containers().await.map_err(failed)?;
+        if !containers.iter().any(ContainerInfo::may_write) {
+            return Ok(());
+        }
+        // A plan that cannot be made (a cycle, a missing dependency) must not keep the stack
+        // up: stop everything as one level.
+        let plan =
+            vault_docker::plan::plan(&self.stack.project, &containers, &self.stack.start_order)
+                .unwrap_or_else(|error| {
+                    tracing::warn!(%error, "no stop order; stopping all containers together");
+                    vault_docker::Plan {
+                        levels: vec![containers.iter().map(|c| c.service.clone()).collect()],
+                        waits: Default::default(),
+                        source: vault_docker::OrderSource::None,
+                    }
+                });
+        let deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(300));
+        let stopped = stack
+            .stop_ordered(&plan, &containers, &self.stack.stop, deadline)
+            .await
+            .map_err(failed)?;
+        for s in &stopped {
+            tracing::info!(
+                "stopped {} with {} in {:.1} s (timeout {} s){}",
+                s.name,
+                s.signal,
+                s.took.as_secs_f64(),
+                s.timeout.as_secs(),
+                if s.killed {
+                    ", killed at the timeout"
+                } else {
+                    ""
+                }
+            );
+        }
+        Ok(())
+    }
+
+    /// `vaultctl check`: the data path and the containers' posture.
+    pub async fn check(&self) -> Vec<CheckFinding> {
+        let mut findings = Vec::new();
+        let observed = {
+            let host = self.clone();
+            tokio::task::spawn_blocking(move || host.observe_now())
+                .await
+                .ok()
+        };
+        match observed.as_ref().map(|o| o.core.mount) {
+            Some(MountSeen::FromMapping) => {}
+            Some(MountSeen::NotMounted) => findings.push(CheckFinding {
+                severity: Severity::Info,
+                area: "data path".into(),
+                finding: format!(
+                    "{} is not mounted: the vault is locked, and the directory is on the root disk",
+                    self.mountpoint.display()
+                ),
+                fix: "`vaultctl unlock` mounts the encrypted volume there".into(),
+            }),
+            Some(MountSeen::FromOther) => findings.push(CheckFinding {
+                severity: Severity::Error,
+                area: "data path".into(),
+                finding: format!(
+                    "another device is mounted on {}: {}",
+                    self.mountpoint.display(),
+                    observed
+                        .as_ref()
+                        .map(|o| o.mount.as_str())
+                        .unwrap_or_default()
+                ),
+                fix: "unmount it; only the unlocked volume belongs there".into(),
+            }),
+            Some(MountSeen::Unknown) | None => findings.push(CheckFinding {
+                severity: Severity::Error,
+                area: "data path".into(),
+                finding: "what is mounted on the data path cannot be seen".into(),
+                fix: "see `vaultctl status` for why".into(),
+            }),
+        }
+        let containers = match self.connection().await {
+            Ok(stack) => stack.containers().await,
+            Err(e) => Err(e),
+        };
+        match containers {
+            Ok(containers) => {
+                if let Err(e) = vault_docker::plan::plan(
+                    &self.stack.project,
+                    &containers,
+                    &self.stack.start_order,
+                ) {
+                    findings.push(CheckFinding {
+                        severity: Severity::Error,
+                        area: "stack".into(),
+                        finding: e.to_string(),
+                        fix: "fix the compose project; vaultd cannot start it in order".into(),
+                    });
+                }
+                for f in containers
+                    .iter()
+                    .flat_map(|c| vault_docker::posture::judge(c, &self.stack.posture))
+                {
+                    findings.push(CheckFinding {
+                        severity: f.severity,
+                        area: format!("container {}", f.container),
+                        finding: f.what,
+                        fix: f.fix,
+                    });
+                }
+            }
+            Err(e) => {
+                self.disconnect().await;
+                findings.push(CheckFinding {
+                    severity: Severity::Error,
+                    area: "stack".into(),
+                    finding: e.to_string(),
+                    fix: "start Docker (systemctl start docker) or fix stack.docker_socket".into(),
+                });
+            }
+        }
+        findings
     }
 
     /// The mapping's device node. udev creates /dev/mapper/<name> a moment after activation;
@@ -258,6 +527,10 @@ impl RealHost {
 
     fn observe_now(&self) -> Observed {
         let mut unobservable = Vec::new();
+        let mapping_dev = vault_storage::observe_mapping(&self.sysfs, &self.mapping_name)
+            .ok()
+            .filter(|m| m.active)
+            .and_then(|m| m.dm_device);
         let (mapping, mount, mapping_word, mount_word) =
             match vault_storage::observe(&self.sysfs, &self.mapping_name, &self.mountpoint) {
                 Ok(seen) => {
@@ -319,6 +592,7 @@ impl RealHost {
             mount: mount_word,
             containers: Vec::new(),
             unobservable,
+            mapping_dev,
         }
     }
 }
@@ -339,16 +613,32 @@ impl Host for RealHost {
             mount: "unknown".into(),
             containers: Vec::new(),
             unobservable: vec![format!("observation task failed: {error}")],
+            mapping_dev: None,
         });
         match stack {
-            Ok(running) => {
-                observed.core.containers = ContainersSeen::Known {
-                    running: u32::try_from(running.len()).unwrap_or(u32::MAX),
-                };
-                observed.containers = running
-                    .iter()
-                    .map(|c| format!("{} ({})", c.name, c.state))
+            Ok(listed) => {
+                let misplaced: Vec<String> = Self::misplaced(&listed, observed.mapping_dev)
+                    .into_iter()
+                    .map(|c| c.id.clone())
                     .collect();
+                let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+                observed.core.containers = ContainersSeen::Known {
+                    running: count(listed.iter().filter(|c| c.may_write()).count()),
+                    misplaced: count(misplaced.len()),
+                };
+                observed.containers = listed
+                    .iter()
+                    .map(|c| ContainerSeen {
+                        name: c.name.clone(),
+                        service: c.service.clone(),
+                        state: c.state.clone(),
+                        status: c.status.clone(),
+                        misplaced: misplaced.contains(&c.id),
+                    })
+                    .collect();
+                observed
+                    .containers
+                    .sort_by(|a, b| a.service.cmp(&b.service));
             }
             Err(error) => {
                 observed.core.containers = ContainersSeen::Unknown;
@@ -361,9 +651,24 @@ impl Host for RealHost {
     async fn run(
         &self,
         step: Step,
-        _deadline: Option<Millis>,
+        deadline: Option<Instant>,
         secret: Option<Secret>,
     ) -> Result<(), StepFailure> {
+        match step {
+            Step::StartStack => return self.start_stack().await,
+            Step::StopStack => return self.stop_stack(deadline).await,
+            // Immich's queues (issue 7): until that adapter lands there is nothing to pause
+            // or wait for, and the stop goes on as the drain plan says it must when the API
+            // is down.
+            Step::PauseQueues | Step::WaitForJobs | Step::ResumeQueues => {
+                tracing::info!(
+                    "{}: skipped, the Immich queue adapter is not built yet",
+                    step.name()
+                );
+                return Ok(());
+            }
+            _ => {}
+        }
         let host = self.clone();
         // The secret moves into the blocking task and is dropped (zeroised) when it ends.
         tokio::task::spawn_blocking(move || host.run_storage_step(step, secret.as_ref()))
@@ -371,15 +676,51 @@ impl Host for RealHost {
             .unwrap_or_else(|e| Err(StepFailure::new(format!("the step's task failed: {e}"))))
     }
 
-    async fn emergency_stop(&self) -> Result<(), String> {
-        let stack = Stack::connect(&self.docker_socket, &self.project, DOCKER_TIMEOUT)
-            .await
-            .map_err(|e| e.to_string())?;
-        let stopped = stack
-            .stop_all(EMERGENCY_GRACE)
-            .await
-            .map_err(|e| e.to_string())?;
-        tracing::warn!("emergency stop of {}: {}", self.project, stopped.join(", "));
-        Ok(())
+    async fn emergency_stop(&self, scope: StopScope) -> Result<(), String> {
+        let stack = self.connection().await.map_err(|e| e.to_string())?;
+        let result = match scope {
+            StopScope::All => stack.stop_all(EMERGENCY_GRACE).await,
+            StopScope::Misplaced => {
+                let listed = stack.list().await.map_err(|e| e.to_string())?;
+                let mapping_dev = vault_storage::observe_mapping(&self.sysfs, &self.mapping_name)
+                    .ok()
+                    .filter(|m| m.active)
+                    .and_then(|m| m.dm_device);
+                let ids: Vec<String> = Self::misplaced(&listed, mapping_dev)
+                    .into_iter()
+                    .map(|c| c.id.clone())
+                    .collect();
+                stack.stop_now(&ids, EMERGENCY_GRACE).await
+            }
+        };
+        match result {
+            Ok(stopped) => {
+                tracing::warn!(
+                    "emergency stop in {}: {} container(s)",
+                    self.stack.project,
+                    stopped.len()
+                );
+                Ok(())
+            }
+            Err(e) => {
+                self.disconnect().await;
+                Err(e.to_string())
+            }
+        }
     }
+}
+
+/// Whether `source` is on the mapping's filesystem (its device is the mapping's). Sockets and
+/// device nodes are not data and count as on it; a source that cannot be looked at does not.
+fn on_volume(source: &Path, mapping_dev: Option<(u32, u32)>) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(meta) = std::fs::metadata(source) else {
+        return false;
+    };
+    let t = meta.file_type();
+    if t.is_socket() || t.is_char_device() || t.is_block_device() || t.is_fifo() {
+        return true;
+    }
+    let dev = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    mapping_dev == Some(dev)
 }

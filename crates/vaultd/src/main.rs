@@ -16,9 +16,11 @@ use tokio_stream::wrappers::UnixListenerStream;
 use vault_api::v1::vault_server::VaultServer;
 use vault_config::Config;
 use vault_core::{Event, Millis, PowerPolicy};
+use vault_docker::StopSettings;
+use vault_docker::posture::PosturePolicy;
 use vault_storage::mount::FsckPolicy;
 use vaultd::access::AccessPolicy;
-use vaultd::host::{RealHost, StorageSettings};
+use vaultd::host::{RealHost, StackSettings, StorageSettings};
 use vaultd::peer::PeerStream;
 use vaultd::service::{Describe, VaultService};
 use vaultd::supervisor::{Broadcast, Msg, Supervisor, unix_now};
@@ -155,6 +157,34 @@ fn policy_of(config: &Config) -> PowerPolicy {
     }
 }
 
+fn stack_settings(config: &Config) -> StackSettings {
+    let stack = &config.stack;
+    let secs = std::time::Duration::from_secs;
+    StackSettings {
+        docker_socket: stack.docker_socket.display().to_string(),
+        project: stack.project.clone(),
+        start_order: stack.start_order.clone(),
+        start_timeout: secs(stack.start_timeout_secs),
+        stop: StopSettings {
+            timeouts: stack
+                .stop_timeouts
+                .iter()
+                .map(|(service, t)| (service.clone(), secs(*t)))
+                .collect(),
+            signals: stack.stop_signals.clone(),
+            default_timeout: secs(stack.default_stop_timeout_secs),
+        },
+        posture: PosturePolicy {
+            allowed_publish_addresses: stack.allowed_publish_addresses.clone(),
+            allowed_capabilities: stack.allowed_capabilities.clone(),
+            data_path: config.storage.mountpoint.clone(),
+            docker_socket: stack.docker_socket.clone(),
+            fix_restart_policy: stack.fix_restart_policy,
+        },
+        gate_blocks: stack.posture_gate == vault_config::PostureGate::Block,
+    }
+}
+
 fn resolve_access(config: &Config) -> AccessPolicy {
     let (policy, missing) =
         AccessPolicy::resolve(&config.access.admin_group, &config.access.reader_group);
@@ -184,14 +214,14 @@ async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
             },
             allow_discards: storage.allow_discards,
         },
-        &config.stack.docker_socket,
-        &config.stack.project,
+        stack_settings(&config),
     ));
     let throttle = Arc::new(Mutex::new(Throttle::load(
         &config.daemon.state_dir,
         config.unlock.backoff_initial_secs,
         config.unlock.backoff_max_secs,
     )));
+    let host_for_check = host.clone();
     let (supervisor, handle) = Supervisor::new(
         host,
         policy_of(&config),
@@ -208,6 +238,7 @@ async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
 
     let service = VaultService {
         handle: handle.clone(),
+        host: host_for_check,
         access: access.clone(),
         describe: Arc::new(Describe {
             mapping_name: config.storage.mapping_name.clone(),

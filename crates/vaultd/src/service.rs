@@ -12,12 +12,14 @@ use vault_api::v1 as pb;
 use vault_api::v1::vault_server::Vault;
 use vault_core::observation::ContainersSeen;
 use vault_core::{DrainTarget, State};
+use vault_docker::posture::Severity;
 
 use vault_core::state::Caller;
 use vault_core::{Command, CommandOutcome};
 
 use crate::access::{AccessPolicy, Need};
 use crate::audit;
+use crate::host::RealHost;
 use crate::peer::PeerCredentials;
 use crate::secret::{MAX_PASSPHRASE_BYTES, Secret};
 use crate::supervisor::{Broadcast, Handle, Msg, Snapshot, unix_now};
@@ -35,6 +37,8 @@ pub struct Describe {
 #[derive(Debug, Clone)]
 pub struct VaultService {
     pub handle: Handle,
+    /// For `check`, which looks at the host directly (a read; it never queues behind a flow).
+    pub host: Arc<RealHost>,
     pub access: Arc<RwLock<AccessPolicy>>,
     pub describe: Arc<Describe>,
     pub throttle: Arc<Mutex<Throttle>>,
@@ -63,13 +67,6 @@ impl VaultService {
                 Err(Status::permission_denied(denied.to_string()))
             }
         }
-    }
-
-    fn not_yet(&self, peer: &PeerCredentials, call: &str, what: &str) -> Status {
-        audit::control_call(peer, call, "unimplemented");
-        Status::unimplemented(format!(
-            "{call} is not available yet: {what}. Nothing was changed."
-        ))
     }
 
     pub fn status_reply(&self, snapshot: &Snapshot) -> pb::StatusReply {
@@ -165,16 +162,17 @@ impl Vault for VaultService {
                 "too many wrong passphrases: try again in {wait} s"
             )));
         }
-        // Until the Docker adapter lands (issue 5) an unlock stops at MOUNTED.
         let note = if request.no_start {
-            ""
+            " (to MOUNTED: the stack is not started)"
         } else {
-            " (the stack cannot be started yet: unlocking to MOUNTED)"
+            ""
         };
         self.command(
             &peer,
             "Unlock",
-            Command::Unlock { no_start: true },
+            Command::Unlock {
+                no_start: request.no_start,
+            },
             Some(secret),
             note,
         )
@@ -186,11 +184,7 @@ impl Vault for VaultService {
         request: Request<pb::StartRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
         let peer = self.authorize(&request, "Start", Need::Change)?;
-        Err(self.not_yet(
-            &peer,
-            "Start",
-            "the Docker adapter has not been built (issue 5)",
-        ))
+        self.command(&peer, "Start", Command::Start, None, "").await
     }
 
     async fn stop(
@@ -198,11 +192,7 @@ impl Vault for VaultService {
         request: Request<pb::StopRequest>,
     ) -> Result<Response<pb::CommandReply>, Status> {
         let peer = self.authorize(&request, "Stop", Need::Change)?;
-        Err(self.not_yet(
-            &peer,
-            "Stop",
-            "the Docker adapter has not been built (issue 5)",
-        ))
+        self.command(&peer, "Stop", Command::Stop, None, "").await
     }
 
     async fn lock(
@@ -260,11 +250,32 @@ impl Vault for VaultService {
         request: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckReply>, Status> {
         let peer = self.authorize(&request, "Check", Need::Read)?;
-        Err(self.not_yet(
+        let findings = self.host.check().await;
+        let errors = findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count();
+        audit::control_call(
             &peer,
             "Check",
-            "the posture checks have not been built (issues 5 and 10)",
-        ))
+            &format!("{} findings, {errors} errors", findings.len()),
+        );
+        Ok(Response::new(pb::CheckReply {
+            findings: findings
+                .into_iter()
+                .map(|f| pb::Finding {
+                    severity: match f.severity {
+                        Severity::Info => pb::finding::Severity::Info,
+                        Severity::Warning => pb::finding::Severity::Warning,
+                        Severity::Error => pb::finding::Severity::Error,
+                    }
+                    .into(),
+                    area: f.area,
+                    finding: f.finding,
+                    fix: f.fix,
+                })
+                .collect(),
+        }))
     }
 }
 
@@ -295,11 +306,21 @@ pub fn status_reply(snapshot: &Snapshot, describe: &Describe) -> pb::StatusReply
         mount: o.mount.clone(),
         project: describe.project.clone(),
         containers_running: match o.core.containers {
-            ContainersSeen::Known { running } => i32::try_from(running).unwrap_or(i32::MAX),
+            ContainersSeen::Known { running, .. } => i32::try_from(running).unwrap_or(i32::MAX),
             ContainersSeen::Unknown => -1,
         },
         unobservable: o.unobservable.join("; "),
-        containers: o.containers.clone(),
+        containers: o
+            .containers
+            .iter()
+            .map(|c| pb::Container {
+                name: c.name.clone(),
+                service: c.service.clone(),
+                state: c.state.clone(),
+                status: c.status.clone(),
+                misplaced: c.misplaced,
+            })
+            .collect(),
     });
     pb::StatusReply {
         state: state_pb(status.state).into(),

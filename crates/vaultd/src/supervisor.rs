@@ -49,6 +49,8 @@ pub enum Msg {
         observed: Observed,
     },
     Observed(Observed),
+    /// An emergency stop ended (or failed); what was seen after it.
+    EmergencyStopped(Observed),
     /// New settings after a config reload.
     Reconfigure {
         policy: PowerPolicy,
@@ -295,6 +297,12 @@ impl<H: Host> Supervisor<H> {
                 self.spawn_observe();
                 Vec::new()
             }
+            Msg::EmergencyStopped(observed) => {
+                self.emergency_stop_running = false;
+                let core = observed.core;
+                self.observed = Some(observed);
+                self.core.handle(now, Event::Observed(core))
+            }
             Msg::Observed(observed) => {
                 let core = observed.core;
                 self.observed = Some(observed);
@@ -343,6 +351,7 @@ impl<H: Host> Supervisor<H> {
         for action in actions {
             match action {
                 Action::Run { step, deadline } => {
+                    let deadline = deadline.map(|d| self.started + Duration::from_millis(d.0));
                     let host = self.host.clone();
                     let tx = self.tx.clone();
                     let secret = if step == Step::OpenMapping {
@@ -365,7 +374,7 @@ impl<H: Host> Supervisor<H> {
                             .await;
                     });
                 }
-                Action::EmergencyStop => {
+                Action::EmergencyStop(scope) => {
                     // Docker events come in bursts; one stop at a time is enough, and the
                     // observation after it decides whether another is needed.
                     if !self.emergency_stop_running {
@@ -373,11 +382,14 @@ impl<H: Host> Supervisor<H> {
                         let host = self.host.clone();
                         let tx = self.tx.clone();
                         tokio::spawn(async move {
-                            if let Err(error) = host.emergency_stop().await {
+                            if let Err(error) = host.emergency_stop(scope).await {
                                 audit::alarm("emergency-stop-failed", &error);
+                                // Not a hot loop against a failing engine: the next try
+                                // comes with the next observation, a moment later.
+                                tokio::time::sleep(Duration::from_secs(1)).await;
                             }
                             let observed = host.observe().await;
-                            let _ = tx.send(Msg::Observed(observed)).await;
+                            let _ = tx.send(Msg::EmergencyStopped(observed)).await;
                         });
                     }
                 }
@@ -430,12 +442,20 @@ impl<H: Host> Supervisor<H> {
         let name = alarm_name(kind);
         audit::alarm(name, &message);
         match kind {
-            AlarmKind::Forbidden | AlarmKind::CannotObserve => {
+            AlarmKind::Forbidden
+            | AlarmKind::MisplacedBind
+            | AlarmKind::UnsanctionedStart
+            | AlarmKind::CannotObserve => {
                 self.active_alarms.insert(name, message.clone());
             }
             AlarmKind::ForbiddenCleared => {
-                self.active_alarms.remove(alarm_name(AlarmKind::Forbidden));
-                self.emergency_stop_running = false;
+                for kind in [
+                    AlarmKind::Forbidden,
+                    AlarmKind::MisplacedBind,
+                    AlarmKind::UnsanctionedStart,
+                ] {
+                    self.active_alarms.remove(alarm_name(kind));
+                }
             }
             AlarmKind::ObservationRestored => {
                 self.active_alarms
@@ -497,6 +517,8 @@ pub fn alarm_name(kind: AlarmKind) -> &'static str {
         AlarmKind::ObservationRestored => "observation-restored",
         AlarmKind::StepFailed => "step-failed",
         AlarmKind::DrainAborted => "drain-aborted",
+        AlarmKind::MisplacedBind => "misplaced-bind",
+        AlarmKind::UnsanctionedStart => "unsanctioned-start",
     }
 }
 

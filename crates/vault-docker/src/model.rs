@@ -1,0 +1,95 @@
+//! What vaultd knows of one container of the project: read from the Docker API, judged by the
+//! pure [`crate::plan`] and [`crate::posture`] modules.
+
+use std::path::PathBuf;
+
+/// A compose `depends_on` condition, as `docker compose` writes it into the
+/// `com.docker.compose.depends_on` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Condition {
+    /// `service_started`: the dependency's container is running.
+    Started,
+    /// `service_healthy`: its healthcheck reports healthy.
+    Healthy,
+    /// `service_completed_successfully`: it ran and exited with status 0.
+    CompletedSuccessfully,
+}
+
+impl Condition {
+    pub fn name(self) -> &'static str {
+        match self {
+            Condition::Started => "service_started",
+            Condition::Healthy => "service_healthy",
+            Condition::CompletedSuccessfully => "service_completed_successfully",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    pub service: String,
+    pub condition: Condition,
+}
+
+/// A bind mount or volume of a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountInfo {
+    /// `bind`, `volume`, `tmpfs`…
+    pub kind: String,
+    /// The path on the host (for volumes, where Docker keeps them).
+    pub source: PathBuf,
+    pub destination: String,
+    pub writable: bool,
+}
+
+/// A port published on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedPort {
+    /// As Docker reports it: "" or "0.0.0.0" or "::" means every address.
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: String,
+}
+
+/// One container of the project, from `GET /containers/{id}/json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    /// `com.docker.compose.service`; the container name when the label is missing.
+    pub service: String,
+    /// Docker's state word: created, running, restarting, paused, exited, dead.
+    pub state: String,
+    /// The healthcheck's status (starting, healthy, unhealthy), if it has one.
+    pub health: Option<String>,
+    pub has_healthcheck: bool,
+    /// RFC 3339, while running.
+    pub started_at: Option<String>,
+    pub exit_code: Option<i64>,
+    /// From the `depends_on` label; `None` when the label is absent (compose v1).
+    pub depends_on: Option<Vec<Dependency>>,
+    pub mounts: Vec<MountInfo>,
+    pub ports: Vec<PublishedPort>,
+    pub network_mode: String,
+    pub privileged: bool,
+    pub cap_add: Vec<String>,
+    /// no, always, unless-stopped, on-failure ("" is Docker's "no").
+    pub restart_policy: String,
+    pub stop_timeout_secs: Option<u64>,
+    pub stop_signal: Option<String>,
+}
+
+impl ContainerInfo {
+    /// Running, restarting or paused: anything that may write.
+    pub fn may_write(&self) -> bool {
+        matches!(self.state.as_str(), "running" | "restarting" | "paused")
+    }
+
+    /// The bind mounts a container can write through.
+    pub fn writable_binds(&self) -> impl Iterator<Item = &MountInfo> {
+        self.mounts
+            .iter()
+            .filter(|m| m.kind == "bind" && m.writable)
+    }
+}
