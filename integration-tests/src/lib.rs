@@ -114,6 +114,8 @@ pub struct Daemon {
     pub config: PathBuf,
     pub stderr_path: PathBuf,
     pub mountpoint: PathBuf,
+    /// Extra environment for the daemon (e.g. DBUS_SYSTEM_BUS_ADDRESS).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -137,6 +139,10 @@ impl Daemon {
     }
 
     pub fn start_with(socket_mode: &str, extra: &str) -> Daemon {
+        Self::start_with_env(socket_mode, extra, &[])
+    }
+
+    pub fn start_with_env(socket_mode: &str, extra: &str, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("vaultd-it-")
             .tempdir()
@@ -157,6 +163,10 @@ impl Daemon {
             config,
             stderr_path,
             mountpoint,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             child: None,
         };
         daemon.spawn();
@@ -176,6 +186,7 @@ impl Daemon {
             .env("VAULTD_LOG", "info")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("JOURNAL_STREAM")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -486,5 +497,147 @@ impl DockerEngine {
 impl Drop for DockerEngine {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A private D-Bus "system" bus (its own dbus-daemon with a system-like config and an
+/// allow-all policy) with python3-dbusmock templates on it, for one test.
+#[derive(Debug)]
+pub struct SystemBus {
+    pub dir: tempfile::TempDir,
+    pub address: String,
+    daemon: Option<Child>,
+    mocks: Vec<(String, Child)>,
+}
+
+impl SystemBus {
+    /// dbus-daemon and Debian's python3-dbusmock (the pyenv python3 cannot import it).
+    pub fn available() -> bool {
+        Path::new("/usr/bin/dbus-daemon").exists()
+            && Command::new("/usr/bin/python3")
+                .args(["-c", "import dbusmock"])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+    }
+
+    pub fn start() -> SystemBus {
+        let dir = tempfile::Builder::new()
+            .prefix("vaultd-bus-")
+            .tempdir()
+            .expect("tempdir");
+        let socket = dir.path().join("system_bus_socket");
+        let config = dir.path().join("system-like.conf");
+        fs::write(
+            &config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"#,
+                socket.display()
+            ),
+        )
+        .expect("bus config");
+        let daemon = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", config.display()))
+            .arg("--nofork")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon");
+        let address = format!("unix:path={}", socket.display());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "dbus-daemon did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        SystemBus {
+            dir,
+            address,
+            daemon: Some(daemon),
+            mocks: Vec::new(),
+        }
+    }
+
+    /// Start a dbusmock template (e.g. "upower") and wait until it owns `name`.
+    pub fn mock(&mut self, template: &str, params: &str, name: &str) {
+        let child = Command::new("/usr/bin/python3")
+            .args([
+                "-m",
+                "dbusmock",
+                "--system",
+                "--template",
+                template,
+                "-p",
+                params,
+            ])
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("dbusmock");
+        self.mocks.push((template.to_owned(), child));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.busctl(&["status", name]).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "dbusmock {template} did not take {name}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kill a mock (it leaves the bus at once).
+    pub fn kill_mock(&mut self, template: &str) {
+        if let Some(i) = self.mocks.iter().position(|(t, _)| t == template) {
+            let (_, mut child) = self.mocks.remove(i);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn busctl(&self, args: &[&str]) -> Output {
+        Command::new("busctl")
+            .arg(format!("--address={}", self.address))
+            .args(args)
+            .output()
+            .expect("busctl")
+    }
+
+    /// `busctl call`, which must succeed.
+    pub fn call(&self, args: &[&str]) -> String {
+        let mut all = vec!["call"];
+        all.extend_from_slice(args);
+        let out = self.busctl(&all);
+        assert!(
+            out.status.success(),
+            "busctl {all:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for SystemBus {
+    fn drop(&mut self) {
+        for (_, mut child) in self.mocks.drain(..) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(mut daemon) = self.daemon.take() {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+        }
     }
 }

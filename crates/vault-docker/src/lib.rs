@@ -28,6 +28,9 @@ use tokio_stream::StreamExt;
 pub use model::{Condition, ContainerInfo, Dependency, MountInfo, PublishedPort};
 pub use plan::{OrderSource, Plan, PlanError};
 
+/// bollard's per-request limit: above any bound this crate puts on a call.
+const CLIENT_TIMEOUT_SECS: u64 = 3600;
+
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
 pub const SERVICE_LABEL: &str = "com.docker.compose.service";
 pub const DEPENDS_ON_LABEL: &str = "com.docker.compose.depends_on";
@@ -125,9 +128,11 @@ impl Stack {
             socket: socket.to_owned(),
             detail,
         };
-        let secs = timeout.as_secs().max(1);
-        let docker = Docker::connect_with_unix(socket, secs, bollard::API_DEFAULT_VERSION)
-            .map_err(|e| unreachable(e.to_string()))?;
+        // bollard's own per-request timeout would cut a slow container start short (seconds
+        // on an old laptop); every call here carries its own bound instead.
+        let docker =
+            Docker::connect_with_unix(socket, CLIENT_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+                .map_err(|e| unreachable(e.to_string()))?;
         let docker = tokio::time::timeout(timeout, docker.negotiate_version())
             .await
             .map_err(|_| DockerError::Timeout {
@@ -168,11 +173,22 @@ impl Stack {
         op: &str,
         call: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
     ) -> Result<T, DockerError> {
-        tokio::time::timeout(self.timeout, call)
+        self.bounded_by(self.timeout, op, call).await
+    }
+
+    /// A call that may legitimately take long: starting a container (namespaces, mounts,
+    /// the runtime), or inspecting one while the engine holds its lock for a start or stop.
+    async fn bounded_by<T>(
+        &self,
+        timeout: Duration,
+        op: &str,
+        call: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
+    ) -> Result<T, DockerError> {
+        tokio::time::timeout(timeout, call)
             .await
             .map_err(|_| DockerError::Timeout {
                 socket: self.socket.clone(),
-                timeout: self.timeout,
+                timeout,
             })?
             .map_err(self.api(op))
     }
@@ -235,8 +251,17 @@ impl Stack {
     }
 
     pub async fn inspect(&self, id: &str) -> Result<ContainerInfo, DockerError> {
+        self.inspect_within(self.timeout, id).await
+    }
+
+    async fn inspect_within(
+        &self,
+        timeout: Duration,
+        id: &str,
+    ) -> Result<ContainerInfo, DockerError> {
         let response = self
-            .bounded(
+            .bounded_by(
+                timeout,
                 "inspect a container",
                 self.docker.inspect_container(id, None),
             )
@@ -304,11 +329,12 @@ impl Stack {
             }
             for service in level {
                 let c = by_service[service.as_str()];
-                let now = self.inspect(&c.id).await?;
+                let now = self.inspect_within(condition_timeout, &c.id).await?;
                 if now.may_write() {
                     continue;
                 }
-                self.bounded(
+                self.bounded_by(
+                    condition_timeout,
                     &format!("start {}", c.name),
                     self.docker.start_container(&c.id, None),
                 )
@@ -318,7 +344,7 @@ impl Stack {
         }
         // Everything was asked to start; a container that exited at once is a failed start.
         for c in containers {
-            let now = self.inspect(&c.id).await?;
+            let now = self.inspect_within(condition_timeout, &c.id).await?;
             let completes =
                 plan.waits.values().flatten().any(|d| {
                     d.service == c.service && d.condition == Condition::CompletedSuccessfully
@@ -363,7 +389,7 @@ impl Stack {
         let mut events = std::pin::pin!(self.docker.events(Some(options)));
         let give_up = tokio::time::Instant::now() + timeout;
         loop {
-            let now = self.inspect(&container.id).await?;
+            let now = self.inspect_within(timeout, &container.id).await?;
             let verdict = match condition {
                 Condition::Started => match now.state.as_str() {
                     "running" => Some(Ok(())),
@@ -483,7 +509,8 @@ impl Stack {
         timeout: Duration,
         signal: Option<String>,
     ) -> Result<Option<Stopped>, DockerError> {
-        let before = self.inspect(id).await?;
+        let long = timeout + self.timeout;
+        let before = self.inspect_within(long, id).await?;
         if !before.may_write() {
             return Ok(None);
         }
@@ -526,7 +553,7 @@ impl Stack {
                 .await?;
             }
         }
-        let after = self.inspect(id).await?;
+        let after = self.inspect_within(long, id).await?;
         Ok(Some(Stopped {
             name: before.name,
             signal,

@@ -225,6 +225,11 @@ async fn follow(
         println!("{}", reply.message);
     }
     let mut last_phase = String::new();
+    // Updates from before the command was decided (observations of the stack keep coming)
+    // must not be taken for its end: the flow has begun once a step shows, or once the
+    // reason names this very process (a flow that ended at once).
+    let mine = format!("(pid {})", std::process::id());
+    let mut begun = false;
     let end = loop {
         let event = watch
             .message()
@@ -244,7 +249,9 @@ async fn follow(
                     }
                     last_phase.clone_from(&s.phase);
                 }
-                if s.phase == "idle" {
+                if s.phase != "idle" {
+                    begun = true;
+                } else if begun || s.reason.contains(&mine) {
                     break s;
                 }
             }

@@ -126,8 +126,10 @@ pub struct RealHost {
     docker: Arc<tokio::sync::Mutex<Option<Stack>>>,
 }
 
-/// How long a Docker call may take before the stack counts as unobservable.
-const DOCKER_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a Docker query (list, inspect) may take before the stack counts as unobservable.
+/// Generous: an engine on a loaded old laptop can take seconds to answer while it starts
+/// containers; a start or stop has its own, longer bounds.
+const DOCKER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The grace each container gets in an emergency stop.
 const EMERGENCY_GRACE: Duration = Duration::from_secs(10);
 

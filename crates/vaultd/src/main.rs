@@ -270,6 +270,7 @@ async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
 
     spawn_signal_handlers(handle.clone(), config_path, access)?;
     spawn_mount_watch(handle.tx.clone());
+    spawn_power_watch(handle.tx.clone());
     spawn_docker_watch(
         handle.tx.clone(),
         config.stack.docker_socket.display().to_string(),
@@ -421,6 +422,69 @@ fn spawn_docker_watch(tx: tokio::sync::mpsc::Sender<Msg>, socket: String, projec
                     let _ = tx.send(Msg::Observe).await;
                 }
                 Err(error) => tracing::debug!("{error}"),
+            }
+            if tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(retry).await;
+            retry = (retry * 2).min(std::time::Duration::from_secs(60));
+        }
+    });
+}
+
+/// Follow UPower on the system bus and hand each reading to the supervisor. Without a bus or
+/// without UPower, the supervisor is told the source is gone (an alarm), and the watch retries.
+fn spawn_power_watch(tx: tokio::sync::mpsc::Sender<Msg>) {
+    use vault_power::{PowerUpdate, UPowerReading, state};
+    use vaultd::supervisor::PowerSeen;
+    fn reading(r: &UPowerReading) -> vault_core::PowerReading {
+        vault_core::PowerReading {
+            on_battery: r.on_battery,
+            // Without a battery, the DisplayDevice's percentage means nothing.
+            percent: r.is_present.then_some(r.percentage),
+            // 0 is UPower's "unknown"; an estimate only means something while discharging.
+            time_to_empty_secs: (r.time_to_empty > 0
+                && matches!(r.state, state::DISCHARGING | state::EMPTY))
+            .then(|| u64::try_from(r.time_to_empty).unwrap_or(0)),
+        }
+    }
+    tokio::spawn(async move {
+        let mut retry = std::time::Duration::from_secs(2);
+        loop {
+            let ended = match vault_power::system_bus().await {
+                Ok(conn) => {
+                    retry = std::time::Duration::from_secs(2);
+                    let tx = tx.clone();
+                    vault_power::follow(&conn, move |update| {
+                        let seen = match update {
+                            PowerUpdate::Reading(r) => {
+                                tracing::debug!(?r, "upower");
+                                PowerSeen {
+                                    source: "upower",
+                                    reading: Some(reading(&r)),
+                                    gone: None,
+                                }
+                            }
+                            PowerUpdate::SourceGone(why) => PowerSeen {
+                                source: "upower",
+                                reading: None,
+                                gone: Some(why),
+                            },
+                        };
+                        let _ = tx.try_send(Msg::Power(seen));
+                    })
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(error) = ended {
+                let _ = tx
+                    .send(Msg::Power(PowerSeen {
+                        source: "none",
+                        reading: None,
+                        gone: Some(error.to_string()),
+                    }))
+                    .await;
             }
             if tx.is_closed() {
                 return;

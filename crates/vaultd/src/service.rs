@@ -330,10 +330,22 @@ pub fn status_reply(snapshot: &Snapshot, describe: &Describe) -> pb::StatusReply
         since_unix: snapshot.since_unix,
         observed,
         power: Some(pb::Power {
-            source: "none".into(),
-            on_battery: false,
-            percent: -1.0,
-            time_to_empty_secs: 0,
+            source: match &snapshot.power.gone {
+                Some(why) => format!("{} (gone: {why})", snapshot.power.source),
+                None => snapshot.power.source.to_owned(),
+            },
+            on_battery: snapshot.power.reading.is_some_and(|r| r.on_battery),
+            percent: snapshot
+                .power
+                .reading
+                .and_then(|r| r.percent)
+                .unwrap_or(-1.0),
+            time_to_empty_secs: snapshot
+                .power
+                .reading
+                .and_then(|r| r.time_to_empty_secs)
+                .and_then(|t| i64::try_from(t).ok())
+                .unwrap_or(0),
             threshold_percent: u32::from(snapshot.threshold_percent),
             critical: snapshot.power_critical,
         }),

@@ -51,6 +51,8 @@ pub enum Msg {
     Observed(Observed),
     /// An emergency stop ended (or failed); what was seen after it.
     EmergencyStopped(Observed),
+    /// What the power source says, or that it is gone.
+    Power(PowerSeen),
     /// New settings after a config reload.
     Reconfigure {
         policy: PowerPolicy,
@@ -69,8 +71,29 @@ pub struct Snapshot {
     pub active_alarms: BTreeMap<&'static str, String>,
     pub power_critical: bool,
     pub threshold_percent: u8,
+    pub power: PowerSeen,
     pub drain_deadline_unix: Option<i64>,
 }
+
+/// The power source as status shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PowerSeen {
+    /// "upower", or "none" while no source answers.
+    pub source: &'static str,
+    pub reading: Option<vault_core::PowerReading>,
+    /// Why there is no source, while there is none.
+    pub gone: Option<String>,
+}
+
+impl PowerSeen {
+    pub const NONE: PowerSeen = PowerSeen {
+        source: "none",
+        reading: None,
+        gone: None,
+    };
+}
+
+const POWER_GONE: &str = "power-source-gone";
 
 /// What watchers receive.
 #[derive(Debug, Clone)]
@@ -108,6 +131,7 @@ pub struct Supervisor<H: Host> {
     observed: Option<Observed>,
     active_alarms: BTreeMap<&'static str, String>,
     threshold_percent: u8,
+    power: PowerSeen,
     started: Instant,
     started_unix: i64,
     wake_at: Option<tokio::time::Instant>,
@@ -147,6 +171,7 @@ impl<H: Host> Supervisor<H> {
             active_alarms: BTreeMap::new(),
             power_critical: false,
             threshold_percent: policy.threshold_percent,
+            power: PowerSeen::NONE,
             drain_deadline_unix: None,
         });
         let (status_tx, status_rx) = watch::channel(snapshot);
@@ -166,6 +191,7 @@ impl<H: Host> Supervisor<H> {
             observed: None,
             active_alarms: BTreeMap::new(),
             threshold_percent: policy.threshold_percent,
+            power: PowerSeen::NONE,
             started: Instant::now(),
             started_unix,
             wake_at: None,
@@ -302,6 +328,36 @@ impl<H: Host> Supervisor<H> {
                 let core = observed.core;
                 self.observed = Some(observed);
                 self.core.handle(now, Event::Observed(core))
+            }
+            Msg::Power(seen) => {
+                let actions = match (&seen.gone, seen.reading) {
+                    (Some(why), _) => {
+                        if self.power.gone.as_ref() != Some(why) {
+                            let message = format!(
+                                "{why}: a power loss cannot be seen; the last reading stands"
+                            );
+                            audit::alarm(POWER_GONE, &message);
+                            self.active_alarms.insert(POWER_GONE, message.clone());
+                            let _ = self.broadcast.send(Broadcast::Alarm {
+                                kind: POWER_GONE,
+                                message,
+                                at_unix: unix_now(),
+                            });
+                        }
+                        Vec::new()
+                    }
+                    (None, Some(reading)) => {
+                        if self.active_alarms.remove(POWER_GONE).is_some() {
+                            audit::alarm("power-source-back", "the power source answers again");
+                        }
+                        self.core.handle(now, Event::Power(reading))
+                    }
+                    (None, None) => Vec::new(),
+                };
+                // While gone, status keeps showing the last reading, marked as such.
+                let reading = seen.reading.or(self.power.reading);
+                self.power = PowerSeen { reading, ..seen };
+                actions
             }
             Msg::Observed(observed) => {
                 let core = observed.core;
@@ -486,6 +542,7 @@ impl<H: Host> Supervisor<H> {
             active_alarms: self.active_alarms.clone(),
             power_critical: self.core.power_critical(),
             threshold_percent: self.threshold_percent,
+            power: self.power.clone(),
             drain_deadline_unix: self.core.drain_deadline().map(|d| self.unix_at(d)),
         });
         if *snapshot == *previous {

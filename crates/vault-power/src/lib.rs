@@ -1,0 +1,221 @@
+//! vaultd's power adapter: UPower on the system D-Bus (`org.freedesktop.UPower`), per the
+//! interface XML in UPower's source. `OnBattery` on the main object and the DisplayDevice's
+//! `Percentage`, `State`, `TimeToEmpty`, `IsPresent` and `WarningLevel` are read once, then
+//! followed by `PropertiesChanged`, never polled. UPower leaving the bus or coming back
+//! (`NameOwnerChanged`) is reported too: no reading is guessed while it is gone.
+
+use std::collections::HashMap;
+
+use tokio_stream::StreamExt;
+use zbus::fdo::{DBusProxy, PropertiesProxy};
+use zbus::names::{BusName, InterfaceName};
+use zbus::zvariant::{OwnedObjectPath, OwnedValue};
+
+pub const UPOWER: &str = "org.freedesktop.UPower";
+pub const UPOWER_PATH: &str = "/org/freedesktop/UPower";
+pub const DEVICE_INTERFACE: &str = "org.freedesktop.UPower.Device";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PowerError {
+    #[error("cannot reach the system D-Bus: {0}")]
+    Bus(String),
+    #[error("UPower: cannot {op}: {detail}")]
+    UPower { op: &'static str, detail: String },
+}
+
+/// The DisplayDevice's `State` values (UPower.Device.xml).
+pub mod state {
+    pub const CHARGING: u32 = 1;
+    pub const DISCHARGING: u32 = 2;
+    pub const EMPTY: u32 = 3;
+}
+
+/// What UPower says now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UPowerReading {
+    pub on_battery: bool,
+    /// Whether the DisplayDevice stands for a battery that is there.
+    pub is_present: bool,
+    pub percentage: f64,
+    /// 0 unknown, 1 charging, 2 discharging, 3 empty, 4 fully charged, 5/6 pending.
+    pub state: u32,
+    /// Seconds; 0 means unknown.
+    pub time_to_empty: i64,
+    /// 1 none, 3 low, 4 critical, 5 action.
+    pub warning_level: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PowerUpdate {
+    Reading(UPowerReading),
+    /// UPower is not on the bus (never was, or left). Why, in words.
+    SourceGone(String),
+}
+
+fn upower_error(op: &'static str) -> impl Fn(zbus::Error) -> PowerError {
+    move |e| PowerError::UPower {
+        op,
+        detail: e.to_string(),
+    }
+}
+
+fn fdo_error(op: &'static str) -> impl Fn(zbus::fdo::Error) -> PowerError {
+    move |e| PowerError::UPower {
+        op,
+        detail: e.to_string(),
+    }
+}
+
+/// Connect to the system bus (`DBUS_SYSTEM_BUS_ADDRESS` when set).
+pub async fn system_bus() -> Result<zbus::Connection, PowerError> {
+    zbus::Connection::system()
+        .await
+        .map_err(|e| PowerError::Bus(e.to_string()))
+}
+
+async fn properties(
+    conn: &zbus::Connection,
+    path: &str,
+) -> Result<PropertiesProxy<'static>, PowerError> {
+    PropertiesProxy::builder(conn)
+        .destination(UPOWER)
+        .and_then(|b| b.path(path.to_owned()))
+        .map_err(upower_error("address its objects"))?
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .map_err(upower_error("address its objects"))
+}
+
+fn get<T: TryFrom<OwnedValue>>(all: &HashMap<String, OwnedValue>, name: &str) -> Option<T> {
+    all.get(name)
+        .and_then(|v| v.try_clone().ok())
+        .and_then(|v| T::try_from(v).ok())
+}
+
+async fn read(
+    main: &PropertiesProxy<'_>,
+    device: &PropertiesProxy<'_>,
+) -> Result<UPowerReading, PowerError> {
+    let main_all = main
+        .get_all(InterfaceName::from_static_str_unchecked(UPOWER))
+        .await
+        .map_err(fdo_error("read OnBattery"))?;
+    let dev = device
+        .get_all(InterfaceName::from_static_str_unchecked(DEVICE_INTERFACE))
+        .await
+        .map_err(fdo_error("read the DisplayDevice"))?;
+    Ok(UPowerReading {
+        on_battery: get(&main_all, "OnBattery").unwrap_or(false),
+        is_present: get(&dev, "IsPresent").unwrap_or(false),
+        percentage: get(&dev, "Percentage").unwrap_or(0.0),
+        state: get(&dev, "State").unwrap_or(0),
+        time_to_empty: get(&dev, "TimeToEmpty").unwrap_or(0),
+        warning_level: get(&dev, "WarningLevel").unwrap_or(0),
+    })
+}
+
+/// Follow UPower until the connection to the bus fails. `on_update` gets a reading at once
+/// when UPower is there, then one on every property change, and `SourceGone` whenever it is
+/// not there (and a reading again when it is back).
+pub async fn follow(
+    conn: &zbus::Connection,
+    mut on_update: impl FnMut(PowerUpdate),
+) -> Result<(), PowerError> {
+    let dbus = DBusProxy::new(conn)
+        .await
+        .map_err(upower_error("watch the bus"))?;
+    // Subscribed before the first look, so an owner change in between is not missed.
+    let mut owners = dbus
+        .receive_name_owner_changed_with_args(&[(0, UPOWER)])
+        .await
+        .map_err(upower_error("watch the bus"))?;
+    loop {
+        let name = BusName::from_static_str(UPOWER).map_err(|e| PowerError::UPower {
+            op: "name UPower",
+            detail: e.to_string(),
+        })?;
+        let present = dbus
+            .name_has_owner(name)
+            .await
+            .map_err(fdo_error("ask whether UPower runs"))?;
+        if !present {
+            on_update(PowerUpdate::SourceGone(
+                "UPower (org.freedesktop.UPower) is not on the system bus".into(),
+            ));
+            // Wait for it to appear.
+            loop {
+                let Some(change) = owners.next().await else {
+                    return Err(PowerError::Bus("the bus connection closed".into()));
+                };
+                let appeared = change
+                    .args()
+                    .map(|a| a.new_owner().is_some())
+                    .unwrap_or(false);
+                if appeared {
+                    break;
+                }
+            }
+        }
+        match follow_present(conn, &mut owners, &mut on_update).await {
+            Ok(()) => {} // UPower left: go round and wait for it.
+            Err(PowerError::Bus(e)) => return Err(PowerError::Bus(e)),
+            Err(e) => {
+                // UPower is there but does not answer as its XML says: report and wait for a
+                // change of owner rather than spin.
+                on_update(PowerUpdate::SourceGone(e.to_string()));
+                let _ = owners.next().await;
+            }
+        }
+    }
+}
+
+/// While UPower is on the bus: read, then re-read on every PropertiesChanged of the main
+/// object or the DisplayDevice. Returns Ok when UPower leaves.
+async fn follow_present(
+    conn: &zbus::Connection,
+    owners: &mut zbus::fdo::NameOwnerChangedStream,
+    on_update: &mut impl FnMut(PowerUpdate),
+) -> Result<(), PowerError> {
+    let upower = zbus::Proxy::new(conn, UPOWER, UPOWER_PATH, UPOWER)
+        .await
+        .map_err(upower_error("address its main object"))?;
+    let display: OwnedObjectPath = upower
+        .call("GetDisplayDevice", &())
+        .await
+        .map_err(upower_error("find the DisplayDevice"))?;
+    let main = properties(conn, UPOWER_PATH).await?;
+    let device = properties(conn, display.as_str()).await?;
+    let mut main_changes = main
+        .receive_properties_changed()
+        .await
+        .map_err(upower_error("follow OnBattery"))?;
+    let mut device_changes = device
+        .receive_properties_changed()
+        .await
+        .map_err(upower_error("follow the DisplayDevice"))?;
+    on_update(PowerUpdate::Reading(read(&main, &device).await?));
+    loop {
+        tokio::select! {
+            change = main_changes.next() => {
+                if change.is_none() { return Err(PowerError::Bus("the bus connection closed".into())); }
+            }
+            change = device_changes.next() => {
+                if change.is_none() { return Err(PowerError::Bus("the bus connection closed".into())); }
+            }
+            change = owners.next() => {
+                let Some(change) = change else {
+                    return Err(PowerError::Bus("the bus connection closed".into()));
+                };
+                let gone = change.args().map(|a| a.new_owner().is_none()).unwrap_or(true);
+                if gone {
+                    on_update(PowerUpdate::SourceGone("UPower left the system bus".into()));
+                    return Ok(());
+                }
+                // A new owner replaced the old one: start again from its objects.
+                return Ok(());
+            }
+        }
+        on_update(PowerUpdate::Reading(read(&main, &device).await?));
+    }
+}

@@ -1,0 +1,127 @@
+//! The power adapter against a real D-Bus daemon with python3-dbusmock's upower template: the
+//! real vaultd, pointed at that bus, follows UPower by signal (AC → battery → 35 % → 29 %),
+//! judges the battery critical after the debounce and not during a flicker, shows it all in
+//! status, and raises an alarm while UPower is gone.
+
+use std::time::Duration;
+
+use vault_integration_tests::{Daemon, SystemBus, Watcher, ensure_test_accounts, require};
+
+const UPOWER: &str = "org.freedesktop.UPower";
+const PATH: &str = "/org/freedesktop/UPower";
+const MOCK: &str = "org.freedesktop.DBus.Mock";
+
+/// The DisplayDevice: a battery in `state` at `percent` with `tte` seconds to empty.
+fn display(bus: &SystemBus, state: &str, percent: &str, tte: &str) {
+    bus.call(&[
+        UPOWER,
+        PATH,
+        MOCK,
+        "SetupDisplayDevice",
+        "uuddddxxbsu",
+        "2",
+        state,
+        percent,
+        percent,
+        "100",
+        "10",
+        tte,
+        "0",
+        "true",
+        "battery",
+        "1",
+    ]);
+}
+
+fn on_battery(bus: &SystemBus, yes: bool) {
+    bus.call(&[
+        UPOWER,
+        PATH,
+        "org.freedesktop.DBus.Properties",
+        "Set",
+        "ssv",
+        UPOWER,
+        "OnBattery",
+        "b",
+        if yes { "true" } else { "false" },
+    ]);
+}
+
+fn power(v: &serde_json::Value) -> &serde_json::Value {
+    &v["status"]["power"]
+}
+
+#[test]
+fn upower_is_followed_by_signal_and_a_low_battery_is_critical_after_the_debounce() {
+    if !require(
+        "dbus-daemon and Debian's python3-dbusmock",
+        SystemBus::available(),
+    ) {
+        return;
+    }
+    ensure_test_accounts();
+    let mut bus = SystemBus::start();
+    bus.mock("upower", r#"{"OnBattery": false}"#, UPOWER);
+    bus.call(&[UPOWER, PATH, MOCK, "AddAC", "ss", "ac", "Mock AC"]);
+    display(&bus, "1", "80", "0");
+    let daemon = Daemon::start_with_env(
+        "0660",
+        "\n[power]\non_battery_debounce_secs = 2\nthreshold_percent = 30\n",
+        &[("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)],
+    );
+    let watcher = Watcher::start(&daemon.socket, None);
+    let first = watcher.wait_for(Duration::from_secs(10), |v| {
+        power(v)["source"] == "upower" && power(v)["percent"] == 80.0
+    });
+    assert_eq!(power(&first)["on_battery"], false);
+
+    // A flicker: on battery at 20 % for well under the debounce, then AC again.
+    on_battery(&bus, true);
+    display(&bus, "2", "20", "1200");
+    watcher.wait_for(Duration::from_secs(5), |v| power(v)["percent"] == 20.0);
+    on_battery(&bus, false);
+    display(&bus, "1", "20", "0");
+    watcher.wait_for(Duration::from_secs(5), |v| power(v)["on_battery"] == false);
+    std::thread::sleep(Duration::from_secs(3));
+    let out = daemon.vaultctl(None, &["status", "--json"]);
+    let now: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        now["power"]["critical"], false,
+        "a flicker is not a power loss: {now}"
+    );
+
+    // The plug is pulled for real: 35 % is fine, 29 % is critical once the debounce is over.
+    on_battery(&bus, true);
+    display(&bus, "2", "35", "4000");
+    let seen = watcher.wait_for(Duration::from_secs(5), |v| {
+        power(v)["on_battery"] == true && power(v)["percent"] == 35.0
+    });
+    assert_eq!(power(&seen)["critical"], false);
+    assert_eq!(power(&seen)["time_to_empty_secs"], 4000);
+    display(&bus, "2", "29", "3000");
+    watcher.wait_for(Duration::from_secs(10), |v| power(v)["critical"] == true);
+    let table = daemon.vaultctl(None, &["status"]);
+    let shown = String::from_utf8_lossy(&table.stdout);
+    assert!(shown.contains("upower: on battery, 29 %"), "{shown}");
+    assert!(shown.contains("CRITICAL"), "{shown}");
+
+    // UPower leaves the bus: an alarm; it comes back: the alarm clears and it is read again.
+    bus.kill_mock("upower");
+    watcher.wait_for(Duration::from_secs(10), |v| {
+        v["alarm"]["kind"] == "power-source-gone"
+    });
+    bus.mock("upower", r#"{"OnBattery": false}"#, UPOWER);
+    display(&bus, "4", "60", "0");
+    let back = watcher.wait_for(Duration::from_secs(10), |v| {
+        power(v)["source"] == "upower" && power(v)["percent"] == 60.0
+    });
+    assert_eq!(power(&back)["on_battery"], false);
+    assert!(
+        !back["status"]["active_alarms"]
+            .as_array()
+            .expect("alarms")
+            .iter()
+            .any(|a| a.as_str().unwrap_or("").starts_with("power-source-gone")),
+        "{back}"
+    );
+}
