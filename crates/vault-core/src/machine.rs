@@ -108,6 +108,11 @@ pub enum Event {
     Timer,
     /// SIGTERM: drain to LOCKED, then exit.
     Terminate,
+    /// logind: the host is about to shut down or sleep. Drain to LOCKED (the delay inhibitor
+    /// holds it off meanwhile); the daemon stays.
+    HostGoingDown {
+        sleep: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -499,6 +504,11 @@ impl Core {
                 self.exit_requested = true;
                 let deadline = now.saturating_add(self.policy.max_drain);
                 self.request_drain(Reason::Terminate, deadline, false, now, &mut actions);
+            }
+            Event::HostGoingDown { sleep } => {
+                let deadline = now.saturating_add(self.policy.max_drain);
+                let reason = Reason::HostGoingDown { sleep };
+                self.request_drain(reason, deadline, false, now, &mut actions);
             }
         }
         actions

@@ -129,6 +129,8 @@ pub enum Reason {
     },
     /// SIGTERM (systemd stopping the unit, e.g. an ordinary poweroff).
     Terminate,
+    /// logind announced a shutdown or a sleep (PrepareForShutdown / PrepareForSleep).
+    HostGoingDown { sleep: bool },
     /// The forbidden combination was observed: stack up on an unmounted data path.
     Forbidden,
     /// A flow failed at a step and was rolled back (or stopped) at the last safe state.
@@ -159,6 +161,12 @@ impl fmt::Display for Reason {
                 Ok(())
             }
             Reason::Terminate => f.write_str("SIGTERM: the service is being stopped"),
+            Reason::HostGoingDown { sleep: false } => {
+                f.write_str("the host is shutting down (logind)")
+            }
+            Reason::HostGoingDown { sleep: true } => {
+                f.write_str("the host is going to sleep (logind)")
+            }
             Reason::Forbidden => f.write_str(
                 "FORBIDDEN: containers running while the data path is not the mounted volume",
             ),

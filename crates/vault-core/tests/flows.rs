@@ -472,3 +472,29 @@ fn a_stack_started_by_hand_while_mounted_is_stopped_but_adopted_at_daemon_start(
             .any(|a| matches!(a, Action::EmergencyStop(_)))
     );
 }
+
+#[test]
+fn a_host_shutdown_drains_to_locked_and_the_daemon_stays() {
+    let mut core = core_seeing(running());
+    let actions = core.handle(Millis(5), Event::HostGoingDown { sleep: false });
+    assert_eq!(steps(&actions), [Step::PauseQueues]);
+    assert_eq!(
+        core.status().state,
+        State::Draining {
+            target: DrainTarget::Locked
+        }
+    );
+    done(&mut core, 6, Step::PauseQueues, running());
+    done(&mut core, 7, Step::WaitForJobs, running());
+    done(&mut core, 8, Step::StopStack, mounted());
+    done(&mut core, 9, Step::Sync, mounted());
+    done(&mut core, 10, Step::Unmount, opened());
+    let actions = done(&mut core, 11, Step::CloseMapping, LOCKED);
+    assert!(!actions.contains(&Action::Exit), "{actions:?}");
+    assert!(
+        steps(&actions).is_empty(),
+        "no power-off of its own: {actions:?}"
+    );
+    assert_eq!(core.status().state, State::Locked);
+    assert_eq!(core.status().reason, Reason::HostGoingDown { sleep: false });
+}

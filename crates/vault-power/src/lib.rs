@@ -4,6 +4,8 @@
 //! followed by `PropertiesChanged`, never polled. UPower leaving the bus or coming back
 //! (`NameOwnerChanged`) is reported too: no reading is guessed while it is gone.
 
+pub mod logind;
+
 use std::collections::HashMap;
 
 use tokio_stream::StreamExt;
@@ -21,6 +23,8 @@ pub enum PowerError {
     Bus(String),
     #[error("UPower: cannot {op}: {detail}")]
     UPower { op: &'static str, detail: String },
+    #[error("logind: cannot {op}: {detail}")]
+    Logind { op: &'static str, detail: String },
 }
 
 /// The DisplayDevice's `State` values (UPower.Device.xml).
@@ -139,6 +143,26 @@ pub async fn follow(
             .name_has_owner(name)
             .await
             .map_err(fdo_error("ask whether UPower runs"))?;
+        if !present {
+            // UPower is D-Bus activated on most systems: ask the bus to start it (as any
+            // client's first call would). It may not be installed; then wait for it.
+            let name = zbus::names::WellKnownName::from_static_str(UPOWER).map_err(|e| {
+                PowerError::UPower {
+                    op: "name UPower",
+                    detail: e.to_string(),
+                }
+            })?;
+            let _ = dbus.start_service_by_name(name, 0).await;
+        }
+        let name = BusName::from_static_str(UPOWER).map_err(|e| PowerError::UPower {
+            op: "name UPower",
+            detail: e.to_string(),
+        })?;
+        let present = present
+            || dbus
+                .name_has_owner(name)
+                .await
+                .map_err(fdo_error("ask whether UPower runs"))?;
         if !present {
             on_update(PowerUpdate::SourceGone(
                 "UPower (org.freedesktop.UPower) is not on the system bus".into(),

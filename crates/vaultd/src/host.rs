@@ -662,6 +662,19 @@ impl Host for RealHost {
             // Immich's queues (issue 7): until that adapter lands there is nothing to pause
             // or wait for, and the stop goes on as the drain plan says it must when the API
             // is down.
+            Step::PowerOff => {
+                let conn = vault_power::system_bus()
+                    .await
+                    .map_err(|e| StepFailure::new(e.to_string()))?;
+                let logind = vault_power::logind::Logind::new(&conn)
+                    .await
+                    .map_err(|e| StepFailure::new(e.to_string()))?;
+                tracing::warn!("powering the host off through logind after the drain");
+                return logind
+                    .power_off()
+                    .await
+                    .map_err(|e| StepFailure::new(e.to_string()));
+            }
             Step::PauseQueues | Step::WaitForJobs | Step::ResumeQueues => {
                 tracing::info!(
                     "{}: skipped, the Immich queue adapter is not built yet",

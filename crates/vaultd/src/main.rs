@@ -271,6 +271,7 @@ async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     spawn_signal_handlers(handle.clone(), config_path, access)?;
     spawn_mount_watch(handle.tx.clone());
     spawn_power_watch(handle.tx.clone());
+    spawn_logind_watch(handle.clone());
     spawn_docker_watch(
         handle.tx.clone(),
         config.stack.docker_socket.display().to_string(),
@@ -493,4 +494,78 @@ fn spawn_power_watch(tx: tokio::sync::mpsc::Sender<Msg>) {
             retry = (retry * 2).min(std::time::Duration::from_secs(60));
         }
     });
+}
+
+/// logind: hold a delay inhibitor on shutdown and sleep whenever the volume may be open (any
+/// state but LOCKED), so that a poweroff, reboot or lid-close suspend waits for the drain that
+/// `PrepareForShutdown` / `PrepareForSleep` start; released once LOCKED.
+fn spawn_logind_watch(handle: vaultd::supervisor::Handle) {
+    use vault_power::logind::{Announcement, Logind};
+    tokio::spawn(async move {
+        let mut retry = std::time::Duration::from_secs(2);
+        loop {
+            let logind = match vault_power::system_bus().await {
+                Ok(conn) => Logind::new(&conn).await,
+                Err(e) => Err(e),
+            };
+            match logind {
+                Ok(logind) => {
+                    retry = std::time::Duration::from_secs(2);
+                    hold_and_follow(&handle, &logind).await;
+                }
+                Err(error) => tracing::debug!(%error, "logind"),
+            }
+            if handle.tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(retry).await;
+            retry = (retry * 2).min(std::time::Duration::from_secs(60));
+        }
+    });
+
+    async fn hold_and_follow(handle: &vaultd::supervisor::Handle, logind: &Logind) {
+        let mut status = handle.status.clone();
+        let mut held: Option<std::os::fd::OwnedFd> = None;
+        let tx = handle.tx.clone();
+        let follow = logind.follow(move |announcement| {
+            if let Announcement::GoingDown { sleep } = announcement {
+                tracing::info!(sleep, "logind announced the host is going down: draining");
+                let _ = tx.try_send(Msg::Event(Event::HostGoingDown { sleep }));
+            }
+        });
+        let mut follow = std::pin::pin!(follow);
+        loop {
+            let want = status.borrow().status.state != vault_core::State::Locked;
+            match (want, held.is_some()) {
+                (true, false) => match logind
+                    .inhibit(
+                        "the photo vault drains (stack stopped, volume unmounted and closed) first",
+                    )
+                    .await
+                {
+                    Ok(fd) => {
+                        tracing::info!("holding a delay inhibitor on shutdown and sleep");
+                        held = Some(fd);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "no inhibitor: a shutdown will not wait for the drain")
+                    }
+                },
+                (false, true) => {
+                    held = None; // closing the fd releases it
+                    tracing::info!("delay inhibitor released");
+                }
+                _ => {}
+            }
+            tokio::select! {
+                changed = status.changed() => if changed.is_err() { return },
+                ended = &mut follow => {
+                    if let Err(error) = ended {
+                        tracing::warn!(%error, "lost logind");
+                    }
+                    return;
+                }
+            }
+        }
+    }
 }
