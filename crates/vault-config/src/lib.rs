@@ -104,6 +104,8 @@ pub struct PowerConfig {
     pub max_drain_secs: u64,
     pub drain_safety_margin_secs: u64,
     pub power_off_after_drain: bool,
+    /// Set the battery's charge_control_end_threshold to this at start; unset: leave it.
+    pub charge_end_threshold_percent: Option<u32>,
 }
 
 impl Default for Config {
@@ -152,6 +154,7 @@ impl Default for Config {
                 max_drain_secs: 300,
                 drain_safety_margin_secs: 60,
                 power_off_after_drain: true,
+                charge_end_threshold_percent: None,
             },
         }
     }
@@ -395,6 +398,13 @@ pub const SCHEMA: &[KeySpec] = &[
         default: "true",
         range: "true, false",
         doc: "power the host off (logind) after a power-loss drain",
+    },
+    KeySpec {
+        key: "power.charge_end_threshold_percent",
+        kind: "integer",
+        default: "(unset)",
+        range: "20–100",
+        doc: "at start, set the battery's charge_control_end_threshold to this (e.g. 60, to keep an always-plugged battery healthy); a battery without the attribute is reported, not an error",
     },
 ];
 
@@ -842,6 +852,9 @@ fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
             c.power.drain_safety_margin_secs = at.integer(0, 3600)?;
         }
         "power.power_off_after_drain" => c.power.power_off_after_drain = at.boolean()?,
+        "power.charge_end_threshold_percent" => {
+            c.power.charge_end_threshold_percent = Some(at.integer(20, 100)?);
+        }
         // SCHEMA and this match are kept together; a key in one but not the other is a bug
         // caught by the `every_schema_key_is_applied_with_its_default` test.
         other => return Err(at.invalid(format!("{other} is in the schema but not applied"))),

@@ -90,6 +90,7 @@ on_battery_debounce_secs = 10
 max_drain_secs = 600
 drain_safety_margin_secs = 120
 power_off_after_drain = false
+charge_end_threshold_percent = 60
 "#;
     let expected = Config {
         daemon: DaemonConfig {
@@ -135,6 +136,7 @@ power_off_after_drain = false
             max_drain_secs: 600,
             drain_safety_margin_secs: 120,
             power_off_after_drain: false,
+            charge_end_threshold_percent: Some(60),
         },
     };
     assert_eq!(parse(text, p()).expect("parse"), expected);

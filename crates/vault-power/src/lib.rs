@@ -4,6 +4,7 @@
 //! followed by `PropertiesChanged`, never polled. UPower leaving the bus or coming back
 //! (`NameOwnerChanged`) is reported too: no reading is guessed while it is gone.
 
+pub mod kernel;
 pub mod logind;
 
 use std::collections::HashMap;

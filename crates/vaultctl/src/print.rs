@@ -109,6 +109,9 @@ pub fn status_table(s: &pb::StatusReply, now: SystemTime) -> String {
                 p.source, p.threshold_percent
             ),
         ));
+        if !p.battery_care.is_empty() {
+            rows.push(("battery", p.battery_care.clone()));
+        }
     }
     for alarm in &s.active_alarms {
         rows.push(("ALARM", alarm.clone()));
@@ -151,6 +154,7 @@ pub fn status_json(s: &pb::StatusReply) -> Value {
             "time_to_empty_secs": (p.time_to_empty_secs > 0).then_some(p.time_to_empty_secs),
             "threshold_percent": p.threshold_percent,
             "critical": p.critical,
+            "battery_care": p.battery_care,
         })),
         "active_alarms": s.active_alarms,
         "daemon_version": s.daemon_version,

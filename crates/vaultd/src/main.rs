@@ -270,7 +270,7 @@ async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
 
     spawn_signal_handlers(handle.clone(), config_path, access)?;
     spawn_mount_watch(handle.tx.clone());
-    spawn_power_watch(handle.tx.clone());
+    spawn_power_watch(handle.tx.clone(), config.power.charge_end_threshold_percent);
     spawn_logind_watch(handle.clone());
     spawn_docker_watch(
         handle.tx.clone(),
@@ -435,18 +435,105 @@ fn spawn_docker_watch(tx: tokio::sync::mpsc::Sender<Msg>, socket: String, projec
 
 /// Follow UPower on the system bus and hand each reading to the supervisor. Without a bus or
 /// without UPower, the supervisor is told the source is gone (an alarm), and the watch retries.
-fn spawn_power_watch(tx: tokio::sync::mpsc::Sender<Msg>) {
+fn spawn_power_watch(tx: tokio::sync::mpsc::Sender<Msg>, charge_end_threshold: Option<u32>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use vault_power::kernel::{self, KernelReading};
     use vault_power::{PowerUpdate, UPowerReading, state};
     use vaultd::supervisor::PowerSeen;
-    fn reading(r: &UPowerReading) -> vault_core::PowerReading {
-        vault_core::PowerReading {
-            on_battery: r.on_battery,
-            // Without a battery, the DisplayDevice's percentage means nothing.
-            percent: r.is_present.then_some(r.percentage),
-            // 0 is UPower's "unknown"; an estimate only means something while discharging.
-            time_to_empty_secs: (r.time_to_empty > 0
-                && matches!(r.state, state::DISCHARGING | state::EMPTY))
-            .then(|| u64::try_from(r.time_to_empty).unwrap_or(0)),
+
+    fn from_upower(r: &UPowerReading) -> PowerSeen {
+        PowerSeen {
+            source: "upower",
+            reading: Some(vault_core::PowerReading {
+                on_battery: r.on_battery,
+                // Without a battery, the DisplayDevice's percentage means nothing.
+                percent: r.is_present.then_some(r.percentage),
+                // 0 is UPower's "unknown"; an estimate only means something while discharging.
+                time_to_empty_secs: (r.time_to_empty > 0
+                    && matches!(r.state, state::DISCHARGING | state::EMPTY))
+                .then(|| u64::try_from(r.time_to_empty).unwrap_or(0)),
+            }),
+            gone: None,
+        }
+    }
+    /// The kernel's view, used while UPower is absent; `why` says why UPower is not used.
+    fn from_kernel(reading: std::io::Result<KernelReading>, why: &str) -> PowerSeen {
+        match reading {
+            Ok(r) if !r.is_empty() => PowerSeen {
+                source: "kernel",
+                reading: Some(vault_core::PowerReading {
+                    on_battery: r.on_battery(),
+                    percent: r.battery.as_ref().and_then(|b| b.capacity),
+                    time_to_empty_secs: r.battery.as_ref().and_then(|b| b.time_to_empty_secs),
+                }),
+                gone: None,
+            },
+            Ok(_) => PowerSeen {
+                source: "none",
+                reading: None,
+                gone: Some(format!(
+                    "{why}, and the kernel reports no battery or line power"
+                )),
+            },
+            Err(e) => PowerSeen {
+                source: "none",
+                reading: None,
+                gone: Some(format!("{why}, and {}: {e}", kernel::POWER_SUPPLY_CLASS)),
+            },
+        }
+    }
+
+    let class = std::path::PathBuf::from(kernel::POWER_SUPPLY_CLASS);
+    // Battery care, once at start: the cap where configured, and what the battery says.
+    let care = match kernel::read(&class).ok().and_then(|r| r.battery) {
+        None => "no battery in /sys/class/power_supply".to_owned(),
+        Some(battery) => match charge_end_threshold {
+            Some(percent) => match kernel::set_charge_end_threshold(&battery, percent) {
+                Ok(true) => format!("charge cap set to {percent} % on {}", battery.name),
+                Ok(false) => format!(
+                    "{} has no charge_control_end_threshold: the {percent} % cap cannot be set",
+                    battery.name
+                ),
+                Err(e) => format!(
+                    "cannot set the {percent} % charge cap on {}: {e}",
+                    battery.name
+                ),
+            },
+            None => match battery.charge_end_threshold {
+                Some(cap) => format!(
+                    "charge cap {cap} % on {} (not managed by vaultd)",
+                    battery.name
+                ),
+                None => format!("{} has no charge cap", battery.name),
+            },
+        },
+    };
+    tracing::info!("battery care: {care}");
+    let _ = tx.try_send(Msg::BatteryCare(care));
+
+    // UPower first; the kernel's power_supply class while UPower is absent.
+    let upower_live = Arc::new(AtomicBool::new(false));
+    {
+        let tx = tx.clone();
+        let upower_live = upower_live.clone();
+        let class = class.clone();
+        let started = std::thread::Builder::new()
+            .name("power-supply".into())
+            .spawn(move || {
+                let ended = kernel::follow_blocking(&class, |reading| {
+                    if !upower_live.load(Ordering::SeqCst) {
+                        let seen = from_kernel(reading, "UPower is absent");
+                        let _ = tx.blocking_send(Msg::Power(seen));
+                    }
+                    !tx.is_closed()
+                });
+                if let Err(error) = ended {
+                    tracing::warn!(%error, "cannot follow the kernel's power_supply class");
+                }
+            });
+        if let Err(error) = started {
+            tracing::warn!(%error, "cannot start the power_supply follower");
         }
     }
     tokio::spawn(async move {
@@ -456,21 +543,19 @@ fn spawn_power_watch(tx: tokio::sync::mpsc::Sender<Msg>) {
                 Ok(conn) => {
                     retry = std::time::Duration::from_secs(2);
                     let tx = tx.clone();
+                    let upower_live = upower_live.clone();
+                    let class = class.clone();
                     vault_power::follow(&conn, move |update| {
                         let seen = match update {
                             PowerUpdate::Reading(r) => {
                                 tracing::debug!(?r, "upower");
-                                PowerSeen {
-                                    source: "upower",
-                                    reading: Some(reading(&r)),
-                                    gone: None,
-                                }
+                                upower_live.store(true, Ordering::SeqCst);
+                                from_upower(&r)
                             }
-                            PowerUpdate::SourceGone(why) => PowerSeen {
-                                source: "upower",
-                                reading: None,
-                                gone: Some(why),
-                            },
+                            PowerUpdate::SourceGone(why) => {
+                                upower_live.store(false, Ordering::SeqCst);
+                                from_kernel(kernel::read(&class), &why)
+                            }
                         };
                         let _ = tx.try_send(Msg::Power(seen));
                     })
@@ -479,13 +564,9 @@ fn spawn_power_watch(tx: tokio::sync::mpsc::Sender<Msg>) {
                 Err(e) => Err(e),
             };
             if let Err(error) = ended {
-                let _ = tx
-                    .send(Msg::Power(PowerSeen {
-                        source: "none",
-                        reading: None,
-                        gone: Some(error.to_string()),
-                    }))
-                    .await;
+                upower_live.store(false, Ordering::SeqCst);
+                let seen = from_kernel(kernel::read(&class), &error.to_string());
+                let _ = tx.send(Msg::Power(seen)).await;
             }
             if tx.is_closed() {
                 return;

@@ -348,6 +348,7 @@ pub fn status_reply(snapshot: &Snapshot, describe: &Describe) -> pb::StatusReply
                 .unwrap_or(0),
             threshold_percent: u32::from(snapshot.threshold_percent),
             critical: snapshot.power_critical,
+            battery_care: snapshot.battery_care.clone(),
         }),
         active_alarms: snapshot
             .active_alarms

@@ -53,6 +53,8 @@ pub enum Msg {
     EmergencyStopped(Observed),
     /// What the power source says, or that it is gone.
     Power(PowerSeen),
+    /// What was done about the battery's charge cap at start.
+    BatteryCare(String),
     /// New settings after a config reload.
     Reconfigure {
         policy: PowerPolicy,
@@ -72,6 +74,7 @@ pub struct Snapshot {
     pub power_critical: bool,
     pub threshold_percent: u8,
     pub power: PowerSeen,
+    pub battery_care: String,
     pub drain_deadline_unix: Option<i64>,
 }
 
@@ -132,6 +135,7 @@ pub struct Supervisor<H: Host> {
     active_alarms: BTreeMap<&'static str, String>,
     threshold_percent: u8,
     power: PowerSeen,
+    battery_care: String,
     started: Instant,
     started_unix: i64,
     wake_at: Option<tokio::time::Instant>,
@@ -172,6 +176,7 @@ impl<H: Host> Supervisor<H> {
             power_critical: false,
             threshold_percent: policy.threshold_percent,
             power: PowerSeen::NONE,
+            battery_care: String::new(),
             drain_deadline_unix: None,
         });
         let (status_tx, status_rx) = watch::channel(snapshot);
@@ -192,6 +197,7 @@ impl<H: Host> Supervisor<H> {
             active_alarms: BTreeMap::new(),
             threshold_percent: policy.threshold_percent,
             power: PowerSeen::NONE,
+            battery_care: String::new(),
             started: Instant::now(),
             started_unix,
             wake_at: None,
@@ -328,6 +334,10 @@ impl<H: Host> Supervisor<H> {
                 let core = observed.core;
                 self.observed = Some(observed);
                 self.core.handle(now, Event::Observed(core))
+            }
+            Msg::BatteryCare(care) => {
+                self.battery_care = care;
+                Vec::new()
             }
             Msg::Power(seen) => {
                 let actions = match (&seen.gone, seen.reading) {
@@ -543,6 +553,7 @@ impl<H: Host> Supervisor<H> {
             power_critical: self.core.power_critical(),
             threshold_percent: self.threshold_percent,
             power: self.power.clone(),
+            battery_care: self.battery_care.clone(),
             drain_deadline_unix: self.core.drain_deadline().map(|d| self.unix_at(d)),
         });
         if *snapshot == *previous {

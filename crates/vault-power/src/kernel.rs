@@ -1,0 +1,231 @@
+//! The kernel fallback where UPower is absent: the `power_supply` class in sysfs (per
+//! Documentation/ABI/testing/sysfs-class-power), read again on every udev `change` event of
+//! the subsystem. No polling: the follower blocks in poll(2) on the udev monitor.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+pub const POWER_SUPPLY_CLASS: &str = "/sys/class/power_supply";
+
+/// The battery the kernel reports (the first one present, by name).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Battery {
+    pub name: String,
+    /// Charging, Discharging, Not charging, Full, Unknown.
+    pub status: String,
+    pub capacity: Option<f64>,
+    /// The driver's own estimate, else energy (or charge) over power (or current).
+    pub time_to_empty_secs: Option<u64>,
+    /// `charge_control_end_threshold`, where the battery has one.
+    pub charge_end_threshold: Option<u32>,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelReading {
+    /// Whether any line supply (Mains, USB, Wireless) is online; `None` when there is none.
+    pub line_power: Option<bool>,
+    pub battery: Option<Battery>,
+}
+
+impl KernelReading {
+    /// On battery: line supplies exist and none is online; or, with none known, the battery
+    /// says it is discharging.
+    pub fn on_battery(&self) -> bool {
+        match self.line_power {
+            Some(online) => !online && self.battery.is_some(),
+            None => self
+                .battery
+                .as_ref()
+                .is_some_and(|b| b.status == "Discharging"),
+        }
+    }
+
+    /// Neither a battery nor a line supply: nothing to follow.
+    pub fn is_empty(&self) -> bool {
+        self.line_power.is_none() && self.battery.is_none()
+    }
+}
+
+fn attr(dir: &Path, name: &str) -> Option<String> {
+    std::fs::read_to_string(dir.join(name))
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+fn number(dir: &Path, name: &str) -> Option<f64> {
+    attr(dir, name)?.parse().ok()
+}
+
+/// Read every supply under `class` (normally /sys/class/power_supply).
+pub fn read(class: &Path) -> io::Result<KernelReading> {
+    let mut line_power: Option<bool> = None;
+    let mut batteries = Vec::new();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(class)?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for dir in entries {
+        match attr(&dir, "type").as_deref() {
+            Some("Mains" | "USB" | "Wireless") => {
+                let online = number(&dir, "online").is_some_and(|v| v != 0.0);
+                line_power = Some(line_power.unwrap_or(false) || online);
+            }
+            Some("Battery") => {
+                if attr(&dir, "present").as_deref() == Some("0") {
+                    continue;
+                }
+                let status = attr(&dir, "status").unwrap_or_else(|| "Unknown".into());
+                batteries.push(Battery {
+                    name: dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    time_to_empty_secs: (status == "Discharging")
+                        .then(|| time_to_empty(&dir))
+                        .flatten(),
+                    status,
+                    capacity: number(&dir, "capacity"),
+                    charge_end_threshold: attr(&dir, "charge_control_end_threshold")
+                        .and_then(|v| v.parse().ok()),
+                    path: dir,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(KernelReading {
+        line_power,
+        battery: batteries.into_iter().next(),
+    })
+}
+
+/// Seconds to empty: the driver's estimate if it gives one, else energy/power or
+/// charge/current (µWh/µW, µAh/µA; some drivers report the rate as negative).
+fn time_to_empty(dir: &Path) -> Option<u64> {
+    let secs = number(dir, "time_to_empty_now")
+        .or_else(|| number(dir, "time_to_empty_avg"))
+        .or_else(|| {
+            let energy = number(dir, "energy_now")?;
+            let power = number(dir, "power_now")?.abs();
+            (power > 0.0).then(|| energy / power * 3600.0)
+        })
+        .or_else(|| {
+            let charge = number(dir, "charge_now")?;
+            let current = number(dir, "current_now")?.abs();
+            (current > 0.0).then(|| charge / current * 3600.0)
+        })?;
+    // Finite and non-negative, so the conversion keeps the value.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let secs = (secs.is_finite() && secs > 0.0).then_some(secs as u64);
+    secs
+}
+
+/// Set the battery's charge cap (`charge_control_end_threshold`). `Ok(false)` when the battery
+/// has no such attribute (many do not): reported, not an error.
+pub fn set_charge_end_threshold(battery: &Battery, percent: u32) -> io::Result<bool> {
+    let path = battery.path.join("charge_control_end_threshold");
+    if !path.exists() {
+        return Ok(false);
+    }
+    std::fs::write(&path, format!("{percent}\n"))?;
+    Ok(true)
+}
+
+/// Follow the class: call `on` with a reading now and after every udev event of the
+/// `power_supply` subsystem, until `on` returns false. Blocking (poll(2) without a timeout):
+/// run it on a thread of its own.
+pub fn follow_blocking(
+    class: &Path,
+    mut on: impl FnMut(io::Result<KernelReading>) -> bool,
+) -> io::Result<()> {
+    let socket = udev::MonitorBuilder::new()?
+        .match_subsystem("power_supply")?
+        .listen()?;
+    if !on(read(class)) {
+        return Ok(());
+    }
+    let mut pollfd = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd for the monitor socket, which outlives the call.
+        let ready = unsafe { libc::poll(&raw mut pollfd, 1, -1) };
+        if ready < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        // Drain what arrived; the reading is taken once for the burst.
+        for _event in socket.iter() {}
+        if !on(read(class)) {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn supply(root: &Path, name: &str, attrs: &[(&str, &str)]) {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (k, v) in attrs {
+            std::fs::write(dir.join(k), format!("{v}\n")).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_laptop_unplugged_is_on_battery_with_an_estimate_from_energy_and_power() {
+        let root = tempfile::tempdir().unwrap();
+        supply(root.path(), "AC", &[("type", "Mains"), ("online", "0")]);
+        supply(
+            root.path(),
+            "BAT0",
+            &[
+                ("type", "Battery"),
+                ("present", "1"),
+                ("status", "Discharging"),
+                ("capacity", "42"),
+                ("energy_now", "20000000"),
+                ("power_now", "10000000"),
+            ],
+        );
+        let r = read(root.path()).unwrap();
+        assert!(r.on_battery());
+        let b = r.battery.unwrap();
+        assert_eq!(b.capacity, Some(42.0));
+        assert_eq!(b.time_to_empty_secs, Some(7200));
+        assert_eq!(b.charge_end_threshold, None);
+    }
+
+    #[test]
+    fn any_line_supply_online_means_ac_and_no_supplies_means_nothing_to_follow() {
+        let root = tempfile::tempdir().unwrap();
+        supply(root.path(), "AC", &[("type", "Mains"), ("online", "0")]);
+        supply(root.path(), "usb", &[("type", "USB"), ("online", "1")]);
+        supply(
+            root.path(),
+            "BAT0",
+            &[
+                ("type", "Battery"),
+                ("status", "Charging"),
+                ("capacity", "80"),
+                ("charge_control_end_threshold", "60"),
+            ],
+        );
+        let r = read(root.path()).unwrap();
+        assert!(!r.on_battery());
+        assert_eq!(r.battery.as_ref().unwrap().time_to_empty_secs, None);
+        assert_eq!(r.battery.unwrap().charge_end_threshold, Some(60));
+        let empty = tempfile::tempdir().unwrap();
+        assert!(read(empty.path()).unwrap().is_empty());
+    }
+}
