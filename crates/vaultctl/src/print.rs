@@ -89,8 +89,8 @@ pub fn status_table(s: &pb::StatusReply, now: SystemTime) -> String {
         None => rows.push(("observed", "nothing yet".into())),
     }
     if let Some(p) = &s.power {
-        let reading = if p.source == "none" {
-            "no power source adapter yet".to_owned()
+        let reading = if p.source.starts_with("none") {
+            "no power source answers".to_owned()
         } else {
             let mut r = if p.on_battery { "on battery" } else { "on AC" }.to_owned();
             if p.percent >= 0.0 {
