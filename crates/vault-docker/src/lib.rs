@@ -664,35 +664,14 @@ fn container_info(r: ContainerInspectResponse) -> Result<ContainerInfo, DockerEr
         .as_ref()
         .and_then(|h| h.test.as_ref())
         .is_some_and(|t| !t.is_empty() && t[0] != "NONE");
-    let mut ports = Vec::new();
-    if let Some(bindings) = r.network_settings.and_then(|n| n.ports) {
-        for (key, list) in bindings {
-            let (port, protocol) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
-            let container_port = port.parse().unwrap_or(0);
-            for b in list.unwrap_or_default() {
-                ports.push(PublishedPort {
-                    host_ip: b.host_ip.unwrap_or_default(),
-                    host_port: b.host_port.and_then(|p| p.parse().ok()).unwrap_or(0),
-                    container_port,
-                    protocol: protocol.to_owned(),
-                });
-            }
-        }
-    }
     // A stopped container has no live bindings: judge what it would publish.
+    let mut ports = r
+        .network_settings
+        .and_then(|n| n.ports)
+        .map(published_ports)
+        .unwrap_or_default();
     if ports.is_empty() {
-        for (key, list) in host.port_bindings.clone().unwrap_or_default() {
-            let (port, protocol) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
-            let container_port = port.parse().unwrap_or(0);
-            for b in list.unwrap_or_default() {
-                ports.push(PublishedPort {
-                    host_ip: b.host_ip.unwrap_or_default(),
-                    host_port: b.host_port.and_then(|p| p.parse().ok()).unwrap_or(0),
-                    container_port,
-                    protocol: protocol.to_owned(),
-                });
-            }
-        }
+        ports = published_ports(host.port_bindings.clone().unwrap_or_default());
     }
     ports.sort_by(|a, b| (a.host_port, &a.host_ip).cmp(&(b.host_port, &b.host_ip)));
     Ok(ContainerInfo {
@@ -727,4 +706,22 @@ fn container_info(r: ContainerInspectResponse) -> Result<ContainerInfo, DockerEr
         stop_timeout_secs: config.stop_timeout.and_then(|t| u64::try_from(t).ok()),
         stop_signal: config.stop_signal.filter(|s| !s.is_empty()),
     })
+}
+
+/// The host side of a port map (`"2283/tcp" → [bindings]`), live or configured.
+fn published_ports(map: bollard::models::PortMap) -> Vec<PublishedPort> {
+    let mut ports = Vec::new();
+    for (key, list) in map {
+        let (port, protocol) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+        let container_port = port.parse().unwrap_or(0);
+        for b in list.unwrap_or_default() {
+            ports.push(PublishedPort {
+                host_ip: b.host_ip.unwrap_or_default(),
+                host_port: b.host_port.and_then(|p| p.parse().ok()).unwrap_or(0),
+                container_port,
+                protocol: protocol.to_owned(),
+            });
+        }
+    }
+    ports
 }
