@@ -183,7 +183,11 @@ impl Daemon {
         let child = Command::new(bin("vaultd"))
             .arg("--config")
             .arg(&self.config)
-            .env("VAULTD_LOG", "info")
+            // VAULTD_TEST_LOG (e.g. "debug,zbus=info") turns up the daemon's log when chasing a fault.
+            .env(
+                "VAULTD_LOG",
+                std::env::var("VAULTD_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env_remove("NOTIFY_SOCKET")
             .env_remove("JOURNAL_STREAM")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -346,6 +350,21 @@ impl Watcher {
         limit: Duration,
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
+        match self.wait_until(limit, pred) {
+            Ok(value) => value,
+            Err(seen) => panic!(
+                "no matching watch event within {limit:?}; saw:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
+
+    /// As `wait_for`, but a miss is returned (with the events seen meanwhile), not a panic.
+    pub fn wait_until(
+        &self,
+        limit: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value, Vec<String>> {
         let deadline = Instant::now() + limit;
         let mut seen = Vec::new();
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
@@ -354,17 +373,14 @@ impl Watcher {
                     let value: serde_json::Value = serde_json::from_str(&line)
                         .unwrap_or_else(|e| panic!("bad JSON {line:?}: {e}"));
                     if pred(&value) {
-                        return value;
+                        return Ok(value);
                     }
                     seen.push(line);
                 }
                 Err(_) => break,
             }
         }
-        panic!(
-            "no matching watch event within {limit:?}; saw:\n{}",
-            seen.join("\n")
-        );
+        Err(seen)
     }
 }
 

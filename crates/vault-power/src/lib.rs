@@ -1,7 +1,7 @@
 //! vaultd's power adapter: UPower on the system D-Bus (`org.freedesktop.UPower`), per the
 //! interface XML in UPower's source. `OnBattery` on the main object and the DisplayDevice's
 //! `Percentage`, `State`, `TimeToEmpty`, `IsPresent` and `WarningLevel` are read once, then
-//! followed by `PropertiesChanged`, never polled. UPower leaving the bus or coming back
+//! followed by the values `PropertiesChanged` carries, never polled. UPower leaving the bus or coming back
 //! (`NameOwnerChanged`) is reported too: no reading is guessed while it is gone.
 
 pub mod kernel;
@@ -195,8 +195,72 @@ pub async fn follow(
     }
 }
 
-/// While UPower is on the bus: read, then re-read on every PropertiesChanged of the main
-/// object or the DisplayDevice. Returns Ok when UPower leaves.
+/// Fold one `PropertiesChanged` into `reading`. Returns whether anything vaultd reads changed,
+/// or `None` when the sender only *invalidated* a property (the value must be fetched).
+fn apply_change(
+    reading: &mut UPowerReading,
+    signal: &zbus::fdo::PropertiesChanged,
+    interface: &str,
+) -> Option<bool> {
+    let Ok(args) = signal.args() else {
+        return Some(false);
+    };
+    if args.interface_name().as_str() != interface {
+        return Some(false);
+    }
+    apply_values(
+        reading,
+        args.changed_properties(),
+        args.invalidated_properties(),
+    )
+}
+
+/// The pure part of [`apply_change`]: the signal's changed values and invalidated names.
+fn apply_values(
+    reading: &mut UPowerReading,
+    changed: &HashMap<&str, zbus::zvariant::Value<'_>>,
+    invalidated: &[&str],
+) -> Option<bool> {
+    if !invalidated.is_empty() {
+        return None;
+    }
+    let before = reading.clone();
+    for (name, value) in changed {
+        match *name {
+            "OnBattery" => set(&mut reading.on_battery, value),
+            "IsPresent" => set(&mut reading.is_present, value),
+            "Percentage" => set(&mut reading.percentage, value),
+            "State" => set(&mut reading.state, value),
+            "TimeToEmpty" => set(&mut reading.time_to_empty, value),
+            "WarningLevel" => set(&mut reading.warning_level, value),
+            _ => {}
+        }
+    }
+    Some(*reading != before)
+}
+
+/// Set `field` from a D-Bus value of the type UPower's XML gives it; a value of another type is
+/// ignored (the field keeps what it had) rather than guessed.
+fn set<'v, T>(field: &mut T, value: &'v zbus::zvariant::Value<'v>)
+where
+    T: TryFrom<&'v zbus::zvariant::Value<'v>>,
+    <T as TryFrom<&'v zbus::zvariant::Value<'v>>>::Error: Into<zbus::zvariant::Error>,
+{
+    if let Ok(v) = value.downcast_ref::<T>() {
+        *field = v;
+    }
+}
+
+/// While UPower is on the bus: read once, then follow `PropertiesChanged` of the main object
+/// and the DisplayDevice, taking the new values from the signal itself. Returns Ok when UPower
+/// leaves.
+///
+/// Why not re-read on each signal: a method call awaited here leaves the signal streams
+/// unpolled, and zbus stops reading the socket once a stream's queue (64) is full — so a burst
+/// of signals (UPower sends one per property) during a re-read deadlocks the connection: the
+/// reply can never arrive. Folding the signal's values in keeps this loop free of calls; a full
+/// re-read happens only when UPower invalidates a property instead of sending it, which upowerd
+/// does not do.
 async fn follow_present(
     conn: &zbus::Connection,
     owners: &mut zbus::fdo::NameOwnerChangedStream,
@@ -211,6 +275,7 @@ async fn follow_present(
         .map_err(upower_error("find the DisplayDevice"))?;
     let main = properties(conn, UPOWER_PATH).await?;
     let device = properties(conn, display.as_str()).await?;
+    // Subscribed before the first read, so a change in between is not missed.
     let mut main_changes = main
         .receive_properties_changed()
         .await
@@ -219,28 +284,82 @@ async fn follow_present(
         .receive_properties_changed()
         .await
         .map_err(upower_error("follow the DisplayDevice"))?;
-    on_update(PowerUpdate::Reading(read(&main, &device).await?));
+    let mut reading = read(&main, &device).await?;
+    on_update(PowerUpdate::Reading(reading.clone()));
+    let closed = || PowerError::Bus("the bus connection closed".into());
     loop {
-        tokio::select! {
+        let applied = tokio::select! {
             change = main_changes.next() => {
-                if change.is_none() { return Err(PowerError::Bus("the bus connection closed".into())); }
+                apply_change(&mut reading, &change.ok_or_else(closed)?, UPOWER)
             }
             change = device_changes.next() => {
-                if change.is_none() { return Err(PowerError::Bus("the bus connection closed".into())); }
+                apply_change(&mut reading, &change.ok_or_else(closed)?, DEVICE_INTERFACE)
             }
             change = owners.next() => {
-                let Some(change) = change else {
-                    return Err(PowerError::Bus("the bus connection closed".into()));
-                };
+                let change = change.ok_or_else(closed)?;
                 let gone = change.args().map(|a| a.new_owner().is_none()).unwrap_or(true);
                 if gone {
                     on_update(PowerUpdate::SourceGone("UPower left the system bus".into()));
-                    return Ok(());
                 }
-                // A new owner replaced the old one: start again from its objects.
+                // Gone, or a new owner replaced the old one: start again from its objects.
                 return Ok(());
             }
+        };
+        match applied {
+            Some(false) => {}
+            Some(true) => on_update(PowerUpdate::Reading(reading.clone())),
+            None => {
+                reading = read(&main, &device).await?;
+                on_update(PowerUpdate::Reading(reading.clone()));
+            }
         }
-        on_update(PowerUpdate::Reading(read(&main, &device).await?));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zbus::zvariant::Value;
+
+    fn reading() -> UPowerReading {
+        UPowerReading {
+            on_battery: false,
+            is_present: true,
+            percentage: 80.0,
+            state: state::CHARGING,
+            time_to_empty: 0,
+            warning_level: 1,
+        }
+    }
+
+    #[test]
+    fn a_signal_s_values_are_folded_in_and_unread_ones_ignored() {
+        let mut r = reading();
+        let changed = HashMap::from([
+            ("Percentage", Value::F64(29.0)),
+            ("State", Value::U32(state::DISCHARGING)),
+            ("TimeToEmpty", Value::I64(1200)),
+            ("IconName", Value::from("battery-low")),
+        ]);
+        assert_eq!(apply_values(&mut r, &changed, &[]), Some(true));
+        assert_eq!(r.percentage, 29.0);
+        assert_eq!(r.state, state::DISCHARGING);
+        assert_eq!(r.time_to_empty, 1200);
+        // The same values again change nothing: no reading is sent.
+        assert_eq!(apply_values(&mut r, &changed, &[]), Some(false));
+        let only_icon = HashMap::from([("IconName", Value::from("x"))]);
+        assert_eq!(apply_values(&mut r, &only_icon, &[]), Some(false));
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_not_guessed_and_an_invalidation_asks_for_a_read() {
+        let mut r = reading();
+        let wrong = HashMap::from([
+            ("OnBattery", Value::from("yes")),
+            ("Percentage", Value::U32(5)),
+        ]);
+        assert_eq!(apply_values(&mut r, &wrong, &[]), Some(false));
+        assert_eq!(r, reading());
+        assert_eq!(apply_values(&mut r, &HashMap::new(), &["Percentage"]), None);
     }
 }

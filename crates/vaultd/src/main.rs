@@ -399,6 +399,27 @@ fn spawn_mount_watch(tx: tokio::sync::mpsc::Sender<Msg>) {
     });
 }
 
+/// A latest-value feed into the supervisor's queue: a burst of updates is coalesced into the
+/// newest, and that newest is always delivered (awaited, never `try_send`-dropped when the queue
+/// is momentarily full). For readings, where only the last one matters.
+fn latest_feed<T: Clone + Send + Sync + 'static>(
+    tx: tokio::sync::mpsc::Sender<Msg>,
+    wrap: fn(T) -> Msg,
+) -> tokio::sync::watch::Sender<Option<T>> {
+    let (feed, mut latest) = tokio::sync::watch::channel(None::<T>);
+    tokio::spawn(async move {
+        while latest.changed().await.is_ok() {
+            let value = latest.borrow_and_update().clone();
+            if let Some(value) = value
+                && tx.send(wrap(value)).await.is_err()
+            {
+                return;
+            }
+        }
+    });
+    feed
+}
+
 /// Docker events for the project's containers: each one makes the supervisor observe again, so
 /// a container started by hand on an unmounted data path is stopped at once. While the engine
 /// is unreachable, retry every few seconds (the observation meanwhile says "unknown").
@@ -413,10 +434,12 @@ fn spawn_docker_watch(tx: tokio::sync::mpsc::Sender<Msg>, socket: String, projec
                     retry = std::time::Duration::from_secs(2);
                     // Connected: look now (the engine may have come back with containers up).
                     let _ = tx.send(Msg::Observe).await;
+                    // Events coalesce: one look after a burst sees what all of them did.
+                    let observe = latest_feed(tx.clone(), |()| Msg::Observe);
                     let ended = stack
                         .follow_events(|action| {
                             tracing::debug!("docker event: {action}");
-                            let _ = tx.try_send(Msg::Observe);
+                            observe.send_replace(Some(()));
                         })
                         .await;
                     tracing::warn!("{ended}");
@@ -437,7 +460,7 @@ fn spawn_docker_watch(tx: tokio::sync::mpsc::Sender<Msg>, socket: String, projec
 /// without UPower, the supervisor is told the source is gone (an alarm), and the watch retries.
 fn spawn_power_watch(tx: tokio::sync::mpsc::Sender<Msg>, charge_end_threshold: Option<u32>) {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
     use vault_power::kernel::{self, KernelReading};
     use vault_power::{PowerUpdate, UPowerReading, state};
     use vaultd::supervisor::PowerSeen;
@@ -512,21 +535,33 @@ fn spawn_power_watch(tx: tokio::sync::mpsc::Sender<Msg>, charge_end_threshold: O
     tracing::info!("battery care: {care}");
     let _ = tx.try_send(Msg::BatteryCare(care));
 
-    // UPower first; the kernel's power_supply class while UPower is absent.
-    let upower_live = Arc::new(AtomicBool::new(false));
+    // UPower first; the kernel's power_supply class only while UPower is known to be absent.
+    // One lock orders the two sources: a kernel reading taken just before UPower answered
+    // cannot land after UPower's and override it. At start neither is sent until UPower's
+    // presence is known (no false "power source gone" while the bus is still being asked).
+    #[derive(Clone, Copy, PartialEq)]
+    enum UPowerIs {
+        Unknown,
+        Live,
+        Absent,
+    }
+    let feed = Arc::new(latest_feed(tx.clone(), Msg::Power));
+    let upower = Arc::new(Mutex::new(UPowerIs::Unknown));
     {
-        let tx = tx.clone();
-        let upower_live = upower_live.clone();
+        let feed = feed.clone();
+        let upower = upower.clone();
         let class = class.clone();
         let started = std::thread::Builder::new()
             .name("power-supply".into())
             .spawn(move || {
                 let ended = kernel::follow_blocking(&class, |reading| {
-                    if !upower_live.load(Ordering::SeqCst) {
-                        let seen = from_kernel(reading, "UPower is absent");
-                        let _ = tx.blocking_send(Msg::Power(seen));
+                    let upower = upower
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if *upower == UPowerIs::Absent {
+                        feed.send_replace(Some(from_kernel(reading, "UPower is absent")));
                     }
-                    !tx.is_closed()
+                    !feed.is_closed()
                 });
                 if let Err(error) = ended {
                     tracing::warn!(%error, "cannot follow the kernel's power_supply class");
@@ -536,37 +571,40 @@ fn spawn_power_watch(tx: tokio::sync::mpsc::Sender<Msg>, charge_end_threshold: O
             tracing::warn!(%error, "cannot start the power_supply follower");
         }
     }
+    let absent =
+        move |upower: &Mutex<UPowerIs>, feed: &tokio::sync::watch::Sender<_>, why: &str| {
+            let mut upower = upower
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *upower = UPowerIs::Absent;
+            feed.send_replace(Some(from_kernel(kernel::read(&class), why)));
+        };
     tokio::spawn(async move {
         let mut retry = std::time::Duration::from_secs(2);
         loop {
             let ended = match vault_power::system_bus().await {
                 Ok(conn) => {
                     retry = std::time::Duration::from_secs(2);
-                    let tx = tx.clone();
-                    let upower_live = upower_live.clone();
-                    let class = class.clone();
-                    vault_power::follow(&conn, move |update| {
-                        let seen = match update {
-                            PowerUpdate::Reading(r) => {
-                                tracing::debug!(?r, "upower");
-                                upower_live.store(true, Ordering::SeqCst);
-                                from_upower(&r)
-                            }
-                            PowerUpdate::SourceGone(why) => {
-                                upower_live.store(false, Ordering::SeqCst);
-                                from_kernel(kernel::read(&class), &why)
-                            }
-                        };
-                        let _ = tx.try_send(Msg::Power(seen));
+                    let feed = feed.clone();
+                    let upower = upower.clone();
+                    let absent = absent.clone();
+                    vault_power::follow(&conn, move |update| match update {
+                        PowerUpdate::Reading(r) => {
+                            tracing::debug!(?r, "upower");
+                            let mut upower = upower
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            *upower = UPowerIs::Live;
+                            feed.send_replace(Some(from_upower(&r)));
+                        }
+                        PowerUpdate::SourceGone(why) => absent(&upower, &feed, &why),
                     })
                     .await
                 }
                 Err(e) => Err(e),
             };
             if let Err(error) = ended {
-                upower_live.store(false, Ordering::SeqCst);
-                let seen = from_kernel(kernel::read(&class), &error.to_string());
-                let _ = tx.send(Msg::Power(seen)).await;
+                absent(&upower, &feed, &error.to_string());
             }
             if tx.is_closed() {
                 return;
@@ -611,7 +649,11 @@ fn spawn_logind_watch(handle: vaultd::supervisor::Handle) {
         let follow = logind.follow(move |announcement| {
             if let Announcement::GoingDown { sleep } = announcement {
                 tracing::info!(sleep, "logind announced the host is going down: draining");
-                let _ = tx.try_send(Msg::Event(Event::HostGoingDown { sleep }));
+                // Awaited, not try_send: a full queue must not lose the shutdown.
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send(Msg::Event(Event::HostGoingDown { sleep })).await;
+                });
             }
         });
         let mut follow = std::pin::pin!(follow);
