@@ -22,6 +22,7 @@ pub struct Config {
     pub unlock: UnlockConfig,
     pub stack: StackConfig,
     pub power: PowerConfig,
+    pub immich: ImmichConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +86,8 @@ pub struct StackConfig {
     pub allowed_publish_addresses: Vec<String>,
     pub allowed_capabilities: Vec<String>,
     pub fix_restart_policy: bool,
+    /// Services that are databases: `check` warns when their stop timeout is short.
+    pub database_services: Vec<String>,
 }
 
 /// What posture findings at error level do to a start.
@@ -94,6 +97,17 @@ pub enum PostureGate {
     Block,
     /// They are reported and audited; the start goes on.
     Warn,
+}
+
+/// Immich's API: pause its queues before a drain, resume after a start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImmichConfig {
+    pub url: String,
+    /// Unset: vaultd does not touch the queues (and `check` says so).
+    pub api_key_file: Option<PathBuf>,
+    pub request_timeout_ms: u64,
+    pub ping_timeout_secs: u64,
+    pub poll_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +160,7 @@ impl Default for Config {
                 allowed_publish_addresses: Vec::new(),
                 allowed_capabilities: Vec::new(),
                 fix_restart_policy: false,
+                database_services: vec!["database".into()],
             },
             power: PowerConfig {
                 threshold_percent: 30,
@@ -155,6 +170,13 @@ impl Default for Config {
                 drain_safety_margin_secs: 60,
                 power_off_after_drain: true,
                 charge_end_threshold_percent: None,
+            },
+            immich: ImmichConfig {
+                url: "http://127.0.0.1:2283".into(),
+                api_key_file: None,
+                request_timeout_ms: 2000,
+                ping_timeout_secs: 180,
+                poll_interval_ms: 500,
             },
         }
     }
@@ -358,6 +380,13 @@ pub const SCHEMA: &[KeySpec] = &[
         doc: "set always/unless-stopped restart policies to \"no\" through the Docker API before each start (the compose file is not touched)",
     },
     KeySpec {
+        key: "stack.database_services",
+        kind: "list of strings",
+        default: "[\"database\"]",
+        range: "compose service names",
+        doc: "services that are databases: `check` warns when their stop timeout is under 30 s (Postgres needs its fast shutdown, not a SIGKILL)",
+    },
+    KeySpec {
         key: "power.threshold_percent",
         kind: "integer",
         default: "30",
@@ -405,6 +434,41 @@ pub const SCHEMA: &[KeySpec] = &[
         default: "(unset)",
         range: "20–100",
         doc: "at start, set the battery's charge_control_end_threshold to this (e.g. 60, to keep an always-plugged battery healthy); a battery without the attribute is reported, not an error",
+    },
+    KeySpec {
+        key: "immich.url",
+        kind: "string",
+        default: "\"http://127.0.0.1:2283\"",
+        range: "http://HOST:PORT",
+        doc: "Immich's server on this host, as the compose file publishes it",
+    },
+    KeySpec {
+        key: "immich.api_key_file",
+        kind: "path",
+        default: "(unset)",
+        range: "absolute path; root-owned, mode 0600 or 0640",
+        doc: "a file holding an admin's API key (scopes queue.read + queue.update, or job.read + job.create before v2.4); unset: the queues are not paused before a drain",
+    },
+    KeySpec {
+        key: "immich.request_timeout_ms",
+        kind: "integer",
+        default: "2000",
+        range: "100–30000",
+        doc: "each API request's limit: a server that is down or stuck never holds a drain up for longer",
+    },
+    KeySpec {
+        key: "immich.ping_timeout_secs",
+        kind: "integer",
+        default: "180",
+        range: "0–3600",
+        doc: "after the stack starts, how long to wait for the server to answer before RUNNING (the queues stay paused if it never does)",
+    },
+    KeySpec {
+        key: "immich.poll_interval_ms",
+        kind: "integer",
+        default: "500",
+        range: "50–10000",
+        doc: "how often a drain looks at the active job counts while it waits for them",
     },
 ];
 
@@ -840,6 +904,22 @@ fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
             })?;
         }
         "stack.fix_restart_policy" => c.stack.fix_restart_policy = at.boolean()?,
+        "stack.database_services" => c.stack.database_services = at.list(service_name)?,
+        "immich.url" => {
+            let url = at.string()?;
+            let rest = url.strip_prefix("http://").unwrap_or_default();
+            let host_port = rest.trim_end_matches('/');
+            if host_port.is_empty() || host_port.contains('/') || host_port.contains('@') {
+                return Err(at.invalid(format!(
+                    "{url:?} is not http://HOST:PORT (vaultd talks plain HTTP to the server on this host)"
+                )));
+            }
+            c.immich.url = url;
+        }
+        "immich.api_key_file" => c.immich.api_key_file = Some(at.absolute_path()?),
+        "immich.request_timeout_ms" => c.immich.request_timeout_ms = at.integer(100, 30_000)?,
+        "immich.ping_timeout_secs" => c.immich.ping_timeout_secs = at.integer(0, 3600)?,
+        "immich.poll_interval_ms" => c.immich.poll_interval_ms = at.integer(50, 10_000)?,
         "power.threshold_percent" => c.power.threshold_percent = at.integer(1, 95)?,
         "power.min_time_to_empty_secs" => {
             c.power.min_time_to_empty_secs = at.integer(0, 86_400)?;

@@ -91,6 +91,13 @@ max_drain_secs = 600
 drain_safety_margin_secs = 120
 power_off_after_drain = false
 charge_end_threshold_percent = 60
+
+[immich]
+url = "http://127.0.0.1:3001"
+api_key_file = "/etc/vaultd/immich-api-key"
+request_timeout_ms = 1500
+ping_timeout_secs = 60
+poll_interval_ms = 250
 "#;
     let expected = Config {
         daemon: DaemonConfig {
@@ -128,6 +135,7 @@ charge_end_threshold_percent = 60
             allowed_publish_addresses: vec!["10.8.0.1".into(), "fd00::1".into()],
             allowed_capabilities: vec!["NET_BIND_SERVICE".into()],
             fix_restart_policy: true,
+            database_services: vec!["database".into()],
         },
         power: PowerConfig {
             threshold_percent: 25,
@@ -137,6 +145,13 @@ charge_end_threshold_percent = 60
             drain_safety_margin_secs: 120,
             power_off_after_drain: false,
             charge_end_threshold_percent: Some(60),
+        },
+        immich: ImmichConfig {
+            url: "http://127.0.0.1:3001".into(),
+            api_key_file: Some("/etc/vaultd/immich-api-key".into()),
+            request_timeout_ms: 1500,
+            ping_timeout_secs: 60,
+            poll_interval_ms: 250,
         },
     };
     assert_eq!(parse(text, p()).expect("parse"), expected);

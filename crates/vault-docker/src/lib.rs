@@ -99,7 +99,9 @@ pub struct StopSettings {
 }
 
 impl StopSettings {
-    fn timeout_for(&self, c: &ContainerInfo) -> Duration {
+    /// The container's stop timeout: the config's for its service, else the container's own
+    /// (`stop_grace_period`), else the default.
+    pub fn timeout_for(&self, c: &ContainerInfo) -> Duration {
         self.timeouts
             .get(&c.service)
             .copied()

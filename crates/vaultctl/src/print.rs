@@ -85,6 +85,18 @@ pub fn status_table(s: &pb::StatusReply, now: SystemTime) -> String {
                 };
                 rows.push(("", format!("{:<24} {status}{misplaced}", c.service)));
             }
+            if !o.immich.is_empty() {
+                rows.push(("immich", o.immich.clone()));
+            }
+            if !o.immich_held_paused.is_empty() {
+                rows.push((
+                    "",
+                    format!(
+                        "paused by vaultd, resumed at the next start: {}",
+                        o.immich_held_paused.join(", ")
+                    ),
+                ));
+            }
         }
         None => rows.push(("observed", "nothing yet".into())),
     }
@@ -146,6 +158,8 @@ pub fn status_json(s: &pb::StatusReply) -> Value {
                 "misplaced": c.misplaced,
             })).collect::<Vec<_>>(),
             "unobservable": o.unobservable,
+            "immich": o.immich,
+            "immich_held_paused": o.immich_held_paused,
         })),
         "power": s.power.as_ref().map(|p| json!({
             "source": p.source,
@@ -252,6 +266,7 @@ mod tests {
                 containers_running: -1,
                 unobservable: String::new(),
                 containers: vec![],
+                ..Default::default()
             }),
             daemon_version: "0.1.0".into(),
             ..Default::default()

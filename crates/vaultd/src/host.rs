@@ -51,6 +51,10 @@ pub struct Observed {
     pub unobservable: Vec<String>,
     /// The mapping's device number while it is active: what "on the volume" means.
     pub mapping_dev: Option<(u32, u32)>,
+    /// Immich's queues as the last queue step saw them; empty when not configured.
+    pub immich: String,
+    /// The queues vaultd paused and has not resumed yet.
+    pub immich_held_paused: Vec<String>,
 }
 
 /// Why a step failed, in words for status and the audit; and whether it was the passphrase
@@ -97,7 +101,13 @@ pub struct StackSettings {
     pub posture: PosturePolicy,
     /// Posture errors stop a start (else they are only reported).
     pub gate_blocks: bool,
+    /// Services that are databases: their stop timeout must allow a clean shutdown.
+    pub database_services: Vec<String>,
 }
+
+/// Below this a database's stop timeout risks Docker's SIGKILL in the middle of its shutdown
+/// (Postgres' fast shutdown checkpoints first; Docker's own default is 10 s).
+pub const DATABASE_STOP_FLOOR: Duration = Duration::from_secs(30);
 
 /// The storage settings the real host acts on (from `[storage]`).
 #[derive(Debug, Clone)]
@@ -124,7 +134,24 @@ pub struct RealHost {
     pub stack: StackSettings,
     /// The connection to Docker, made on first use and dropped after an error.
     docker: Arc<tokio::sync::Mutex<Option<Stack>>>,
+    pub immich: Option<ImmichSettings>,
+    /// What the last queue step saw, for status.
+    immich_seen: Arc<std::sync::Mutex<String>>,
 }
+
+/// Immich's API (from `[immich]`); `None` in `RealHost::immich` when no key file is set.
+#[derive(Debug, Clone)]
+pub struct ImmichSettings {
+    pub url: String,
+    pub api_key_file: PathBuf,
+    pub request_timeout: Duration,
+    pub ping_timeout: Duration,
+    pub poll_interval: Duration,
+    pub state_dir: PathBuf,
+}
+
+/// The most a pause may take, whatever the drain's deadline: pausing is a few quick requests.
+const PAUSE_LIMIT: Duration = Duration::from_secs(15);
 
 /// How long a Docker query (list, inspect) may take before the stack counts as unobservable.
 /// Generous: an engine on a loaded old laptop can take seconds to answer while it starts
@@ -142,6 +169,166 @@ impl RealHost {
             storage,
             stack,
             docker: Arc::new(tokio::sync::Mutex::new(None)),
+            immich: None,
+            immich_seen: Arc::new(std::sync::Mutex::new(String::new())),
+        }
+    }
+
+    /// Drive Immich's queues around the stack's stop and start.
+    #[must_use]
+    pub fn with_immich(mut self, immich: ImmichSettings) -> Self {
+        self.immich = Some(immich);
+        self
+    }
+
+    fn set_immich_seen(&self, seen: String) {
+        *self
+            .immich_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = seen;
+    }
+
+    /// The client, with the key read now (so a key file fixed meanwhile is used).
+    fn immich_client(
+        settings: &ImmichSettings,
+    ) -> Result<(vault_immich::Immich, vault_immich::PauseRecord), StepFailure> {
+        let key = vault_immich::read_api_key(&settings.api_key_file)
+            .map_err(|e| StepFailure::new(e.to_string()))?;
+        let client = vault_immich::Immich::new(&settings.url, Some(key), settings.request_timeout)
+            .map_err(StepFailure::new)?;
+        Ok((
+            client,
+            vault_immich::PauseRecord::in_dir(&settings.state_dir),
+        ))
+    }
+
+    /// Immich's queue steps: pause before the stop, wait for active jobs, resume after a start.
+    async fn queue_step(&self, step: Step, deadline: Option<Instant>) -> Result<(), StepFailure> {
+        let Some(settings) = &self.immich else {
+            tracing::info!(
+                "{}: skipped, [immich] api_key_file is not set (the queues are not vaultd's to pause)",
+                step.name()
+            );
+            return Ok(());
+        };
+        let (immich, record) = Self::immich_client(settings)?;
+        let now = Instant::now();
+        let until = |limit: Duration| {
+            let end = now + limit;
+            tokio::time::Instant::from_std(deadline.map_or(end, |d| d.min(end)))
+        };
+        match step {
+            Step::PauseQueues => {
+                let report = tokio::time::timeout_at(
+                    until(PAUSE_LIMIT),
+                    vault_immich::pause_all(&immich, &record),
+                )
+                .await
+                .map_err(|_| StepFailure::new("pausing Immich's queues ran out of time"))?
+                .map_err(|e| StepFailure::new(e.to_string()))?;
+                let family = report.family.map_or("?", vault_immich::Family::name);
+                let seen = format!(
+                    "{family}: paused by vaultd {:?}, by the owner {:?}, still held {:?} ({} requests, {} ms)",
+                    report.paused,
+                    report.owner_paused,
+                    report.still_held,
+                    report.calls,
+                    now.elapsed().as_millis()
+                );
+                tracing::info!("Immich's queues: {seen}");
+                self.set_immich_seen(seen);
+                if report.failed.is_empty() {
+                    Ok(())
+                } else {
+                    Err(StepFailure::new(format!(
+                        "some queues could not be paused: {}",
+                        report
+                            .failed
+                            .iter()
+                            .map(|(q, e)| format!("{q} ({e})"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )))
+                }
+            }
+            Step::WaitForJobs => {
+                // The core hands this step half of the drain's time left.
+                let end = until(Duration::from_secs(24 * 3600));
+                let report = vault_immich::wait_idle(&immich, end, settings.poll_interval)
+                    .await
+                    .map_err(|e| StepFailure::new(e.to_string()))?;
+                let seen = if report.idle {
+                    format!(
+                        "no active jobs after {} ms ({} requests)",
+                        now.elapsed().as_millis(),
+                        report.calls
+                    )
+                } else {
+                    format!(
+                        "jobs still active when the time ran out: {}",
+                        report
+                            .still_active
+                            .iter()
+                            .map(|(q, n)| format!("{q} {n}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                tracing::info!("Immich's queues: {seen}");
+                self.set_immich_seen(seen.clone());
+                if report.idle {
+                    Ok(())
+                } else {
+                    Err(StepFailure::new(seen))
+                }
+            }
+            Step::ResumeQueues => {
+                let ping_until = tokio::time::Instant::from_std(now + settings.ping_timeout);
+                vault_immich::wait_ping(&immich, ping_until, Duration::from_secs(1))
+                    .await
+                    .map_err(|e| {
+                        StepFailure::new(format!(
+                            "Immich did not answer within {} s, its queues stay paused: {e}",
+                            settings.ping_timeout.as_secs()
+                        ))
+                    })?;
+                let report = vault_immich::resume_recorded(&immich, &record)
+                    .await
+                    .map_err(|e| StepFailure::new(e.to_string()))?;
+                let seen = match vault_immich::snapshot(&immich).await {
+                    Ok(s) => format!(
+                        "v{} ({}): {} queues, {} active, {} waiting, paused {:?}; resumed {:?}",
+                        s.version,
+                        s.family.name(),
+                        s.queues.len(),
+                        s.queues.iter().map(|q| q.active).sum::<u64>(),
+                        s.queues.iter().map(|q| q.waiting).sum::<u64>(),
+                        s.queues
+                            .iter()
+                            .filter(|q| q.paused)
+                            .map(|q| q.name.as_str())
+                            .collect::<Vec<_>>(),
+                        report.resumed
+                    ),
+                    Err(e) => format!("resumed {:?}; then: {e}", report.resumed),
+                };
+                tracing::info!("Immich's queues: {seen}");
+                self.set_immich_seen(seen);
+                if report.failed.is_empty() {
+                    Ok(())
+                } else {
+                    Err(StepFailure::new(format!(
+                        "some queues could not be resumed (they stay in the record): {}",
+                        report
+                            .failed
+                            .iter()
+                            .map(|(q, e)| format!("{q} ({e})"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )))
+                }
+            }
+            _ => Ok(()),
         }
     }
 
@@ -369,6 +556,28 @@ impl RealHost {
                         fix: "fix the compose project; vaultd cannot start it in order".into(),
                     });
                 }
+                for c in containers
+                    .iter()
+                    .filter(|c| self.stack.database_services.contains(&c.service))
+                {
+                    let timeout = self.stack.stop.timeout_for(c);
+                    if timeout < DATABASE_STOP_FLOOR {
+                        findings.push(CheckFinding {
+                            severity: Severity::Warning,
+                            area: format!("container {}", c.name),
+                            finding: format!(
+                                "the database service {} gets {} s to stop, under {} s: a SIGKILL mid-shutdown can leave Postgres needing recovery",
+                                c.service,
+                                timeout.as_secs(),
+                                DATABASE_STOP_FLOOR.as_secs()
+                            ),
+                            fix: format!(
+                                "set stack.stop_timeouts = {{ {} = 120 }} (or stop_grace_period in the compose file)",
+                                c.service
+                            ),
+                        });
+                    }
+                }
                 for f in containers
                     .iter()
                     .flat_map(|c| vault_docker::posture::judge(c, &self.stack.posture))
@@ -390,6 +599,67 @@ impl RealHost {
                     fix: "start Docker (systemctl start docker) or fix stack.docker_socket".into(),
                 });
             }
+        }
+        findings.extend(self.check_immich().await);
+        findings
+    }
+
+    /// Immich: whether vaultd can pause its queues (a key it may use), and whether it answers.
+    async fn check_immich(&self) -> Vec<CheckFinding> {
+        let area = || "immich".to_owned();
+        let Some(settings) = &self.immich else {
+            return vec![CheckFinding {
+                severity: Severity::Warning,
+                area: area(),
+                finding: "no API key is configured: a drain stops Immich without pausing its job queues first".into(),
+                fix: "make an admin API key (queue.read, queue.update) and set immich.api_key_file".into(),
+            }];
+        };
+        let (immich, record) = match Self::immich_client(settings) {
+            Ok(c) => c,
+            Err(e) => {
+                return vec![CheckFinding {
+                    severity: Severity::Error,
+                    area: area(),
+                    finding: e.message,
+                    fix: "fix the key file: root-owned, mode 0600, the key on one line".into(),
+                }];
+            }
+        };
+        let mut findings = Vec::new();
+        match vault_immich::snapshot(&immich).await {
+            Ok(s) => findings.push(CheckFinding {
+                severity: Severity::Info,
+                area: area(),
+                finding: format!(
+                    "v{} answers at {} ({} API); {} queues, {} paused",
+                    s.version,
+                    immich.base(),
+                    s.family.name(),
+                    s.queues.len(),
+                    s.queues.iter().filter(|q| q.paused).count()
+                ),
+                fix: String::new(),
+            }),
+            Err(e) => findings.push(CheckFinding {
+                severity: Severity::Info,
+                area: area(),
+                finding: format!("{e} (expected while the stack is stopped)"),
+                fix: "if the stack runs: check immich.url and the key's scopes".into(),
+            }),
+        }
+        if let Ok(held) = record.load()
+            && !held.is_empty()
+        {
+            findings.push(CheckFinding {
+                severity: Severity::Info,
+                area: area(),
+                finding: format!(
+                    "vaultd holds these queues paused since its last drain: {}",
+                    held.into_iter().collect::<Vec<_>>().join(", ")
+                ),
+                fix: "they are resumed at the next start".into(),
+            });
         }
         findings
     }
@@ -595,6 +865,8 @@ impl RealHost {
             containers: Vec::new(),
             unobservable,
             mapping_dev,
+            immich: String::new(),
+            immich_held_paused: Vec::new(),
         }
     }
 }
@@ -616,7 +888,21 @@ impl Host for RealHost {
             containers: Vec::new(),
             unobservable: vec![format!("observation task failed: {error}")],
             mapping_dev: None,
+            immich: String::new(),
+            immich_held_paused: Vec::new(),
         });
+        if let Some(settings) = &self.immich {
+            observed.immich = self
+                .immich_seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            // A small local file: cheap to read on every look.
+            match vault_immich::PauseRecord::in_dir(&settings.state_dir).load() {
+                Ok(held) => observed.immich_held_paused = held.into_iter().collect(),
+                Err(e) => observed.unobservable.push(e.to_string()),
+            }
+        }
         match stack {
             Ok(listed) => {
                 let misplaced: Vec<String> = Self::misplaced(&listed, observed.mapping_dev)
@@ -659,9 +945,6 @@ impl Host for RealHost {
         match step {
             Step::StartStack => return self.start_stack().await,
             Step::StopStack => return self.stop_stack(deadline).await,
-            // Immich's queues (issue 7): until that adapter lands there is nothing to pause
-            // or wait for, and the stop goes on as the drain plan says it must when the API
-            // is down.
             Step::PowerOff => {
                 let conn = vault_power::system_bus()
                     .await
@@ -676,11 +959,7 @@ impl Host for RealHost {
                     .map_err(|e| StepFailure::new(e.to_string()));
             }
             Step::PauseQueues | Step::WaitForJobs | Step::ResumeQueues => {
-                tracing::info!(
-                    "{}: skipped, the Immich queue adapter is not built yet",
-                    step.name()
-                );
-                return Ok(());
+                return self.queue_step(step, deadline).await;
             }
             _ => {}
         }

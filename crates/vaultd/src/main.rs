@@ -20,7 +20,7 @@ use vault_docker::StopSettings;
 use vault_docker::posture::PosturePolicy;
 use vault_storage::mount::FsckPolicy;
 use vaultd::access::AccessPolicy;
-use vaultd::host::{RealHost, StackSettings, StorageSettings};
+use vaultd::host::{ImmichSettings, RealHost, StackSettings, StorageSettings};
 use vaultd::peer::PeerStream;
 use vaultd::service::{Describe, VaultService};
 use vaultd::supervisor::{Broadcast, Msg, Supervisor, unix_now};
@@ -182,6 +182,7 @@ fn stack_settings(config: &Config) -> StackSettings {
             fix_restart_policy: stack.fix_restart_policy,
         },
         gate_blocks: stack.posture_gate == vault_config::PostureGate::Block,
+        database_services: stack.database_services.clone(),
     }
 }
 
@@ -216,6 +217,17 @@ async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         },
         stack_settings(&config),
     ));
+    let host = match &config.immich.api_key_file {
+        Some(key_file) => Arc::new(Arc::unwrap_or_clone(host).with_immich(ImmichSettings {
+            url: config.immich.url.clone(),
+            api_key_file: key_file.clone(),
+            request_timeout: std::time::Duration::from_millis(config.immich.request_timeout_ms),
+            ping_timeout: std::time::Duration::from_secs(config.immich.ping_timeout_secs),
+            poll_interval: std::time::Duration::from_millis(config.immich.poll_interval_ms),
+            state_dir: config.daemon.state_dir.clone(),
+        })),
+        None => host,
+    };
     let throttle = Arc::new(Mutex::new(Throttle::load(
         &config.daemon.state_dir,
         config.unlock.backoff_initial_secs,

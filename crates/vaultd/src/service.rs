@@ -321,6 +321,8 @@ pub fn status_reply(snapshot: &Snapshot, describe: &Describe) -> pb::StatusReply
                 misplaced: c.misplaced,
             })
             .collect(),
+        immich: o.immich.clone(),
+        immich_held_paused: o.immich_held_paused.clone(),
     });
     pb::StatusReply {
         state: state_pb(status.state).into(),

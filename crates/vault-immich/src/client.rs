@@ -1,0 +1,407 @@
+//! The HTTP client: one short-lived HTTP/1.1 connection per request to the server on a local
+//! address (Immich listens on 127.0.0.1:2283 in the owner's compose file), each request bounded
+//! by a timeout. The API key is read from a root-owned file that others cannot read, and sent
+//! as `x-api-key`; it never appears in a log or an error.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+use crate::queues::{self, Family, QueueState, ServerVersion};
+use crate::record::RecordError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read the Immich API key file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the Immich API key file {path} is owned by uid {uid}: it must be owned by root (chown root: {path})"
+    )]
+    Owner { path: PathBuf, uid: u32 },
+    #[error(
+        "the Immich API key file {path} has mode {mode:04o}: it must be 0600 or 0640 (chmod 600 {path})"
+    )]
+    Mode { path: PathBuf, mode: u32 },
+    #[error("the Immich API key file {path} is empty")]
+    Empty { path: PathBuf },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImmichError {
+    #[error("Immich at {base} does not answer: {detail}")]
+    Unreachable { base: String, detail: String },
+    #[error("Immich at {base}: {what} took longer than {after:?}")]
+    Timeout {
+        base: String,
+        what: String,
+        after: Duration,
+    },
+    #[error("Immich at {base}: {what} answered {status}: {message}")]
+    Status {
+        base: String,
+        what: String,
+        status: u16,
+        message: String,
+    },
+    #[error("Immich at {base}: {what} answered something vaultd cannot read: {detail}")]
+    BadAnswer {
+        base: String,
+        what: String,
+        detail: String,
+    },
+    #[error("Immich: no API key is configured ([immich] api_key_file), and {what} needs one")]
+    NoKey { what: String },
+    #[error(transparent)]
+    Record(RecordError),
+}
+
+/// The API key. Its `Debug` does not show it.
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(…)")
+    }
+}
+
+/// Read the API key from `path`: owned by root, mode 0600 or 0640 (or stricter), not empty.
+pub fn read_api_key(path: &Path) -> Result<ApiKey, KeyError> {
+    let meta = std::fs::metadata(path).map_err(|source| KeyError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    if meta.uid() != 0 {
+        return Err(KeyError::Owner {
+            path: path.to_owned(),
+            uid: meta.uid(),
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    // Group may read (0640: the vaultd group's admins), nobody may write but root, others nothing.
+    if mode & 0o7137 != 0 {
+        return Err(KeyError::Mode {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let key = text.trim();
+    if key.is_empty() {
+        return Err(KeyError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    Ok(ApiKey(key.to_owned()))
+}
+
+/// The server: `http://HOST:PORT` (its API under `/api`).
+#[derive(Debug, Clone)]
+pub struct Immich {
+    /// `HOST:PORT`, as connected to.
+    authority: String,
+    /// For messages: the URL as configured.
+    base: String,
+    key: Option<ApiKey>,
+    timeout: Duration,
+}
+
+impl Immich {
+    /// `url` is `http://HOST:PORT` (a trailing `/` or `/api` is accepted). Only plain HTTP:
+    /// vaultd talks to the server on the same host, as the compose file publishes it.
+    pub fn new(url: &str, key: Option<ApiKey>, timeout: Duration) -> Result<Self, String> {
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("{url:?}: only http://HOST:PORT (the server on this host)"))?;
+        let authority = rest.trim_end_matches('/').trim_end_matches("/api");
+        if authority.is_empty() || authority.contains('/') || authority.contains('@') {
+            return Err(format!("{url:?}: expected http://HOST:PORT"));
+        }
+        let authority = if authority.rsplit_once(':').is_some_and(|(_, p)| {
+            !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !p.contains(']')
+        }) {
+            authority.to_owned()
+        } else {
+            format!("{authority}:80")
+        };
+        Ok(Self {
+            authority,
+            base: url.trim_end_matches('/').to_owned(),
+            key,
+            timeout,
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn has_key(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// One request; `Ok((status, body))` for any HTTP answer.
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        with_key: bool,
+    ) -> Result<(u16, Bytes), ImmichError> {
+        let what = format!("{method} /api{path}");
+        let key = if with_key {
+            Some(
+                self.key
+                    .as_ref()
+                    .ok_or_else(|| ImmichError::NoKey { what: what.clone() })?,
+            )
+        } else {
+            None
+        };
+        let unreachable = |detail: String| ImmichError::Unreachable {
+            base: self.base.clone(),
+            detail,
+        };
+        let exchange = async {
+            let tcp = tokio::net::TcpStream::connect(&self.authority)
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+            let driver = tokio::spawn(connection);
+            let mut request = hyper::Request::builder()
+                .method(method)
+                .uri(format!("/api{path}"))
+                .header("host", &self.authority)
+                .header("accept", "application/json");
+            if let Some(key) = key {
+                request = request.header("x-api-key", &key.0);
+            }
+            let payload = match body {
+                Some(b) => {
+                    request = request.header("content-type", "application/json");
+                    Bytes::from(b.to_string())
+                }
+                None => Bytes::new(),
+            };
+            let request = request
+                .body(Full::new(payload))
+                .map_err(|e| unreachable(e.to_string()))?;
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+            let status = response.status().as_u16();
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| unreachable(e.to_string()))?
+                .to_bytes();
+            driver.abort();
+            Ok((status, bytes))
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| ImmichError::Timeout {
+                base: self.base.clone(),
+                what,
+                after: self.timeout,
+            })?
+    }
+
+    /// A request whose answer must be 2xx JSON.
+    async fn json(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        with_key: bool,
+    ) -> Result<Value, ImmichError> {
+        let (status, bytes) = self.request(method, path, body, with_key).await?;
+        let what = format!("{method} /api{path}");
+        if !(200..300).contains(&status) {
+            // Nest's error body: {"message", "error", "statusCode"}; say what it says.
+            let message = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| {
+                    v.get("message").map(|m| match m {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                })
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(200).collect());
+            return Err(ImmichError::Status {
+                base: self.base.clone(),
+                what,
+                status,
+                message,
+            });
+        }
+        if bytes.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ImmichError::BadAnswer {
+            base: self.base.clone(),
+            what,
+            detail: e.to_string(),
+        })
+    }
+
+    fn bad(&self, what: &str, detail: impl ToString) -> ImmichError {
+        ImmichError::BadAnswer {
+            base: self.base.clone(),
+            what: what.to_owned(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// `GET /server/ping` (no key needed): `{"res": "pong"}`.
+    pub async fn ping(&self) -> Result<(), ImmichError> {
+        let body = self.json("GET", "/server/ping", None, false).await?;
+        match body.get("res").and_then(Value::as_str) {
+            Some("pong") => Ok(()),
+            _ => Err(self.bad("GET /api/server/ping", format!("{body}"))),
+        }
+    }
+
+    /// `GET /server/version` (no key needed).
+    pub async fn version(&self) -> Result<ServerVersion, ImmichError> {
+        let body = self.json("GET", "/server/version", None, false).await?;
+        queues::parse_version(&body).map_err(|e| self.bad("GET /api/server/version", e))
+    }
+
+    /// The queues in the family the server speaks: `/queues` from 2.4.0 on (falling back to
+    /// `/jobs` when the server or the key's scopes refuse it), `/jobs` before. Returns the
+    /// family, the queues and the number of requests made.
+    pub async fn queues_any(
+        &self,
+        version: ServerVersion,
+    ) -> Result<(Family, Vec<QueueState>, u32), ImmichError> {
+        if version.has_queues_api() {
+            match self.json("GET", "/queues", None, true).await {
+                Ok(body) => {
+                    let q =
+                        queues::parse_queues(&body).map_err(|e| self.bad("GET /api/queues", e))?;
+                    return Ok((Family::Queues, q, 1));
+                }
+                Err(ImmichError::Status {
+                    status: 403 | 404, ..
+                }) => {
+                    let (q, _) = self.jobs().await?;
+                    return Ok((Family::Jobs, q, 2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let (q, _) = self.jobs().await?;
+        Ok((Family::Jobs, q, 1))
+    }
+
+    async fn jobs(&self) -> Result<(Vec<QueueState>, u32), ImmichError> {
+        let body = self.json("GET", "/jobs", None, true).await?;
+        let q = queues::parse_jobs(&body).map_err(|e| self.bad("GET /api/jobs", e))?;
+        Ok((q, 1))
+    }
+
+    /// Pause or resume one queue.
+    pub async fn set_paused(
+        &self,
+        family: Family,
+        name: &str,
+        paused: bool,
+    ) -> Result<(), ImmichError> {
+        if !queues::safe_name(name) {
+            return Err(self.bad("a queue's name", format!("{name:?} is not a queue name")));
+        }
+        let path = match family {
+            Family::Queues => format!("/queues/{name}"),
+            Family::Jobs => format!("/jobs/{name}"),
+        };
+        self.json(
+            "PUT",
+            &path,
+            Some(&queues::pause_body(family, paused)),
+            true,
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn urls_name_a_local_server_and_nothing_else() {
+        let ok = |u: &str| {
+            Immich::new(u, None, Duration::from_secs(1))
+                .expect(u)
+                .authority
+        };
+        assert_eq!(ok("http://127.0.0.1:2283"), "127.0.0.1:2283");
+        assert_eq!(ok("http://127.0.0.1:2283/api/"), "127.0.0.1:2283");
+        assert_eq!(ok("http://localhost"), "localhost:80");
+        assert_eq!(ok("http://[::1]:2283"), "[::1]:2283");
+        for bad in [
+            "https://x:1",
+            "127.0.0.1:2283",
+            "http://",
+            "http://u@h:1",
+            "http://h:1/x",
+        ] {
+            assert!(
+                Immich::new(bad, None, Duration::from_secs(1)).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_key_file_must_be_root_s_and_unreadable_by_others_and_the_key_never_shows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("key");
+        std::fs::write(&path, "s3cr3t-key\n").expect("write");
+        let running_as_root = nix_uid() == 0;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let e = read_api_key(&path).unwrap_err().to_string();
+        if running_as_root {
+            assert!(e.contains("mode 0644") && e.contains("chmod 600"), "{e}");
+        } else {
+            assert!(e.contains("owned by uid"), "{e}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        if running_as_root {
+            let key = read_api_key(&path).expect("0640 root");
+            assert_eq!(key.0, "s3cr3t-key");
+            assert!(!format!("{key:?}").contains("s3cr3t"));
+            std::fs::write(&path, "  \n").expect("write");
+            let e = read_api_key(&path).unwrap_err().to_string();
+            assert!(e.contains("is empty"), "{e}");
+        }
+        let e = read_api_key(&dir.path().join("none"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot read"), "{e}");
+    }
+
+    fn nix_uid() -> u32 {
+        std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(u32::MAX)
+    }
+}
