@@ -116,6 +116,8 @@ pub struct Daemon {
     pub mountpoint: PathBuf,
     /// Extra environment for the daemon (e.g. DBUS_SYSTEM_BUS_ADDRESS).
     pub env: Vec<(String, String)>,
+    /// The network namespace vaultd runs in, if not the test's.
+    pub netns: Option<String>,
     child: Option<Child>,
 }
 
@@ -143,6 +145,20 @@ impl Daemon {
     }
 
     pub fn start_with_env(socket_mode: &str, extra: &str, env: &[(&str, &str)]) -> Daemon {
+        Self::start_full(socket_mode, extra, env, None)
+    }
+
+    /// In the network namespace `netns` (made by the test with `ip netns add`).
+    pub fn start_in_netns(netns: &str, extra: &str) -> Daemon {
+        Self::start_full("0660", extra, &[], Some(netns))
+    }
+
+    fn start_full(
+        socket_mode: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+        netns: Option<&str>,
+    ) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("vaultd-it-")
             .tempdir()
@@ -167,6 +183,7 @@ impl Daemon {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            netns: netns.map(str::to_owned),
             child: None,
         };
         daemon.spawn();
@@ -180,7 +197,16 @@ impl Daemon {
             .append(true)
             .open(&self.stderr_path)
             .expect("stderr file");
-        let child = Command::new(bin("vaultd"))
+        // In a network namespace the test made (`ip netns exec` execs vaultd: same pid).
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin("vaultd"));
+                c
+            }
+            None => Command::new(bin("vaultd")),
+        };
+        let child = command
             .arg("--config")
             .arg(&self.config)
             // VAULTD_TEST_LOG (e.g. "debug,zbus=info") turns up the daemon's log when chasing a fault.

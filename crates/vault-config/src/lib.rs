@@ -23,6 +23,7 @@ pub struct Config {
     pub stack: StackConfig,
     pub power: PowerConfig,
     pub immich: ImmichConfig,
+    pub host: HostConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +100,16 @@ pub enum PostureGate {
     Warn,
 }
 
+/// The host's posture: listeners, firewall, WireGuard (`vaultctl check` and the start gate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostConfig {
+    pub wireguard_interface: String,
+    pub wireguard_port: Option<u16>,
+    /// `PROTO/PORT` or `PROTO/PORT@ADDRESS`.
+    pub allowed_listeners: Vec<String>,
+    pub gate: PostureGate,
+}
+
 /// Immich's API: pause its queues before a drain, resume after a start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImmichConfig {
@@ -108,6 +119,8 @@ pub struct ImmichConfig {
     pub request_timeout_ms: u64,
     pub ping_timeout_secs: u64,
     pub poll_interval_ms: u64,
+    /// Where Immich's UPLOAD_LOCATION is on the host; unset: the mountpoint.
+    pub upload_location: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +190,13 @@ impl Default for Config {
                 request_timeout_ms: 2000,
                 ping_timeout_secs: 180,
                 poll_interval_ms: 500,
+                upload_location: None,
+            },
+            host: HostConfig {
+                wireguard_interface: "wg0".into(),
+                wireguard_port: None,
+                allowed_listeners: vec!["udp/68".into(), "udp/546".into()],
+                gate: PostureGate::Block,
             },
         }
     }
@@ -469,6 +489,41 @@ pub const SCHEMA: &[KeySpec] = &[
         default: "500",
         range: "50–10000",
         doc: "how often a drain looks at the active job counts while it waits for them",
+    },
+    KeySpec {
+        key: "immich.upload_location",
+        kind: "path",
+        default: "(unset)",
+        range: "absolute path",
+        doc: "the host directory Immich's UPLOAD_LOCATION names (unset: the mountpoint); `check` looks for the `.immich` markers of its folders",
+    },
+    KeySpec {
+        key: "host.wireguard_interface",
+        kind: "string",
+        default: "\"wg0\"",
+        range: "an interface name",
+        doc: "the WireGuard interface the phones come in through: it must exist and be up; its addresses may be listened on",
+    },
+    KeySpec {
+        key: "host.wireguard_port",
+        kind: "integer",
+        default: "(unset)",
+        range: "1–65535",
+        doc: "the UDP port WireGuard must listen on (unset: whatever it listens on)",
+    },
+    KeySpec {
+        key: "host.allowed_listeners",
+        kind: "list of strings",
+        default: "[\"udp/68\", \"udp/546\"]",
+        range: "PROTO/PORT or PROTO/PORT@ADDRESS",
+        doc: "sockets that may listen beyond loopback and WireGuard (the defaults are the DHCP clients)",
+    },
+    KeySpec {
+        key: "host.gate",
+        kind: "string",
+        default: "\"block\"",
+        range: "block, warn",
+        doc: "host findings at error level (a listener off WireGuard, no firewall, WireGuard down): \"block\" the start, or only \"warn\"",
     },
 ];
 
@@ -920,6 +975,39 @@ fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
         "immich.request_timeout_ms" => c.immich.request_timeout_ms = at.integer(100, 30_000)?,
         "immich.ping_timeout_secs" => c.immich.ping_timeout_secs = at.integer(0, 3600)?,
         "immich.poll_interval_ms" => c.immich.poll_interval_ms = at.integer(50, 10_000)?,
+        "immich.upload_location" => c.immich.upload_location = Some(at.absolute_path()?),
+        "host.wireguard_interface" => {
+            let name = at.string()?;
+            // Linux interface names: 1–15 bytes, no '/', no whitespace.
+            if name.is_empty()
+                || name.len() > 15
+                || !name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
+            {
+                return Err(at.invalid(format!("{name:?} is not an interface name")));
+            }
+            c.host.wireguard_interface = name;
+        }
+        "host.wireguard_port" => c.host.wireguard_port = Some(at.integer(1, 65_535)?),
+        "host.allowed_listeners" => {
+            c.host.allowed_listeners = at.list(|s| {
+                let (spec, addr) = s.split_once('@').unwrap_or((s, ""));
+                let ok = spec.split_once('/').is_some_and(|(proto, port)| {
+                    matches!(proto, "tcp" | "udp") && port.parse::<u16>().is_ok()
+                }) && (addr.is_empty() || addr.parse::<std::net::IpAddr>().is_ok());
+                ok.then(|| s.to_owned()).ok_or_else(|| {
+                    format!("{s:?} is not PROTO/PORT or PROTO/PORT@ADDRESS, e.g. \"udp/68\"")
+                })
+            })?;
+        }
+        "host.gate" => {
+            c.host.gate = match at.string()?.as_str() {
+                "block" => PostureGate::Block,
+                "warn" => PostureGate::Warn,
+                other => return Err(at.invalid(format!("{other:?} is not one of block, warn"))),
+            }
+        }
         "power.threshold_percent" => c.power.threshold_percent = at.integer(1, 95)?,
         "power.min_time_to_empty_secs" => {
             c.power.min_time_to_empty_secs = at.integer(0, 86_400)?;

@@ -98,6 +98,13 @@ api_key_file = "/etc/vaultd/immich-api-key"
 request_timeout_ms = 1500
 ping_timeout_secs = 60
 poll_interval_ms = 250
+upload_location = "/srv/photos/immich"
+
+[host]
+wireguard_interface = "wg-home"
+wireguard_port = 51820
+allowed_listeners = ["udp/68", "tcp/22@192.168.1.5"]
+gate = "warn"
 "#;
     let expected = Config {
         daemon: DaemonConfig {
@@ -152,6 +159,13 @@ poll_interval_ms = 250
             request_timeout_ms: 1500,
             ping_timeout_secs: 60,
             poll_interval_ms: 250,
+            upload_location: Some("/srv/photos/immich".into()),
+        },
+        host: HostConfig {
+            wireguard_interface: "wg-home".into(),
+            wireguard_port: Some(51820),
+            allowed_listeners: vec!["udp/68".into(), "tcp/22@192.168.1.5".into()],
+            gate: PostureGate::Warn,
         },
     };
     assert_eq!(parse(text, p()).expect("parse"), expected);

@@ -135,9 +135,33 @@ pub struct RealHost {
     /// The connection to Docker, made on first use and dropped after an error.
     docker: Arc<tokio::sync::Mutex<Option<Stack>>>,
     pub immich: Option<ImmichSettings>,
+    /// The host's posture (listeners, firewall, WireGuard): checked by `check` and before every
+    /// start; `None` only where no config asked for it.
+    pub host_posture: Option<HostPosture>,
     /// What the last queue step saw, for status.
     immich_seen: Arc<std::sync::Mutex<String>>,
 }
+
+/// From `[host]` and `immich.upload_location`.
+#[derive(Debug, Clone)]
+pub struct HostPosture {
+    pub policy: vault_hostcheck::HostPolicy,
+    /// Errors stop a start (else they are only reported).
+    pub gate_blocks: bool,
+    /// Immich's UPLOAD_LOCATION on the host: its folders carry `.immich` markers.
+    pub upload_location: PathBuf,
+}
+
+/// The folders Immich keeps under UPLOAD_LOCATION, each with a `.immich` marker it checks at
+/// start (a missing marker means the path does not hold what Immich wrote).
+const IMMICH_FOLDERS: [&str; 6] = [
+    "library",
+    "upload",
+    "thumbs",
+    "encoded-video",
+    "profile",
+    "backups",
+];
 
 /// Immich's API (from `[immich]`); `None` in `RealHost::immich` when no key file is set.
 #[derive(Debug, Clone)]
@@ -170,6 +194,7 @@ impl RealHost {
             stack,
             docker: Arc::new(tokio::sync::Mutex::new(None)),
             immich: None,
+            host_posture: None,
             immich_seen: Arc::new(std::sync::Mutex::new(String::new())),
         }
     }
@@ -179,6 +204,69 @@ impl RealHost {
     pub fn with_immich(mut self, immich: ImmichSettings) -> Self {
         self.immich = Some(immich);
         self
+    }
+
+    /// Check the host's posture, and Immich's markers on the data path.
+    #[must_use]
+    pub fn with_host_posture(mut self, posture: HostPosture) -> Self {
+        self.host_posture = Some(posture);
+        self
+    }
+
+    /// The host's findings (blocking reads of procfs, nft, ip, wg: on a blocking thread).
+    async fn host_findings(&self) -> Vec<CheckFinding> {
+        let Some(posture) = self.host_posture.clone() else {
+            return Vec::new();
+        };
+        tokio::task::spawn_blocking(move || {
+            vault_hostcheck::check(&posture.policy)
+                .into_iter()
+                .map(|f| CheckFinding {
+                    severity: match f.level {
+                        vault_hostcheck::Level::Info => Severity::Info,
+                        vault_hostcheck::Level::Warning => Severity::Warning,
+                        vault_hostcheck::Level::Error => Severity::Error,
+                    },
+                    area: f.area.to_owned(),
+                    finding: f.what,
+                    fix: f.fix,
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_else(|e| {
+            vec![CheckFinding {
+                severity: Severity::Error,
+                area: "host".into(),
+                finding: format!("the host check failed: {e}"),
+                fix: String::new(),
+            }]
+        })
+    }
+
+    /// With the volume mounted: Immich's folders under UPLOAD_LOCATION carry their markers.
+    fn marker_findings(&self) -> Vec<CheckFinding> {
+        let Some(posture) = &self.host_posture else {
+            return Vec::new();
+        };
+        let missing: Vec<&str> = IMMICH_FOLDERS
+            .iter()
+            .filter(|d| !posture.upload_location.join(d).join(".immich").exists())
+            .copied()
+            .collect();
+        if missing.is_empty() {
+            return Vec::new();
+        }
+        vec![CheckFinding {
+            severity: Severity::Warning,
+            area: "data path".into(),
+            finding: format!(
+                "no .immich marker in {} under {}: Immich has not written there, or UPLOAD_LOCATION is elsewhere",
+                missing.join(", "),
+                posture.upload_location.display()
+            ),
+            fix: "set immich.upload_location to the compose file's UPLOAD_LOCATION (Immich writes the markers on its first start)".into(),
+        }]
     }
 
     fn set_immich_seen(&self, seen: String) {
@@ -434,6 +522,22 @@ impl RealHost {
             }
             tracing::warn!("posture findings (the gate is set to warn): {said}");
         }
+        let host_errors: Vec<String> = self
+            .host_findings()
+            .await
+            .into_iter()
+            .filter(|f| f.severity == Severity::Error)
+            .map(|f| format!("{}: {}", f.area, f.finding))
+            .collect();
+        if !host_errors.is_empty() {
+            let said = host_errors.join("; ");
+            if self.host_posture.as_ref().is_some_and(|p| p.gate_blocks) {
+                return Err(StepFailure::new(format!(
+                    "the host posture gate blocks the start (see `vaultctl check`): {said}"
+                )));
+            }
+            tracing::warn!("host posture findings (host.gate is set to warn): {said}");
+        }
         if self.stack.posture.fix_restart_policy {
             for c in containers
                 .iter()
@@ -508,7 +612,7 @@ impl RealHost {
                 .ok()
         };
         match observed.as_ref().map(|o| o.core.mount) {
-            Some(MountSeen::FromMapping) => {}
+            Some(MountSeen::FromMapping) => findings.extend(self.marker_findings()),
             Some(MountSeen::NotMounted) => findings.push(CheckFinding {
                 severity: Severity::Info,
                 area: "data path".into(),
@@ -601,6 +705,7 @@ impl RealHost {
             }
         }
         findings.extend(self.check_immich().await);
+        findings.extend(self.host_findings().await);
         findings
     }
 

@@ -20,7 +20,7 @@ use vault_docker::StopSettings;
 use vault_docker::posture::PosturePolicy;
 use vault_storage::mount::FsckPolicy;
 use vaultd::access::AccessPolicy;
-use vaultd::host::{ImmichSettings, RealHost, StackSettings, StorageSettings};
+use vaultd::host::{HostPosture, ImmichSettings, RealHost, StackSettings, StorageSettings};
 use vaultd::peer::PeerStream;
 use vaultd::service::{Describe, VaultService};
 use vaultd::supervisor::{Broadcast, Msg, Supervisor, unix_now};
@@ -186,6 +186,28 @@ fn stack_settings(config: &Config) -> StackSettings {
     }
 }
 
+fn host_posture(config: &Config) -> anyhow::Result<HostPosture> {
+    let allowed = config
+        .host
+        .allowed_listeners
+        .iter()
+        .map(|s| s.parse().map_err(|e: String| anyhow::anyhow!(e)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(HostPosture {
+        policy: vault_hostcheck::HostPolicy {
+            wireguard_interface: config.host.wireguard_interface.clone(),
+            wireguard_port: config.host.wireguard_port,
+            allowed_listeners: allowed,
+        },
+        gate_blocks: config.host.gate == vault_config::PostureGate::Block,
+        upload_location: config
+            .immich
+            .upload_location
+            .clone()
+            .unwrap_or_else(|| config.storage.mountpoint.clone()),
+    })
+}
+
 fn resolve_access(config: &Config) -> AccessPolicy {
     let (policy, missing) =
         AccessPolicy::resolve(&config.access.admin_group, &config.access.reader_group);
@@ -228,6 +250,7 @@ async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         })),
         None => host,
     };
+    let host = Arc::new(Arc::unwrap_or_clone(host).with_host_posture(host_posture(&config)?));
     let throttle = Arc::new(Mutex::new(Throttle::load(
         &config.daemon.state_dir,
         config.unlock.backoff_initial_secs,
