@@ -340,8 +340,9 @@ impl RealHost {
                 }
             }
             Step::WaitForJobs => {
-                // The core hands this step half of the drain's time left.
-                let end = until(Duration::from_secs(24 * 3600));
+                // The core hands this step half of the drain's time left; without a deadline (every
+                // drain has one today) five minutes.
+                let end = until(Duration::from_secs(300));
                 let report = vault_immich::wait_idle(&immich, end, settings.poll_interval)
                     .await
                     .map_err(|e| StepFailure::new(e.to_string()))?;
