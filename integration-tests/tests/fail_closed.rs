@@ -148,6 +148,9 @@ fn check_reports_risky_containers_of_the_project() {
         "--network",
         "none",
         "--privileged",
+        // A database with 5 s to stop: Docker's SIGKILL would cut Postgres' shutdown short.
+        "--stop-timeout",
+        "5",
         "--label",
         &format!("com.docker.compose.project={project}"),
         "--label",
@@ -190,6 +193,14 @@ fn check_reports_risky_containers_of_the_project() {
         })
         .count();
     assert_eq!(container_errors, 2, "{report}");
+    assert!(
+        findings.iter().any(|f| f["severity"] == "warning"
+            && f["finding"]
+                .as_str()
+                .unwrap_or("")
+                .contains("database service database gets 5 s to stop, under 30 s")),
+        "{report}"
+    );
     let table = daemon.vaultctl(None, &["check"]);
     let shown = String::from_utf8_lossy(&table.stdout);
     assert!(shown.contains("SEVERITY"), "{shown}");

@@ -269,6 +269,39 @@ impl RealHost {
         }]
     }
 
+    /// Look at Immich now (for status while RUNNING); whether what status shows changed.
+    pub async fn refresh_immich(&self) -> bool {
+        let Some(settings) = &self.immich else {
+            return false;
+        };
+        let seen = match Self::immich_client(settings) {
+            Err(e) => e.message,
+            Ok((immich, _)) => match vault_immich::snapshot(&immich).await {
+                Ok(s) => format!(
+                    "v{} ({}) answers: {} queues, {} active, {} waiting, paused {:?}",
+                    s.version,
+                    s.family.name(),
+                    s.queues.len(),
+                    s.queues.iter().map(|q| q.active).sum::<u64>(),
+                    s.queues.iter().map(|q| q.waiting).sum::<u64>(),
+                    s.queues
+                        .iter()
+                        .filter(|q| q.paused)
+                        .map(|q| q.name.as_str())
+                        .collect::<Vec<_>>()
+                ),
+                Err(e) => format!("does not answer: {e}"),
+            },
+        };
+        let mut current = self
+            .immich_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let changed = *current != seen;
+        *current = seen;
+        changed
+    }
+
     fn set_immich_seen(&self, seen: String) {
         *self
             .immich_seen

@@ -257,6 +257,7 @@ async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         config.unlock.backoff_max_secs,
     )));
     let host_for_check = host.clone();
+    let host_for_health = host.clone();
     let (supervisor, handle) = Supervisor::new(
         host,
         policy_of(&config),
@@ -307,6 +308,7 @@ async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     spawn_mount_watch(handle.tx.clone());
     spawn_power_watch(handle.tx.clone(), config.power.charge_end_threshold_percent);
     spawn_logind_watch(handle.clone());
+    spawn_immich_health(handle.clone(), host_for_health);
     spawn_docker_watch(
         handle.tx.clone(),
         config.stack.docker_socket.display().to_string(),
@@ -646,6 +648,38 @@ fn spawn_power_watch(tx: tokio::sync::mpsc::Sender<Msg>, charge_end_threshold: O
             }
             tokio::time::sleep(retry).await;
             retry = (retry * 2).min(std::time::Duration::from_secs(60));
+        }
+    });
+}
+
+/// While RUNNING, look at Immich every 30 s (ping, version, queue counts) so that status says
+/// whether it answers — "RUNNING and healthy" — not just what the last queue step saw. Asleep
+/// in every other state.
+fn spawn_immich_health(handle: vaultd::supervisor::Handle, host: Arc<RealHost>) {
+    if host.immich.is_none() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut status = handle.status.clone();
+        let running =
+            |s: &Arc<vaultd::supervisor::Snapshot>| s.status.state == vault_core::State::Running;
+        loop {
+            if status.wait_for(running).await.is_err() {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
+                changed = status.changed() => {
+                    if changed.is_err() { return; }
+                    continue;
+                }
+            }
+            if status.borrow().status.state == vault_core::State::Running
+                && host.refresh_immich().await
+                && handle.tx.send(Msg::Observe).await.is_err()
+            {
+                return;
+            }
         }
     });
 }

@@ -134,6 +134,8 @@ pub struct Supervisor<H: Host> {
     observed: Option<Observed>,
     active_alarms: BTreeMap<&'static str, String>,
     threshold_percent: u8,
+    /// The longest a drain may take (at start): what a SIGTERM drain asks systemd to wait for.
+    max_drain_ms: u64,
     power: PowerSeen,
     battery_care: String,
     started: Instant,
@@ -196,6 +198,7 @@ impl<H: Host> Supervisor<H> {
             observed: None,
             active_alarms: BTreeMap::new(),
             threshold_percent: policy.threshold_percent,
+            max_drain_ms: policy.max_drain.0,
             power: PowerSeen::NONE,
             battery_care: String::new(),
             started: Instant::now(),
@@ -321,7 +324,11 @@ impl<H: Host> Supervisor<H> {
             }
             Msg::Event(event) => {
                 if event == Event::Terminate {
-                    self.notifier.send("STOPPING=1");
+                    // A SIGTERM drain may take up to the longest drain: ask systemd to wait that
+                    // long (and 30 s more for the last steps) past TimeoutStopSec= if need be.
+                    let usec = (self.max_drain_ms + 30_000) * 1000;
+                    self.notifier
+                        .send(&format!("STOPPING=1\nEXTEND_TIMEOUT_USEC={usec}"));
                 }
                 self.core.handle(now, event)
             }
