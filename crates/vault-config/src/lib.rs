@@ -963,7 +963,8 @@ fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
         "immich.url" => {
             let url = at.string()?;
             let rest = url.strip_prefix("http://").unwrap_or_default();
-            let host_port = rest.trim_end_matches('/');
+            // As the client takes it: a trailing "/" or "/api" is the same server.
+            let host_port = rest.trim_end_matches('/').trim_end_matches("/api");
             if host_port.is_empty() || host_port.contains('/') || host_port.contains('@') {
                 return Err(at.invalid(format!(
                     "{url:?} is not http://HOST:PORT (vaultd talks plain HTTP to the server on this host)"
@@ -992,10 +993,13 @@ fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
         "host.wireguard_port" => c.host.wireguard_port = Some(at.integer(1, 65_535)?),
         "host.allowed_listeners" => {
             c.host.allowed_listeners = at.list(|s| {
-                let (spec, addr) = s.split_once('@').unwrap_or((s, ""));
+                let (spec, addr) = match s.split_once('@') {
+                    Some((spec, addr)) => (spec, Some(addr)),
+                    None => (s, None),
+                };
                 let ok = spec.split_once('/').is_some_and(|(proto, port)| {
                     matches!(proto, "tcp" | "udp") && port.parse::<u16>().is_ok()
-                }) && (addr.is_empty() || addr.parse::<std::net::IpAddr>().is_ok());
+                }) && addr.is_none_or(|a| a.parse::<std::net::IpAddr>().is_ok());
                 ok.then(|| s.to_owned()).ok_or_else(|| {
                     format!("{s:?} is not PROTO/PORT or PROTO/PORT@ADDRESS, e.g. \"udp/68\"")
                 })

@@ -935,8 +935,22 @@ impl Core {
             (FlowKind::Drain(_), Step::PauseQueues | Step::WaitForJobs | Step::Sync) => {
                 self.advance(&mut flow, now, actions);
             }
-            // The stack is up; the queues stay paused and the record of them stays.
-            (_, Step::ResumeQueues) => self.advance(&mut flow, now, actions),
+            // The stack is up; the queues stay paused and the record of them stays. A drain
+            // wanted meanwhile goes on now.
+            (_, Step::ResumeQueues) => {
+                if let Some(pending) = self.pending_drain.take() {
+                    self.begin_drain(
+                        DrainTarget::Locked,
+                        pending.reason,
+                        pending.deadline,
+                        pending.power_off_after,
+                        now,
+                        actions,
+                    );
+                    return;
+                }
+                self.advance(&mut flow, now, actions);
+            }
             (FlowKind::Unlock, Step::CheckFilesystem | Step::Mount) => {
                 let seen = self.seen;
                 let mut rollback = Flow {

@@ -344,6 +344,29 @@ fn sigterm_during_an_unlock_drains_after_the_running_step() {
 }
 
 #[test]
+fn sigterm_while_the_queues_are_resumed_drains_even_when_the_resume_fails() {
+    let mut core = core_seeing(mounted());
+    core.command(Millis(1), Command::Start, ROOT);
+    assert_eq!(
+        steps(&done(&mut core, 2, Step::StartStack, running())),
+        [Step::ResumeQueues]
+    );
+    assert!(
+        core.handle(Millis(3), Event::Terminate).is_empty(),
+        "waits for the running step"
+    );
+    // Immich never answered: the resume fails, and the drain wanted meanwhile is not lost.
+    let actions = failed(&mut core, 4, Step::ResumeQueues, running());
+    assert_eq!(steps(&actions), [Step::PauseQueues]);
+    assert!(matches!(
+        core.status().state,
+        State::Draining {
+            target: DrainTarget::Locked
+        }
+    ));
+}
+
+#[test]
 fn forbidden_combination_stops_the_stack_at_once_and_alarms_once() {
     let mut core = core_seeing(LOCKED);
     let forbidden = obs(MappingSeen::Closed, MountSeen::NotMounted, 1);

@@ -83,6 +83,7 @@ pub fn inbound(ruleset: &Value, trusted_ifaces: &[&str]) -> Inbound {
             })
             .collect();
         let mut final_drop = false;
+        let mut accepts_all = false;
         let mut open = Vec::new();
         let mut udp_ports = Vec::new();
         for rule in &rules {
@@ -92,51 +93,69 @@ pub fn inbound(ruleset: &Value, trusted_ifaces: &[&str]) -> Inbound {
                     .into_iter()
                     .find(|v| e.get(*v).is_some())
             });
-            let matches: Vec<(String, Value)> = expr
+            // (left side in words, operator, right side)
+            let matches: Vec<(String, String, Value)> = expr
                 .iter()
                 .filter_map(|e| e.get("match"))
-                .map(|m| (left_words(&m["left"]), m["right"].clone()))
+                .map(|m| {
+                    (
+                        left_words(&m["left"]),
+                        m["op"].as_str().unwrap_or("==").to_owned(),
+                        m["right"].clone(),
+                    )
+                })
                 .collect();
             match verdict {
-                Some("drop" | "reject") if matches.is_empty() => final_drop = true,
+                // Rules are evaluated in order: a catch-all drop after a catch-all accept is
+                // never reached.
+                Some("drop" | "reject") if matches.is_empty() && !accepts_all => final_drop = true,
+                Some("accept") if matches.is_empty() && !final_drop => {
+                    accepts_all = true;
+                    open.push((id.clone(), "everything".into()));
+                }
                 Some("accept") => {
-                    let trusted = matches.iter().any(|(left, right)| {
-                        (left == "meta iifname" || left == "meta iif")
-                            && right.as_str().is_some_and(|i| trusted_ifaces.contains(&i))
-                            || left == "ct state"
-                                && !right.to_string().contains("new")
-                                && !right.to_string().contains("invalid")
+                    // Only an equality (or set membership) narrows: `iifname != "lo"` opens.
+                    let trusted = matches.iter().any(|(left, op, right)| {
+                        matches!(op.as_str(), "==" | "in")
+                            && ((left == "meta iifname" || left == "meta iif")
+                                && right.as_str().is_some_and(|i| trusted_ifaces.contains(&i))
+                                || left == "ct state"
+                                    && !right.to_string().contains("new")
+                                    && !right.to_string().contains("invalid"))
                     });
                     if trusted {
                         continue;
                     }
                     let mut words = Vec::new();
-                    for (left, right) in &matches {
-                        words.push(format!("{left} {right}"));
+                    for (left, op, right) in &matches {
+                        words.push(if op == "==" {
+                            format!("{left} {right}")
+                        } else {
+                            format!("{left} {op} {right}")
+                        });
                         if left == "udp dport" {
                             udp_ports.extend(ports(right));
                         }
                     }
-                    let udp_only = !matches.is_empty()
-                        && matches.iter().any(|(l, _)| l == "udp dport")
-                        && !matches.iter().any(|(l, _)| l == "tcp dport");
+                    let udp_only = matches.iter().any(|(l, _, _)| l == "udp dport")
+                        && !matches.iter().any(|(l, _, _)| l == "tcp dport");
                     // The UDP port accepts are judged against WireGuard's port by the caller.
                     if !udp_only {
-                        open.push((
-                            id.clone(),
-                            if words.is_empty() {
-                                "everything".into()
-                            } else {
-                                words.join(" ")
-                            },
-                        ));
+                        open.push((id.clone(), words.join(" ")));
                     }
                 }
                 _ => {}
             }
         }
         let family = chain["family"].as_str().unwrap_or("?").to_owned();
-        judged.push((family, policy == "drop" || final_drop, open, udp_ports));
+        // An unconditional accept before any catch-all drop lets everything in, whatever the
+        // policy says.
+        judged.push((
+            family,
+            (policy == "drop" || final_drop) && !accepts_all,
+            open,
+            udp_ports,
+        ));
         result.input_chains.push((id, policy));
     }
     let drops = |fam: &str| {
@@ -202,6 +221,20 @@ mod tests {
         // A final unconditional drop makes an accept policy a drop.
         let ufw_like = json!({"nftables": [chain("accept"), rule(json!([{"drop": null}]))]});
         assert!(inbound(&ufw_like, &["lo"]).default_drop);
+    }
+
+    #[test]
+    fn negations_do_not_narrow_and_a_catch_all_accept_opens_the_chain() {
+        let not_lo = json!({"nftables": [chain("drop"),
+            rule(json!([{"match": {"op": "!=", "left": {"meta": {"key": "iifname"}}, "right": "lo"}}, {"accept": null}]))]});
+        let i = inbound(&not_lo, &["lo", "wg0"]);
+        assert_eq!(i.open_accepts.len(), 1, "{i:?}");
+        assert!(i.open_accepts[0].1.contains("!="), "{i:?}");
+        let accept_all = json!({"nftables": [chain("drop"), rule(json!([{"accept": null}])),
+            rule(json!([{"drop": null}]))]});
+        let i = inbound(&accept_all, &["lo"]);
+        assert!(!i.default_drop, "{i:?}");
+        assert_eq!(i.open_accepts[0].1, "everything");
     }
 
     #[test]

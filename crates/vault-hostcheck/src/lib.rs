@@ -175,18 +175,23 @@ pub fn judge(
         }),
         Ok(inbound) => {
             if !inbound.default_drop {
+                let chains = inbound
+                    .input_chains
+                    .iter()
+                    .map(|(c, p)| format!("{c}: policy {p}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let all_accept = inbound.input_chains.iter().all(|(_, p)| p == "accept");
                 findings.push(Finding {
                     level: Level::Error,
                     area: "firewall",
-                    what: format!(
-                        "inbound default is accept ({})",
-                        inbound
-                            .input_chains
-                            .iter()
-                            .map(|(c, p)| format!("{c}: policy {p}"))
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    ),
+                    what: if all_accept {
+                        format!("inbound default is accept ({chains})")
+                    } else {
+                        format!(
+                            "inbound is not dropped by default: a rule accepts everything, or IPv4 or IPv6 has no dropping input chain ({chains})"
+                        )
+                    },
                     fix: "set the input chain's policy to drop".into(),
                 });
             }

@@ -79,21 +79,38 @@ pub async fn pause_all(immich: &Immich, record: &PauseRecord) -> Result<PauseRep
     if to_pause.is_empty() {
         return Ok(report);
     }
-    let mut recorded = held;
+    let mut recorded = held.clone();
     recorded.extend(to_pause.iter().map(|q| q.name.clone()));
     record.save(&recorded).map_err(ImmichError::Record)?;
+    // Afterwards the record keeps what vaultd did pause, and what it may have paused (no
+    // answer); a pause the server refused outright (4xx) is not vaultd's to resume later.
+    let mut kept = held;
     for q in to_pause {
         report.calls += 1;
         match immich.set_paused(family, &q.name, true).await {
-            Ok(()) => report.paused.push(q.name.clone()),
-            Err(e) => report.failed.push((q.name.clone(), e.to_string())),
+            Ok(()) => {
+                kept.insert(q.name.clone());
+                report.paused.push(q.name.clone());
+            }
+            Err(e) => {
+                let refused =
+                    matches!(&e, ImmichError::Status { status, .. } if (400..500).contains(status));
+                if !refused {
+                    kept.insert(q.name.clone());
+                }
+                report.failed.push((q.name.clone(), e.to_string()));
+            }
         }
+    }
+    if kept != recorded {
+        record.save(&kept).map_err(ImmichError::Record)?;
     }
     Ok(report)
 }
 
 /// Poll the active counts every `poll` until no queue has an active job or `until` passes.
-/// Errors (the API gone meanwhile) end the wait with the last counts seen.
+/// An error (the API gone meanwhile) ends the wait with that error; the caller bounds the
+/// whole wait by `until` as well (a last poll's requests could run past it).
 pub async fn wait_idle(
     immich: &Immich,
     until: Instant,

@@ -140,7 +140,15 @@ pub struct RealHost {
     pub host_posture: Option<HostPosture>,
     /// What the last queue step saw, for status.
     immich_seen: Arc<std::sync::Mutex<String>>,
+    /// Pausing and resuming Immich's queues never interleave; a resume that waited for the
+    /// server while a drain began (the epoch moved on) resumes nothing.
+    immich_lock: Arc<tokio::sync::Mutex<()>>,
+    drain_epoch: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// How long the start's resume step waits for Immich to answer before it lets the flow end
+/// (a drain wanted meanwhile waits for the step); the health check resumes the rest later.
+const RESUME_STEP_PING_LIMIT: Duration = Duration::from_secs(20);
 
 /// From `[host]` and `immich.upload_location`.
 #[derive(Debug, Clone)]
@@ -174,6 +182,9 @@ pub struct ImmichSettings {
     pub state_dir: PathBuf,
 }
 
+/// The most the host posture check may take (it runs nft, ip and wg).
+const HOST_CHECK_LIMIT: Duration = Duration::from_secs(10);
+
 /// The most a pause may take, whatever the drain's deadline: pausing is a few quick requests.
 const PAUSE_LIMIT: Duration = Duration::from_secs(15);
 
@@ -196,6 +207,8 @@ impl RealHost {
             immich: None,
             host_posture: None,
             immich_seen: Arc::new(std::sync::Mutex::new(String::new())),
+            immich_lock: Arc::new(tokio::sync::Mutex::new(())),
+            drain_epoch: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
 
@@ -218,7 +231,8 @@ impl RealHost {
         let Some(posture) = self.host_posture.clone() else {
             return Vec::new();
         };
-        tokio::task::spawn_blocking(move || {
+        // nft, ip and wg are run as commands: one that hangs must not hang a start.
+        let checked = tokio::task::spawn_blocking(move || {
             vault_hostcheck::check(&posture.policy)
                 .into_iter()
                 .map(|f| CheckFinding {
@@ -232,16 +246,25 @@ impl RealHost {
                     fix: f.fix,
                 })
                 .collect()
-        })
-        .await
-        .unwrap_or_else(|e| {
-            vec![CheckFinding {
+        });
+        match tokio::time::timeout(HOST_CHECK_LIMIT, checked).await {
+            Ok(Ok(findings)) => findings,
+            Ok(Err(e)) => vec![CheckFinding {
                 severity: Severity::Error,
                 area: "host".into(),
                 finding: format!("the host check failed: {e}"),
                 fix: String::new(),
-            }]
-        })
+            }],
+            Err(_) => vec![CheckFinding {
+                severity: Severity::Error,
+                area: "host".into(),
+                finding: format!(
+                    "the host check (nft, ip, wg) did not finish within {} s",
+                    HOST_CHECK_LIMIT.as_secs()
+                ),
+                fix: "see whether `nft -j list ruleset` or `wg show` hangs".into(),
+            }],
+        }
     }
 
     /// With the volume mounted: Immich's folders under UPLOAD_LOCATION carry their markers.
@@ -267,6 +290,57 @@ impl RealHost {
             ),
             fix: "set immich.upload_location to the compose file's UPLOAD_LOCATION (Immich writes the markers on its first start)".into(),
         }]
+    }
+
+    /// Resume the recorded queues, unless a drain began since `epoch` (then its pause stands).
+    async fn resume_guarded(
+        &self,
+        immich: &vault_immich::Immich,
+        record: &vault_immich::PauseRecord,
+        epoch: u64,
+    ) -> Result<vault_immich::ResumeReport, StepFailure> {
+        let _serial = self.immich_lock.lock().await;
+        if self.drain_epoch.load(std::sync::atomic::Ordering::SeqCst) != epoch {
+            return Err(StepFailure::new(
+                "a drain began meanwhile: Immich's queues stay paused",
+            ));
+        }
+        vault_immich::resume_recorded(immich, record)
+            .await
+            .map_err(|e| StepFailure::new(e.to_string()))
+    }
+
+    /// While RUNNING: resume queues vaultd still holds paused (the server was slow to answer
+    /// after the start, or vaultd restarted and adopted a running stack). `epoch` is taken by
+    /// the caller while it saw RUNNING. Whether anything was resumed.
+    pub async fn resume_held(&self, epoch: u64) -> bool {
+        let Some(settings) = &self.immich else {
+            return false;
+        };
+        let Ok((immich, record)) = Self::immich_client(settings) else {
+            return false;
+        };
+        if record.load().map_or(true, |held| held.is_empty()) || immich.ping().await.is_err() {
+            return false;
+        }
+        match self.resume_guarded(&immich, &record, epoch).await {
+            Ok(report) if !report.resumed.is_empty() => {
+                tracing::info!(
+                    "Immich's queues: resumed {:?} once it answered",
+                    report.resumed
+                );
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::info!("Immich's queues: {}", e.message);
+                false
+            }
+        }
+    }
+
+    pub fn drain_epoch(&self) -> u64 {
+        self.drain_epoch.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Look at Immich now (for status while RUNNING); whether what status shows changed.
@@ -340,6 +414,9 @@ impl RealHost {
         };
         match step {
             Step::PauseQueues => {
+                let _serial = self.immich_lock.lock().await;
+                self.drain_epoch
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let report = tokio::time::timeout_at(
                     until(PAUSE_LIMIT),
                     vault_immich::pause_all(&immich, &record),
@@ -376,9 +453,14 @@ impl RealHost {
                 // The core hands this step half of the drain's time left; without a deadline (every
                 // drain has one today) five minutes.
                 let end = until(Duration::from_secs(300));
-                let report = vault_immich::wait_idle(&immich, end, settings.poll_interval)
-                    .await
-                    .map_err(|e| StepFailure::new(e.to_string()))?;
+                // Bounded here too: the last poll's requests must not run past the share.
+                let report = tokio::time::timeout_at(
+                    end,
+                    vault_immich::wait_idle(&immich, end, settings.poll_interval),
+                )
+                .await
+                .map_err(|_| StepFailure::new("waiting for Immich's active jobs ran out of time"))?
+                .map_err(|e| StepFailure::new(e.to_string()))?;
                 let seen = if report.idle {
                     format!(
                         "no active jobs after {} ms ({} requests)",
@@ -405,18 +487,22 @@ impl RealHost {
                 }
             }
             Step::ResumeQueues => {
-                let ping_until = tokio::time::Instant::from_std(now + settings.ping_timeout);
-                vault_immich::wait_ping(&immich, ping_until, Duration::from_secs(1))
-                    .await
-                    .map_err(|e| {
-                        StepFailure::new(format!(
-                            "Immich did not answer within {} s, its queues stay paused: {e}",
-                            settings.ping_timeout.as_secs()
-                        ))
-                    })?;
-                let report = vault_immich::resume_recorded(&immich, &record)
-                    .await
-                    .map_err(|e| StepFailure::new(e.to_string()))?;
+                let epoch = self.drain_epoch.load(std::sync::atomic::Ordering::SeqCst);
+                let limit = settings.ping_timeout.min(RESUME_STEP_PING_LIMIT);
+                let ping_until = tokio::time::Instant::from_std(now + limit);
+                if let Err(e) =
+                    vault_immich::wait_ping(&immich, ping_until, Duration::from_secs(1)).await
+                {
+                    // Immich can take minutes to boot on an old laptop: the health check (every
+                    // 10 s while RUNNING) resumes the recorded queues once it answers.
+                    let seen = format!(
+                        "not answering yet ({e}); the queues vaultd paused are resumed once it answers"
+                    );
+                    tracing::info!("Immich's queues: {seen}");
+                    self.set_immich_seen(seen);
+                    return Ok(());
+                }
+                let report = self.resume_guarded(&immich, &record, epoch).await?;
                 let seen = match vault_immich::snapshot(&immich).await {
                     Ok(s) => format!(
                         "v{} ({}): {} queues, {} active, {} waiting, paused {:?}; resumed {:?}",

@@ -652,10 +652,11 @@ fn spawn_power_watch(tx: tokio::sync::mpsc::Sender<Msg>, charge_end_threshold: O
     });
 }
 
-/// While RUNNING, look at Immich every 30 s (ping, version, queue counts) so that status says
-/// whether it answers — "RUNNING and healthy" — not just what the last queue step saw. Asleep
-/// in every other state.
+/// While RUNNING, look at Immich every 10 s (ping, version, queue counts) so that status says
+/// whether it answers, and resume the queues vaultd still holds paused once it does (after a
+/// slow start, or a restart that adopted the running stack). Asleep in every other state.
 fn spawn_immich_health(handle: vaultd::supervisor::Handle, host: Arc<RealHost>) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
     if host.immich.is_none() {
         return;
     }
@@ -667,15 +668,22 @@ fn spawn_immich_health(handle: vaultd::supervisor::Handle, host: Arc<RealHost>) 
             if status.wait_for(running).await.is_err() {
                 return;
             }
-            tokio::select! {
-                () = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
-                changed = status.changed() => {
-                    if changed.is_err() { return; }
-                    continue;
+            // A fixed tick: other changes of the snapshot (power readings…) do not push it back.
+            let next = tokio::time::Instant::now() + EVERY;
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(next) => break,
+                    changed = status.changed() => if changed.is_err() { return },
                 }
             }
-            if status.borrow().status.state == vault_core::State::Running
-                && host.refresh_immich().await
+            // The epoch is read while RUNNING is seen: a drain that begins after this has its
+            // pause counted, and the resume below then resumes nothing.
+            let epoch = host.drain_epoch();
+            if !running(&status.borrow()) {
+                continue;
+            }
+            let resumed = host.resume_held(epoch).await;
+            if (host.refresh_immich().await || resumed)
                 && handle.tx.send(Msg::Observe).await.is_err()
             {
                 return;
