@@ -188,7 +188,7 @@ impl Default for Config {
                 url: "http://127.0.0.1:2283".into(),
                 api_key_file: None,
                 request_timeout_ms: 2000,
-                ping_timeout_secs: 180,
+                ping_timeout_secs: 20,
                 poll_interval_ms: 500,
                 upload_location: None,
             },
@@ -479,9 +479,9 @@ pub const SCHEMA: &[KeySpec] = &[
     KeySpec {
         key: "immich.ping_timeout_secs",
         kind: "integer",
-        default: "180",
-        range: "0–3600",
-        doc: "after the stack starts, how long to wait for the server to answer before RUNNING (the queues stay paused if it never does)",
+        default: "20",
+        range: "0–300",
+        doc: "after the stack starts, how long the start waits for the server to answer and then resumes the queues vaultd paused; if it answers later, the health check (every 10 s while RUNNING) resumes them then. A drain wanted meanwhile waits at most this long",
     },
     KeySpec {
         key: "immich.poll_interval_ms",
@@ -974,7 +974,7 @@ fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
         }
         "immich.api_key_file" => c.immich.api_key_file = Some(at.absolute_path()?),
         "immich.request_timeout_ms" => c.immich.request_timeout_ms = at.integer(100, 30_000)?,
-        "immich.ping_timeout_secs" => c.immich.ping_timeout_secs = at.integer(0, 3600)?,
+        "immich.ping_timeout_secs" => c.immich.ping_timeout_secs = at.integer(0, 300)?,
         "immich.poll_interval_ms" => c.immich.poll_interval_ms = at.integer(50, 10_000)?,
         "immich.upload_location" => c.immich.upload_location = Some(at.absolute_path()?),
         "host.wireguard_interface" => {

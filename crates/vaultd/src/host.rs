@@ -146,10 +146,6 @@ pub struct RealHost {
     drain_epoch: Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// How long the start's resume step waits for Immich to answer before it lets the flow end
-/// (a drain wanted meanwhile waits for the step); the health check resumes the rest later.
-const RESUME_STEP_PING_LIMIT: Duration = Duration::from_secs(20);
-
 /// From `[host]` and `immich.upload_location`.
 #[derive(Debug, Clone)]
 pub struct HostPosture {
@@ -488,8 +484,9 @@ impl RealHost {
             }
             Step::ResumeQueues => {
                 let epoch = self.drain_epoch.load(std::sync::atomic::Ordering::SeqCst);
-                let limit = settings.ping_timeout.min(RESUME_STEP_PING_LIMIT);
-                let ping_until = tokio::time::Instant::from_std(now + limit);
+                // Bounded by immich.ping_timeout_secs (≤ 300 s): a drain wanted meanwhile waits
+                // for this step; the health check resumes later what this one could not.
+                let ping_until = tokio::time::Instant::from_std(now + settings.ping_timeout);
                 if let Err(e) =
                     vault_immich::wait_ping(&immich, ping_until, Duration::from_secs(1)).await
                 {
