@@ -417,13 +417,23 @@ mod tests {
         let f = judge(&policy(), &[], &wg(), Ok(&Inbound::default()));
         assert!(f[0].what.starts_with("no firewall"), "{f:?}");
         let open = Inbound {
+            input_chains: vec![("inet filter input".into(), "accept".into())],
             default_drop: false,
             open_accepts: vec![("inet filter input".into(), "tcp dport 22".into())],
             udp_ports_accepted: vec![],
-            ..tight()
         };
         let f = judge(&policy(), &[], &wg(), Ok(&open));
         assert!(f[0].what.starts_with("inbound default is accept"), "{f:?}");
+        // A drop policy undone by a catch-all accept is said as such.
+        let undone = Inbound {
+            input_chains: vec![("inet filter input".into(), "drop".into())],
+            ..open.clone()
+        };
+        let f = judge(&policy(), &[], &wg(), Ok(&undone));
+        assert!(
+            f[0].what.starts_with("inbound is not dropped by default"),
+            "{f:?}"
+        );
         assert!(f[1].what.contains("accepts tcp dport 22"), "{f:?}");
         assert_eq!(
             f.len(),
