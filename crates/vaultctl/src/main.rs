@@ -53,10 +53,51 @@ enum Cmd {
     Lock,
     /// The security posture: listeners, firewall, containers, data path.
     Check,
+    /// For packaging: print the man page (vaultctl.1) or a shell's completions.
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        what: Generated,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Generated {
+    Man,
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// The man page or completions, from the same definition the parser uses. A write error (a
+/// closed pipe) is returned, not a panic.
+fn generate(what: Generated) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    use clap_complete::{Generator, Shell};
+    let mut command = Args::command();
+    let mut out = std::io::stdout().lock();
+    let shell = match what {
+        Generated::Man => return clap_mangen::Man::new(command).render(&mut out),
+        Generated::Bash => Shell::Bash,
+        Generated::Zsh => Shell::Zsh,
+        Generated::Fish => Shell::Fish,
+    };
+    command.set_bin_name("vaultctl");
+    command.build();
+    shell.try_generate(&command, &mut out)
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Cmd::Generate { what } = args.command {
+        return match generate(what) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vaultctl: cannot write: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -187,6 +228,8 @@ async fn run(args: Args) -> Result<(), Failure> {
                 )));
             }
         }
+        // Handled in main, before any connection.
+        Cmd::Generate { .. } => {}
     }
     Ok(())
 }
