@@ -669,6 +669,29 @@ impl SystemBus {
         );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
+
+    /// The upower mock's DisplayDevice: a battery in `state` (UPower's numbers: 1 charging,
+    /// 2 discharging, 4 full) at `percent`, with `time_to_empty` seconds (0 unknown).
+    pub fn upower_display(&self, state: &str, percent: &str, time_to_empty: &str) {
+        self.call(&[
+            "org.freedesktop.UPower",
+            "/org/freedesktop/UPower",
+            "org.freedesktop.DBus.Mock",
+            "SetupDisplayDevice",
+            "uuddddxxbsu",
+            "2",
+            state,
+            percent,
+            percent,
+            "100",
+            "10",
+            time_to_empty,
+            "0",
+            "true",
+            "battery",
+            "1",
+        ]);
+    }
 }
 
 impl Drop for SystemBus {
@@ -681,5 +704,71 @@ impl Drop for SystemBus {
             let _ = daemon.kill();
             let _ = daemon.wait();
         }
+    }
+}
+
+/// Whether `cmd` is on PATH.
+pub fn have_command(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The Immich test server (`immich-test-server`) on a free loopback port, killed on drop; its
+/// request log (`REQ METHOD PATH STATUS`) is collected.
+#[derive(Debug)]
+pub struct ImmichTestServer {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ImmichTestServer {
+    /// Started with `--listen 127.0.0.1:0` and `args`.
+    pub fn start(args: &[&str]) -> ImmichTestServer {
+        let mut child = Command::new(bin("immich-test-server"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start immich-test-server");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let first = lines.next().expect("a first line").expect("read");
+        let addr = first
+            .strip_prefix("LISTENING ")
+            .unwrap_or_else(|| panic!("expected LISTENING, got {first:?}"))
+            .to_owned();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = requests.clone();
+        // Read on, so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if line.starts_with("REQ ") {
+                    log.lock().expect("log").push(line);
+                }
+            }
+        });
+        ImmichTestServer {
+            child,
+            url: format!("http://{addr}"),
+            requests,
+        }
+    }
+
+    /// The requests logged so far.
+    pub fn requests(&self) -> Vec<String> {
+        // The log thread reads behind the answers by a moment.
+        std::thread::sleep(Duration::from_millis(100));
+        self.requests.lock().expect("log").clone()
+    }
+}
+
+impl Drop for ImmichTestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

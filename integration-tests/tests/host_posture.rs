@@ -9,7 +9,7 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use vault_integration_tests::{Daemon, ensure_test_accounts, require};
+use vault_integration_tests::{Daemon, ensure_test_accounts, have_command, is_root, require};
 
 struct Netns(String);
 
@@ -160,15 +160,9 @@ fn strip_pids(lines: &[String]) -> Vec<String> {
 
 #[test]
 fn listeners_firewall_and_wireguard_yield_exactly_the_expected_findings() {
-    let have = |cmd: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {cmd}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
     if !require(
         "root, ip netns, nft (nftables) and python3",
-        have("ip") && have("nft") && have("python3") && nix_root(),
+        have_command("ip") && have_command("nft") && have_command("python3") && is_root(),
     ) {
         return;
     }
@@ -238,9 +232,4 @@ fn listeners_firewall_and_wireguard_yield_exactly_the_expected_findings() {
         table.contains("listens on 0.0.0.0:7002") && table.contains("bind it to"),
         "{table}"
     );
-}
-
-fn nix_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }

@@ -6,68 +6,21 @@
 //! also from a fresh process after a crash — and never what the owner paused; both API
 //! families; the API down.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use vault_immich::{Family, Immich, PauseRecord};
+use vault_integration_tests::ImmichTestServer;
 
 const KEY: &str = "test-key-3f9a";
 
-/// The test server, killed on drop; its request log (`REQ METHOD PATH STATUS`) is collected.
-struct Server {
-    child: Child,
-    url: String,
-    requests: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_immich-test-server"))
-            .args(["--listen", "127.0.0.1:0", "--api-key", KEY])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start immich-test-server");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let first = lines.next().expect("a first line").expect("read");
-        let addr = first
-            .strip_prefix("LISTENING ")
-            .unwrap_or_else(|| panic!("expected LISTENING, got {first:?}"))
-            .to_owned();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let log = requests.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                if line.starts_with("REQ ") {
-                    log.lock().expect("log").push(line);
-                }
-            }
-        });
-        Server {
-            child,
-            url: format!("http://{addr}"),
-            requests,
-        }
-    }
-
-    fn requests(&self) -> Vec<String> {
-        // The log thread reads behind the answers by a moment.
-        std::thread::sleep(Duration::from_millis(100));
-        self.requests.lock().expect("log").clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The test server with this test's key and `args`.
+fn server(args: &[&str]) -> ImmichTestServer {
+    let mut all = vec!["--api-key", KEY];
+    all.extend_from_slice(args);
+    ImmichTestServer::start(&all)
 }
 
 fn client(url: &str, dir: &Path) -> Immich {
@@ -88,7 +41,7 @@ fn paused(queues: &[vault_immich::QueueState]) -> Vec<String> {
 
 #[tokio::test]
 async fn a_drain_pauses_records_waits_for_jobs_and_a_start_resumes_only_what_vaultd_paused() {
-    let server = Server::start(&[
+    let server = server(&[
         "--active",
         "thumbnailGeneration=2,metadataExtraction=1",
         "--waiting",
@@ -169,7 +122,7 @@ async fn a_drain_pauses_records_waits_for_jobs_and_a_start_resumes_only_what_vau
 
 #[tokio::test]
 async fn jobs_that_outlive_the_deadline_are_named_and_the_wait_ends_on_time() {
-    let server = Server::start(&["--active", "videoConversion=3", "--job-ms", "60000"]);
+    let server = server(&["--active", "videoConversion=3", "--job-ms", "60000"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let immich = client(&server.url, dir.path());
     let record = PauseRecord::in_dir(dir.path());
@@ -193,7 +146,7 @@ async fn jobs_that_outlive_the_deadline_are_named_and_the_wait_ends_on_time() {
 
 #[tokio::test]
 async fn an_older_server_is_driven_through_the_legacy_jobs_family() {
-    let server = Server::start(&["--version", "2.3.0", "--paused", "library"]);
+    let server = server(&["--version", "2.3.0", "--paused", "library"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let immich = client(&server.url, dir.path());
     let record = PauseRecord::in_dir(dir.path());
@@ -216,7 +169,7 @@ async fn an_older_server_is_driven_through_the_legacy_jobs_family() {
 
 #[tokio::test]
 async fn a_queue_unknown_to_v2_4_1_is_paused_and_resumed_like_the_others() {
-    let server = Server::start(&["--queues", "thumbnailGeneration,integrityCheck"]);
+    let server = server(&["--queues", "thumbnailGeneration,integrityCheck"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let immich = client(&server.url, dir.path());
     let record = PauseRecord::in_dir(dir.path());
@@ -255,7 +208,7 @@ async fn the_api_down_fails_fast_with_a_clear_error_and_a_wrong_key_is_named() {
     .expect_err("down");
     assert!(e.to_string().contains("does not answer"), "{e}");
 
-    let server = Server::start(&[]);
+    let server = server(&[]);
     let key_file = dir.path().join("wrong-key");
     std::fs::write(&key_file, "not-the-key").expect("key");
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");

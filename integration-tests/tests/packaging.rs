@@ -9,17 +9,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use vault_integration_tests::require;
+use vault_integration_tests::{have_command, require};
 
 fn repo(path: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
-}
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 /// The exposure docs/security.md states; a change of the unit that raises it fails here.
@@ -27,7 +20,7 @@ const DOCUMENTED_EXPOSURE: f64 = 5.0;
 
 #[test]
 fn the_unit_verifies_and_its_exposure_is_the_documented_one() {
-    if !require("systemd-analyze (systemd)", have("systemd-analyze")) {
+    if !require("systemd-analyze (systemd)", have_command("systemd-analyze")) {
         return;
     }
     let unit = std::fs::read_to_string(repo("packaging/vaultd.service")).expect("unit");
@@ -129,7 +122,7 @@ fn the_unit_verifies_and_its_exposure_is_the_documented_one() {
 fn tmpfiles_and_sysusers_make_what_the_docs_say() {
     if !require(
         "systemd-tmpfiles and systemd-sysusers (systemd)",
-        have("systemd-tmpfiles") && have("systemd-sysusers"),
+        have_command("systemd-tmpfiles") && have_command("systemd-sysusers"),
     ) {
         return;
     }

@@ -11,28 +11,6 @@ const UPOWER: &str = "org.freedesktop.UPower";
 const PATH: &str = "/org/freedesktop/UPower";
 const MOCK: &str = "org.freedesktop.DBus.Mock";
 
-/// The DisplayDevice: a battery in `state` at `percent` with `tte` seconds to empty.
-fn display(bus: &SystemBus, state: &str, percent: &str, tte: &str) {
-    bus.call(&[
-        UPOWER,
-        PATH,
-        MOCK,
-        "SetupDisplayDevice",
-        "uuddddxxbsu",
-        "2",
-        state,
-        percent,
-        percent,
-        "100",
-        "10",
-        tte,
-        "0",
-        "true",
-        "battery",
-        "1",
-    ]);
-}
-
 fn on_battery(bus: &SystemBus, yes: bool) {
     bus.call(&[
         UPOWER,
@@ -63,7 +41,7 @@ fn upower_is_followed_by_signal_and_a_low_battery_is_critical_after_the_debounce
     let mut bus = SystemBus::start();
     bus.mock("upower", r#"{"OnBattery": false}"#, UPOWER);
     bus.call(&[UPOWER, PATH, MOCK, "AddAC", "ss", "ac", "Mock AC"]);
-    display(&bus, "1", "80", "0");
+    bus.upower_display("1", "80", "0");
     let daemon = Daemon::start_with_env(
         "0660",
         "\n[power]\non_battery_debounce_secs = 2\nthreshold_percent = 30\n",
@@ -77,10 +55,10 @@ fn upower_is_followed_by_signal_and_a_low_battery_is_critical_after_the_debounce
 
     // A flicker: on battery at 20 % for well under the debounce, then AC again.
     on_battery(&bus, true);
-    display(&bus, "2", "20", "1200");
+    bus.upower_display("2", "20", "1200");
     watcher.wait_for(Duration::from_secs(5), |v| power(v)["percent"] == 20.0);
     on_battery(&bus, false);
-    display(&bus, "1", "20", "0");
+    bus.upower_display("1", "20", "0");
     watcher.wait_for(Duration::from_secs(5), |v| power(v)["on_battery"] == false);
     std::thread::sleep(Duration::from_secs(3));
     let out = daemon.vaultctl(None, &["status", "--json"]);
@@ -92,7 +70,7 @@ fn upower_is_followed_by_signal_and_a_low_battery_is_critical_after_the_debounce
 
     // The plug is pulled for real: 35 % is fine, 29 % is critical once the debounce is over.
     on_battery(&bus, true);
-    display(&bus, "2", "35", "4000");
+    bus.upower_display("2", "35", "4000");
     // The mock sets (and signals) one property at a time: wait for the last one it sets.
     let seen = watcher.wait_for(Duration::from_secs(5), |v| {
         power(v)["on_battery"] == true
@@ -101,7 +79,7 @@ fn upower_is_followed_by_signal_and_a_low_battery_is_critical_after_the_debounce
     });
     assert_eq!(power(&seen)["critical"], false);
     assert_eq!(power(&seen)["time_to_empty_secs"], 4000);
-    display(&bus, "2", "29", "3000");
+    bus.upower_display("2", "29", "3000");
     watcher.wait_for(Duration::from_secs(10), |v| power(v)["critical"] == true);
     let table = daemon.vaultctl(None, &["status"]);
     let shown = String::from_utf8_lossy(&table.stdout);
@@ -114,7 +92,7 @@ fn upower_is_followed_by_signal_and_a_low_battery_is_critical_after_the_debounce
         v["alarm"]["kind"] == "power-source-gone"
     });
     bus.mock("upower", r#"{"OnBattery": false}"#, UPOWER);
-    display(&bus, "4", "60", "0");
+    bus.upower_display("4", "60", "0");
     let back = watcher.wait_for(Duration::from_secs(10), |v| {
         power(v)["source"] == "upower" && power(v)["percent"] == 60.0
     });
@@ -150,7 +128,7 @@ fn a_burst_of_upower_signals_ends_on_the_last_reading_and_start_raises_no_false_
         "\n[power]\non_battery_debounce_secs = 0\nthreshold_percent = 30\n",
         &[("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)],
     );
-    display(&bus, "2", "80", "0");
+    bus.upower_display("2", "80", "0");
     let watcher = Watcher::start(&daemon.socket, None);
     watcher.wait_for(Duration::from_secs(10), |v| power(v)["percent"] == 80.0);
     // A miss shows the daemon's log: which readings it took.
@@ -167,16 +145,16 @@ fn a_burst_of_upower_signals_ends_on_the_last_reading_and_start_raises_no_false_
     // Back and forth across the threshold, each change seen before the next (as a drain would
     // be started), then a burst without waiting.
     for _ in 0..30 {
-        display(&bus, "2", "29", "0");
+        bus.upower_display("2", "29", "0");
         wait(&|v| power(v)["critical"] == true);
-        display(&bus, "2", "80", "0");
+        bus.upower_display("2", "80", "0");
         wait(&|v| power(v)["critical"] == false);
     }
     for _ in 0..20 {
-        display(&bus, "2", "29", "0");
-        display(&bus, "2", "80", "0");
+        bus.upower_display("2", "29", "0");
+        bus.upower_display("2", "80", "0");
     }
-    display(&bus, "2", "47", "0");
+    bus.upower_display("2", "47", "0");
     let last = wait(&|v| power(v)["percent"] == 47.0);
     assert_eq!(power(&last)["source"], "upower");
     assert_eq!(power(&last)["critical"], false);

@@ -105,8 +105,8 @@ pub enum PostureGate {
 pub struct HostConfig {
     pub wireguard_interface: String,
     pub wireguard_port: Option<u16>,
-    /// `PROTO/PORT` or `PROTO/PORT@ADDRESS`.
-    pub allowed_listeners: Vec<String>,
+    /// `PROTO/PORT` or `PROTO/PORT@ADDRESS`, parsed by the host check's own parser.
+    pub allowed_listeners: Vec<vault_hostcheck::AllowedListener>,
     pub gate: PostureGate,
 }
 
@@ -195,7 +195,10 @@ impl Default for Config {
             host: HostConfig {
                 wireguard_interface: "wg0".into(),
                 wireguard_port: None,
-                allowed_listeners: vec!["udp/68".into(), "udp/546".into()],
+                allowed_listeners: ["udp/68", "udp/546"]
+                    .into_iter()
+                    .filter_map(|s| s.parse().ok())
+                    .collect(),
                 gate: PostureGate::Block,
             },
         }
@@ -789,10 +792,10 @@ impl At<'_> {
     }
 
     /// An array of strings, each checked by `item`.
-    fn list(
+    fn list<T: PartialEq + std::fmt::Debug>(
         &self,
-        item: impl Fn(&str) -> Result<String, String>,
-    ) -> Result<Vec<String>, ConfigError> {
+        item: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Vec<T>, ConfigError> {
         let array = self
             .value
             .as_array()
@@ -802,11 +805,11 @@ impl At<'_> {
             let s = v
                 .as_str()
                 .ok_or_else(|| self.wrong("a list of strings ([\"…\"])"))?;
-            let s = item(s).map_err(|why| self.invalid(why))?;
-            if out.contains(&s) {
+            let parsed = item(s).map_err(|why| self.invalid(why))?;
+            if out.contains(&parsed) {
                 return Err(self.invalid(format!("{s:?} is listed twice")));
             }
-            out.push(s);
+            out.push(parsed);
         }
         Ok(out)
     }
@@ -992,18 +995,7 @@ fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
         }
         "host.wireguard_port" => c.host.wireguard_port = Some(at.integer(1, 65_535)?),
         "host.allowed_listeners" => {
-            c.host.allowed_listeners = at.list(|s| {
-                let (spec, addr) = match s.split_once('@') {
-                    Some((spec, addr)) => (spec, Some(addr)),
-                    None => (s, None),
-                };
-                let ok = spec.split_once('/').is_some_and(|(proto, port)| {
-                    matches!(proto, "tcp" | "udp") && port.parse::<u16>().is_ok()
-                }) && addr.is_none_or(|a| a.parse::<std::net::IpAddr>().is_ok());
-                ok.then(|| s.to_owned()).ok_or_else(|| {
-                    format!("{s:?} is not PROTO/PORT or PROTO/PORT@ADDRESS, e.g. \"udp/68\"")
-                })
-            })?;
+            c.host.allowed_listeners = at.list(str::parse)?;
         }
         "host.gate" => {
             c.host.gate = match at.string()?.as_str() {

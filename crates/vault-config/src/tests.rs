@@ -164,7 +164,10 @@ gate = "warn"
         host: HostConfig {
             wireguard_interface: "wg-home".into(),
             wireguard_port: Some(51820),
-            allowed_listeners: vec!["udp/68".into(), "tcp/22@192.168.1.5".into()],
+            allowed_listeners: vec![
+                "udp/68".parse().expect("rule"),
+                "tcp/22@192.168.1.5".parse().expect("rule"),
+            ],
             gate: PostureGate::Warn,
         },
     };

@@ -892,21 +892,28 @@ impl Core {
                     }
                     _ => {}
                 }
-                if let Some(pending) = self.pending_drain.take() {
-                    self.begin_drain(
-                        DrainTarget::Locked,
-                        pending.reason,
-                        pending.deadline,
-                        pending.power_off_after,
-                        now,
-                        actions,
-                    );
-                    return;
+                if !self.begin_pending_drain(now, actions) {
+                    self.advance(&mut flow, now, actions);
                 }
-                self.advance(&mut flow, now, actions);
             }
             Err(error) => self.step_failed(flow, now, step, error, actions),
         }
+    }
+
+    /// A drain wanted while a flow ran (`pending_drain`) begins now, to LOCKED. Whether it did.
+    fn begin_pending_drain(&mut self, now: Millis, actions: &mut Vec<Action>) -> bool {
+        let Some(pending) = self.pending_drain.take() else {
+            return false;
+        };
+        self.begin_drain(
+            DrainTarget::Locked,
+            pending.reason,
+            pending.deadline,
+            pending.power_off_after,
+            now,
+            actions,
+        );
+        true
     }
 
     fn step_failed(
@@ -938,18 +945,9 @@ impl Core {
             // The stack is up; the queues stay paused and the record of them stays. A drain
             // wanted meanwhile goes on now.
             (_, Step::ResumeQueues) => {
-                if let Some(pending) = self.pending_drain.take() {
-                    self.begin_drain(
-                        DrainTarget::Locked,
-                        pending.reason,
-                        pending.deadline,
-                        pending.power_off_after,
-                        now,
-                        actions,
-                    );
-                    return;
+                if !self.begin_pending_drain(now, actions) {
+                    self.advance(&mut flow, now, actions);
                 }
-                self.advance(&mut flow, now, actions);
             }
             (FlowKind::Unlock, Step::CheckFilesystem | Step::Mount) => {
                 let seen = self.seen;

@@ -199,6 +199,35 @@ pub struct Snapshot {
     pub queues: Vec<QueueState>,
 }
 
+impl std::fmt::Display for Snapshot {
+    /// `v2.4.1 (queues): 17 queues, 0 active, 12 waiting, paused ["faceDetection"]`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "v{} ({}): {} queues, {} active, {} waiting, paused {:?}",
+            self.version,
+            self.family.name(),
+            self.queues.len(),
+            self.queues.iter().map(|q| q.active).sum::<u64>(),
+            self.queues.iter().map(|q| q.waiting).sum::<u64>(),
+            self.queues
+                .iter()
+                .filter(|q| q.paused)
+                .map(|q| q.name.as_str())
+                .collect::<Vec<_>>()
+        )
+    }
+}
+
+/// Failures of single queues, `name (why), …`, for a step's message.
+pub fn describe_failures(failed: &[(String, String)]) -> String {
+    failed
+        .iter()
+        .map(|(q, e)| format!("{q} ({e})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub async fn snapshot(immich: &Immich) -> Result<Snapshot, ImmichError> {
     let version = immich.version().await?;
     let (family, queues, _) = immich.queues_any(version).await?;

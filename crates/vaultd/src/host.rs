@@ -347,22 +347,15 @@ impl RealHost {
         let seen = match Self::immich_client(settings) {
             Err(e) => e.message,
             Ok((immich, _)) => match vault_immich::snapshot(&immich).await {
-                Ok(s) => format!(
-                    "v{} ({}) answers: {} queues, {} active, {} waiting, paused {:?}",
-                    s.version,
-                    s.family.name(),
-                    s.queues.len(),
-                    s.queues.iter().map(|q| q.active).sum::<u64>(),
-                    s.queues.iter().map(|q| q.waiting).sum::<u64>(),
-                    s.queues
-                        .iter()
-                        .filter(|q| q.paused)
-                        .map(|q| q.name.as_str())
-                        .collect::<Vec<_>>()
-                ),
+                Ok(s) => format!("{s}; it answers"),
                 Err(e) => format!("does not answer: {e}"),
             },
         };
+        self.set_immich_seen(seen)
+    }
+
+    /// What status shows of Immich; whether it changed.
+    fn set_immich_seen(&self, seen: String) -> bool {
         let mut current = self
             .immich_seen
             .lock()
@@ -370,13 +363,6 @@ impl RealHost {
         let changed = *current != seen;
         *current = seen;
         changed
-    }
-
-    fn set_immich_seen(&self, seen: String) {
-        *self
-            .immich_seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = seen;
     }
 
     /// The client, with the key read now (so a key file fixed meanwhile is used).
@@ -436,12 +422,7 @@ impl RealHost {
                 } else {
                     Err(StepFailure::new(format!(
                         "some queues could not be paused: {}",
-                        report
-                            .failed
-                            .iter()
-                            .map(|(q, e)| format!("{q} ({e})"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        vault_immich::describe_failures(&report.failed)
                     )))
                 }
             }
@@ -501,20 +482,7 @@ impl RealHost {
                 }
                 let report = self.resume_guarded(&immich, &record, epoch).await?;
                 let seen = match vault_immich::snapshot(&immich).await {
-                    Ok(s) => format!(
-                        "v{} ({}): {} queues, {} active, {} waiting, paused {:?}; resumed {:?}",
-                        s.version,
-                        s.family.name(),
-                        s.queues.len(),
-                        s.queues.iter().map(|q| q.active).sum::<u64>(),
-                        s.queues.iter().map(|q| q.waiting).sum::<u64>(),
-                        s.queues
-                            .iter()
-                            .filter(|q| q.paused)
-                            .map(|q| q.name.as_str())
-                            .collect::<Vec<_>>(),
-                        report.resumed
-                    ),
+                    Ok(s) => format!("{s}; resumed {:?}", report.resumed),
                     Err(e) => format!("resumed {:?}; then: {e}", report.resumed),
                 };
                 tracing::info!("Immich's queues: {seen}");
@@ -524,12 +492,7 @@ impl RealHost {
                 } else {
                     Err(StepFailure::new(format!(
                         "some queues could not be resumed (they stay in the record): {}",
-                        report
-                            .failed
-                            .iter()
-                            .map(|(q, e)| format!("{q} ({e})"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        vault_immich::describe_failures(&report.failed)
                     )))
                 }
             }

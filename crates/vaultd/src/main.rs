@@ -247,18 +247,12 @@ fn stack_settings(config: &Config) -> StackSettings {
     }
 }
 
-fn host_posture(config: &Config) -> anyhow::Result<HostPosture> {
-    let allowed = config
-        .host
-        .allowed_listeners
-        .iter()
-        .map(|s| s.parse().map_err(|e: String| anyhow::anyhow!(e)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(HostPosture {
+fn host_posture(config: &Config) -> HostPosture {
+    HostPosture {
         policy: vault_hostcheck::HostPolicy {
             wireguard_interface: config.host.wireguard_interface.clone(),
             wireguard_port: config.host.wireguard_port,
-            allowed_listeners: allowed,
+            allowed_listeners: config.host.allowed_listeners.clone(),
         },
         gate_blocks: config.host.gate == vault_config::PostureGate::Block,
         upload_location: config
@@ -266,7 +260,7 @@ fn host_posture(config: &Config) -> anyhow::Result<HostPosture> {
             .upload_location
             .clone()
             .unwrap_or_else(|| config.storage.mountpoint.clone()),
-    })
+    }
 }
 
 fn resolve_access(config: &Config) -> AccessPolicy {
@@ -311,7 +305,7 @@ async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         })),
         None => host,
     };
-    let host = Arc::new(Arc::unwrap_or_clone(host).with_host_posture(host_posture(&config)?));
+    let host = Arc::new(Arc::unwrap_or_clone(host).with_host_posture(host_posture(&config)));
     let throttle = Arc::new(Mutex::new(Throttle::load(
         &config.daemon.state_dir,
         config.unlock.backoff_initial_secs,

@@ -6,9 +6,7 @@
 //!
 //! Usage: bench-immich [RUNS] (default 50).
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -16,31 +14,14 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(50);
-    let server_bin = std::env::current_exe()
-        .expect("own path")
-        .with_file_name("immich-test-server");
-    let mut server = Command::new(&server_bin)
-        .args(["--listen", "127.0.0.1:0", "--api-key", "bench-key"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {}: {e}", server_bin.display()));
-    let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
-    let first = lines.next().expect("a line").expect("read");
-    let addr = first
-        .strip_prefix("LISTENING ")
-        .expect("LISTENING")
-        .to_owned();
-    // Drain the request log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-
+    let server = vault_integration_tests::ImmichTestServer::start(&["--api-key", "bench-key"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let key_file = dir.path().join("key");
     std::fs::write(&key_file, "bench-key").expect("key");
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let key = vault_immich::read_api_key(&key_file).expect("key");
     let immich =
-        vault_immich::Immich::new(&format!("http://{addr}"), Some(key), Duration::from_secs(2))
-            .expect("url");
+        vault_immich::Immich::new(&server.url, Some(key), Duration::from_secs(2)).expect("url");
     let record = vault_immich::PauseRecord::in_dir(dir.path());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -70,8 +51,7 @@ fn main() {
             start_calls = resumed.calls;
         }
     });
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     took.sort_by(f64::total_cmp);
     println!(
         "BENCH immich_drain_steps_no_jobs_median {:.2} ms",

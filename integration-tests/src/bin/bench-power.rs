@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use vault_integration_tests::{Daemon, SystemBus, Watcher, ensure_test_accounts};
 
 const UPOWER: &str = "org.freedesktop.UPower";
-const PATH: &str = "/org/freedesktop/UPower";
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     #[allow(
@@ -62,27 +61,7 @@ fn main() {
         &[("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)],
     );
     // busctl, as in the tests; its own start-up is measured alone and reported with the figure.
-    let set = |percent: f64| {
-        let p = format!("{percent}");
-        bus.call(&[
-            UPOWER,
-            PATH,
-            "org.freedesktop.DBus.Mock",
-            "SetupDisplayDevice",
-            "uuddddxxbsu",
-            "2",
-            "2",
-            &p,
-            &p,
-            "100",
-            "10",
-            "0",
-            "0",
-            "true",
-            "battery",
-            "1",
-        ]);
-    };
+    let set = |percent: f64| bus.upower_display("2", &format!("{percent}"), "0");
     let t = Instant::now();
     for _ in 0..20 {
         bus.busctl(&["status", UPOWER]);
