@@ -81,6 +81,7 @@ mod tests {
             gid,
             pid: 42,
             groups: groups.to_vec(),
+            origin: crate::origin::Origin::Local,
         }
     }
 

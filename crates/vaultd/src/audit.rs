@@ -1,6 +1,7 @@
 //! Audit records: one structured event per control call, transition and alarm, with a stable
 //! MESSAGE_ID per kind (listed in docs/security.md) so `journalctl MESSAGE_ID=…` finds them.
-//! tracing-journald sends each field of the event as a journal field (upper-cased).
+//! tracing-journald sends each field of the event as a journal field, upper-cased and without a
+//! prefix (main.rs turns its default `F_` off), so `message_id` is journald's own `MESSAGE_ID`.
 
 /// Stable MESSAGE_IDs. Never change one: operators' journal queries depend on them.
 pub mod message_id {
@@ -12,6 +13,7 @@ pub mod message_id {
     pub const UNLOCK_RESULT: &str = "4f1c7c55a3e94f6c9d0f1b5e2f6a9c06";
 }
 
+use crate::origin::Origin;
 use crate::peer::PeerCredentials;
 
 pub fn control_call(peer: &PeerCredentials, call: &str, result: &str) {
@@ -20,11 +22,14 @@ pub fn control_call(peer: &PeerCredentials, call: &str, result: &str) {
         vaultd_event = "control-call",
         vaultd_uid = peer.uid,
         vaultd_pid = peer.pid,
+        vaultd_via = peer.origin.via(),
+        vaultd_ssh_from = peer.origin.ssh_from(),
         vaultd_call = call,
         vaultd_result = result,
-        "{call} by uid {} (pid {}): {result}",
+        "{call} by uid {} (pid {}, {}): {result}",
         peer.uid,
-        peer.pid
+        peer.pid,
+        shown_origin(peer),
     );
 }
 
@@ -34,12 +39,24 @@ pub fn control_denied(peer: &PeerCredentials, call: &str, why: &str) {
         vaultd_event = "control-denied",
         vaultd_uid = peer.uid,
         vaultd_pid = peer.pid,
+        vaultd_via = peer.origin.via(),
+        vaultd_ssh_from = peer.origin.ssh_from(),
         vaultd_call = call,
         vaultd_result = "permission-denied",
-        "{call} by uid {} (pid {}) denied: {why}",
+        "{call} by uid {} (pid {}, {}) denied: {why}",
         peer.uid,
-        peer.pid
+        peer.pid,
+        shown_origin(peer),
     );
+}
+
+fn shown_origin(peer: &PeerCredentials) -> String {
+    match &peer.origin {
+        Origin::Ssh { from: Some(from) } => format!("over SSH from {from}"),
+        Origin::Ssh { from: None } => "over SSH".to_owned(),
+        Origin::Local => "local".to_owned(),
+        Origin::Unknown => "origin unknown".to_owned(),
+    }
 }
 
 pub fn transition(from: &str, to: &str, phase: &str, reason: &str) {
@@ -63,13 +80,15 @@ pub fn alarm(kind: &str, message: &str) {
     );
 }
 
-pub fn config_reload(path: &str, result: &str) {
+/// `trigger`: `sighup` or `file-change`.
+pub fn config_reload(path: &str, trigger: &str, result: &str) {
     tracing::info!(
         message_id = message_id::CONFIG_RELOAD,
         vaultd_event = "config-reload",
         vaultd_config = path,
+        vaultd_trigger = trigger,
         vaultd_result = result,
-        "config {path}: {result}"
+        "config {path} ({trigger}): {result}"
     );
 }
 

@@ -10,7 +10,7 @@
 //! - [`service`]: the gRPC control API (tonic). It parses, authorises, and hands commands to
 //!   the supervisor; it decides nothing itself.
 //! - [`peer`] and [`access`]: the caller's kernel credentials (SO_PEERCRED, SO_PEERGROUPS) and
-//!   who may do what.
+//!   who may do what; [`origin`]: whether the caller is under an SSH session (for the audit).
 //! - [`socket`]: binding the control socket with its mode and group, without a window in which
 //!   it is more open than configured.
 //! - [`audit`]: structured audit records (journald fields, stable MESSAGE_IDs).
@@ -22,6 +22,7 @@ pub mod access;
 pub mod audit;
 pub mod host;
 pub mod notify;
+pub mod origin;
 pub mod peer;
 pub mod secret;
 pub mod service;

@@ -176,7 +176,20 @@ fn init_logging() {
     let journald = stderr_is_journal()
         .then(|| tracing_journald::layer().ok())
         .flatten()
-        .map(|layer| layer.with_syslog_identifier("vaultd".into()));
+        // No `F_` prefix: the audit records' `message_id` must be journald's MESSAGE_ID, and
+        // their fields the VAULTD_* names docs/security.md lists.
+        // INFO is journald's "info" (6), not tracing-journald's default "notice" (5).
+        .map(|layer| {
+            use tracing_journald::{Priority, PriorityMappings};
+            layer
+                .with_syslog_identifier("vaultd".into())
+                .with_field_prefix(None)
+                .with_priority_mappings(PriorityMappings {
+                    info: Priority::Informational,
+                    debug: Priority::Debug,
+                    ..PriorityMappings::new()
+                })
+        });
     let fmt = journald.is_none().then(|| {
         tracing_subscriber::fmt::layer()
             .with_writer(io::stderr)
@@ -359,6 +372,7 @@ async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
             }),
     );
 
+    spawn_config_watch(handle.clone(), config_path.clone(), access.clone());
     spawn_signal_handlers(handle.clone(), config_path, access)?;
     spawn_mount_watch(handle.tx.clone());
     spawn_power_watch(handle.tx.clone(), config.power.charge_end_threshold_percent);
@@ -409,19 +423,99 @@ fn spawn_signal_handlers(
                     tracing::info!("SIGINT: draining to LOCKED before exit");
                     let _ = handle.tx.send(Msg::Event(Event::Terminate)).await;
                 }
-                _ = hup.recv() => reload(&handle, &config_path, &access).await,
+                _ = hup.recv() => reload(&handle, &config_path, &access, "sighup").await,
             }
         }
     });
     Ok(())
 }
 
-/// SIGHUP: apply what can change live; keep the old config (with an alarm) if the new one is
-/// invalid. The socket path, mode and group, the mapping and the mountpoint need a restart.
+/// How long a burst of file events may last and still be one change: an editor's save is a
+/// write, a chmod and a rename; a config manager's is a temp file and a rename.
+const CONFIG_SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Reload when the config file changes. The directory is watched, not the file: editors and
+/// config managers replace the file by renaming a new one over it, and a watch on the old
+/// inode would see nothing after the first save. A change that leaves the bytes as they were
+/// (a `touch`, a save without edits) reloads nothing.
+fn spawn_config_watch(
+    handle: vaultd::supervisor::Handle,
+    config_path: PathBuf,
+    access: Arc<RwLock<AccessPolicy>>,
+) {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let (Some(dir), Some(name)) = (config_path.parent(), config_path.file_name()) else {
+        return;
+    };
+    // `--config vaultd.toml` has the parent "": the working directory.
+    let dir = if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir.to_path_buf()
+    };
+    let name = name.to_os_string();
+    let (tx, mut changes) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let watched_name = name.clone();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        let relevant = matches!(
+            event.kind,
+            EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any
+        ) && event
+            .paths
+            .iter()
+            .any(|p| p.file_name() == Some(watched_name.as_os_str()));
+        if relevant {
+            let _ = tx.send(());
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(watcher) => watcher,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch the config file; reload it with SIGHUP");
+            return;
+        }
+    };
+    if let Err(error) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+        tracing::warn!(%error, dir = %dir.display(), "cannot watch the config directory; reload with SIGHUP");
+        return;
+    }
+    tokio::spawn(async move {
+        // Dropping the watcher ends the watch: it lives as long as this task.
+        let _watcher = watcher;
+        let mut applied = std::fs::read(&config_path).ok();
+        while changes.recv().await.is_some() {
+            loop {
+                match tokio::time::timeout(CONFIG_SETTLE, changes.recv()).await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            let Ok(now) = std::fs::read(&config_path) else {
+                tracing::warn!(
+                    file = %config_path.display(),
+                    "the config file is gone; still running on the previous configuration"
+                );
+                continue;
+            };
+            if applied.as_deref() == Some(now.as_slice()) {
+                continue;
+            }
+            applied = Some(now);
+            reload(&handle, &config_path, &access, "file-change").await;
+        }
+    });
+}
+
+/// SIGHUP or a change of the file: apply what can change live; keep the old config (with an
+/// alarm) if the new one is invalid. The socket path, mode and group, the mapping and the
+/// mountpoint need a restart.
 async fn reload(
     handle: &vaultd::supervisor::Handle,
     path: &Path,
     access: &Arc<RwLock<AccessPolicy>>,
+    trigger: &str,
 ) {
     let shown = path.display().to_string();
     match vault_config::load(path) {
@@ -438,11 +532,11 @@ async fn reload(
                     backoff_max_secs: config.unlock.backoff_max_secs,
                 })
                 .await;
-            audit::config_reload(&shown, "applied");
+            audit::config_reload(&shown, trigger, "applied");
         }
         Err(error) => {
             let message = format!("{error}; still running on the previous configuration");
-            audit::config_reload(&shown, "rejected");
+            audit::config_reload(&shown, trigger, "rejected");
             audit::alarm("config-invalid", &message);
             let _ = handle.broadcast.send(Broadcast::Alarm {
                 kind: "config-invalid",

@@ -81,7 +81,8 @@ pub struct Snapshot {
 /// The power source as status shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PowerSeen {
-    /// "upower", or "none" while no source answers.
+    /// "upower", "kernel" (the power_supply class, while UPower is absent), or "none" while
+    /// no source answers.
     pub source: &'static str,
     pub reading: Option<vault_core::PowerReading>,
     /// Why there is no source, while there is none.
@@ -364,7 +365,23 @@ impl<H: Host> Supervisor<H> {
                         Vec::new()
                     }
                     (None, Some(reading)) => {
-                        if self.active_alarms.remove(POWER_GONE).is_some() {
+                        // UPower leaving while it was the source is an alarm even though the
+                        // kernel's power_supply class takes over at once: its readings are
+                        // coarser (no UPower time-to-empty), and upowerd should not die.
+                        if seen.source == "kernel" && self.power.source == "upower" {
+                            let message = "UPower left the system bus: the kernel's power_supply \
+                                           class takes over"
+                                .to_owned();
+                            audit::alarm(POWER_GONE, &message);
+                            self.active_alarms.insert(POWER_GONE, message.clone());
+                            let _ = self.broadcast.send(Broadcast::Alarm {
+                                kind: POWER_GONE,
+                                message,
+                                at_unix: unix_now(),
+                            });
+                        } else if (seen.source == "upower" || self.power.source == "none")
+                            && self.active_alarms.remove(POWER_GONE).is_some()
+                        {
                             audit::alarm("power-source-back", "the power source answers again");
                         }
                         self.core.handle(now, Event::Power(reading))
