@@ -51,6 +51,17 @@ pub struct StorageConfig {
     pub mount_options: String,
     pub fsck: Fsck,
     pub allow_discards: bool,
+    pub mount_by: MountBy,
+}
+
+/// Who makes the mount: vaultd's own mount(2), or PID 1 (a transient `.mount` unit), which a
+/// vaultd in a namespace of its own needs for the mount to be the host's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountBy {
+    /// systemd when vaultd runs as a systemd service, else vaultd.
+    Auto,
+    Systemd,
+    Vaultd,
 }
 
 /// What the unlock does about the filesystem before mounting it.
@@ -155,6 +166,7 @@ impl Default for Config {
                 filesystem: "ext4".into(),
                 mount_options: "noatime,nodev,nosuid".into(),
                 fsck: Fsck::Report,
+                mount_by: MountBy::Auto,
                 allow_discards: false,
             },
             unlock: UnlockConfig {
@@ -303,6 +315,13 @@ pub const SCHEMA: &[KeySpec] = &[
         default: "\"report\"",
         range: "none, report, repair",
         doc: "before mounting: nothing, fsck -n (problems stop the unlock), or fsck -p",
+    },
+    KeySpec {
+        key: "storage.mount_by",
+        kind: "string",
+        default: "\"auto\"",
+        range: "auto, systemd, vaultd",
+        doc: "who mounts and unmounts the volume: systemd (a transient .mount unit, needed under the hardened unit), vaultd (mount(2)), or auto: systemd when vaultd runs as a systemd service",
     },
     KeySpec {
         key: "storage.allow_discards",
@@ -903,6 +922,18 @@ fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
                 "repair" => Fsck::Repair,
                 other => {
                     return Err(at.invalid(format!("{other:?} is not one of none, report, repair")));
+                }
+            }
+        }
+        "storage.mount_by" => {
+            c.storage.mount_by = match at.string()?.as_str() {
+                "auto" => MountBy::Auto,
+                "systemd" => MountBy::Systemd,
+                "vaultd" => MountBy::Vaultd,
+                other => {
+                    return Err(
+                        at.invalid(format!("{other:?} is not one of auto, systemd, vaultd"))
+                    );
                 }
             }
         }

@@ -65,6 +65,7 @@ filesystem = "xfs"
 mount_options = "noatime"
 fsck = "repair"
 allow_discards = true
+mount_by = "systemd"
 
 [unlock]
 backoff_initial_secs = 2
@@ -125,6 +126,7 @@ gate = "warn"
             mount_options: "noatime".into(),
             fsck: Fsck::Repair,
             allow_discards: true,
+            mount_by: MountBy::Systemd,
         },
         unlock: UnlockConfig {
             backoff_initial_secs: 2,

@@ -119,7 +119,28 @@ pub struct StorageSettings {
     pub mount_options: String,
     pub fsck: FsckPolicy,
     pub allow_discards: bool,
+    /// PID 1 mounts and unmounts (a transient .mount unit), not vaultd's own mount(2): under
+    /// its hardened unit vaultd's own mounts would stay in its namespace.
+    pub mount_by_systemd: bool,
 }
+
+/// Why a mount made by this process would stay out of the host's sight: it runs in a mount
+/// namespace other than PID 1's (a hardened unit, `ip netns exec`, a container). `None` when
+/// it is the same, or cannot be told (no access to PID 1's).
+fn foreign_mount_namespace() -> Option<String> {
+    let ours = std::fs::read_link("/proc/self/ns/mnt").ok()?;
+    let init = std::fs::read_link("/proc/1/ns/mnt").ok()?;
+    (ours != init).then(|| {
+        format!(
+            "vaultd runs in a mount namespace of its own ({} vs PID 1's {})",
+            ours.display(),
+            init.display()
+        )
+    })
+}
+
+/// How long systemd may take to mount or unmount (the job waits for the device unit first).
+const SYSTEMD_MOUNT_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The host vaultd runs on. Observation is real (sysfs, mountinfo, the Docker API); the
 /// storage steps are real (libcryptsetup, mount(2)), and so is the emergency stop; the stack's
@@ -923,13 +944,21 @@ impl RealHost {
                     Err(e) => Err(failed(e)),
                 }
             }
-            Step::Mount => mounts::mount(
-                &self.mapper_path(),
-                &self.mountpoint,
-                &self.storage.filesystem,
-                &self.storage.mount_options,
-            )
-            .map_err(failed),
+            Step::Mount => {
+                if let Some(why) = foreign_mount_namespace() {
+                    return Err(StepFailure::new(format!(
+                        "not mounting with storage.mount_by = \"vaultd\": {why}, so the mount \
+                         would not reach dockerd; set storage.mount_by = \"systemd\""
+                    )));
+                }
+                mounts::mount(
+                    &self.mapper_path(),
+                    &self.mountpoint,
+                    &self.storage.filesystem,
+                    &self.storage.mount_options,
+                )
+                .map_err(failed)
+            }
             Step::Sync => {
                 if self.mounted_here() {
                     mounts::sync_filesystem(&self.mountpoint).map_err(failed)
@@ -950,6 +979,68 @@ impl RealHost {
                 other.name()
             ))),
         }
+    }
+
+    /// The mount step through systemd: a transient .mount unit for the mapping.
+    async fn mount_by_systemd(&self) -> Result<(), StepFailure> {
+        let systemd = vault_systemd::Systemd::connect()
+            .await
+            .map_err(|e| StepFailure::new(e.to_string()))?;
+        let what = self.mapper_path();
+        let spec = vault_systemd::MountSpec {
+            what: &what,
+            mountpoint: &self.mountpoint,
+            fs_type: &self.storage.filesystem,
+            options: &self.storage.mount_options,
+        };
+        systemd
+            .mount(&spec, SYSTEMD_MOUNT_LIMIT)
+            .await
+            .map_err(|e| StepFailure::new(e.to_string()))
+    }
+
+    /// The unmount step through systemd: sync, then stop the mount unit. systemd's umount is
+    /// never forced, so a busy filesystem stays mounted; then the holders are named, as with
+    /// vaultd's own unmount.
+    async fn unmount_by_systemd(&self) -> Result<(), StepFailure> {
+        let host = self.clone();
+        let device = tokio::task::spawn_blocking(move || {
+            if !host.mounted_here() {
+                return Ok(None);
+            }
+            use std::os::unix::fs::MetadataExt;
+            let device = std::fs::metadata(&host.mountpoint).map(|m| m.dev()).ok();
+            mounts::sync_filesystem(&host.mountpoint).map(|()| Some(device))
+        })
+        .await
+        .map_err(|e| StepFailure::new(format!("the step's task failed: {e}")))?
+        .map_err(|e| StepFailure::new(e.to_string()))?;
+        let Some(device) = device else {
+            return Ok(()); // already where the step leads
+        };
+        let systemd = vault_systemd::Systemd::connect()
+            .await
+            .map_err(|e| StepFailure::new(e.to_string()))?;
+        let Err(error) = systemd.unmount(&self.mountpoint, SYSTEMD_MOUNT_LIMIT).await else {
+            return Ok(());
+        };
+        let host = self.clone();
+        let busy = tokio::task::spawn_blocking(move || {
+            host.mounted_here().then(|| {
+                StorageError::Busy {
+                    target: host.mountpoint.clone(),
+                    holders: device.map(mounts::holders_of_device).unwrap_or_default(),
+                }
+                .to_string()
+            })
+        })
+        .await
+        .ok()
+        .flatten();
+        Err(StepFailure::new(match busy {
+            Some(busy) => format!("{busy} ({error})"),
+            None => error.to_string(),
+        }))
     }
 
     /// If the active mapping with our name is not backed by the configured device, why.
@@ -1145,6 +1236,10 @@ impl Host for RealHost {
             }
             Step::PauseQueues | Step::WaitForJobs | Step::ResumeQueues => {
                 return self.queue_step(step, deadline).await;
+            }
+            Step::Mount if self.storage.mount_by_systemd => return self.mount_by_systemd().await,
+            Step::Unmount if self.storage.mount_by_systemd => {
+                return self.unmount_by_systemd().await;
             }
             _ => {}
         }

@@ -168,6 +168,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// `auto`: systemd mounts when vaultd is a systemd service (systemd sets INVOCATION_ID for
+/// every service it starts, and /run/systemd/system exists only where systemd is PID 1).
+fn mount_by_systemd(choice: vault_config::MountBy) -> bool {
+    match choice {
+        vault_config::MountBy::Systemd => true,
+        vault_config::MountBy::Vaultd => false,
+        vault_config::MountBy::Auto => {
+            std::env::var_os("INVOCATION_ID").is_some() && Path::new("/run/systemd/system").is_dir()
+        }
+    }
+}
+
 fn init_logging() {
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_env("VAULTD_LOG")
@@ -304,6 +316,7 @@ async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
                 vault_config::Fsck::Repair => FsckPolicy::Repair,
             },
             allow_discards: storage.allow_discards,
+            mount_by_systemd: mount_by_systemd(storage.mount_by),
         },
         stack_settings(&config),
     ));
@@ -500,6 +513,15 @@ fn spawn_config_watch(
                 continue;
             };
             if applied.as_deref() == Some(now.as_slice()) {
+                continue;
+            }
+            // Empty is valid TOML (all defaults): far more likely a writer that truncated the
+            // file and has not written it yet than an owner who wants every default.
+            if now.iter().all(u8::is_ascii_whitespace) {
+                tracing::warn!(
+                    file = %config_path.display(),
+                    "the config file is empty; not applied (still running on the previous configuration)"
+                );
                 continue;
             }
             applied = Some(now);

@@ -2,10 +2,12 @@
 //! types `vaultctl unlock` over SSH through WireGuard). Recorded in every control call's audit
 //! record.
 //!
-//! The evidence is the caller's ancestry, not its environment alone: `SSH_CONNECTION` can be
-//! set by anyone, an ancestor running the SSH daemon's binary cannot (reading another user's
-//! `/proc/<pid>/exe` and `environ` needs root, which vaultd is). The client's address is taken
-//! from the environment sshd gave the session's first process, the child of the sshd ancestor.
+//! The evidence is the caller's ancestry, never its environment (`SSH_CONNECTION` can be set
+//! by anyone): an ancestor that runs the SSH daemon's binary from where the package installs
+//! it, as root, which no local user can fake. The client's address is the peer of the TCP
+//! connection that sshd process holds, from `/proc/<pid>/fd` and its `/proc/<pid>/net/tcp*`
+//! (reading another user's `/proc/<pid>` needs root, which vaultd is). A session that left its
+//! sshd (tmux, `nohup`, reparented to PID 1) is `local`.
 
 use std::path::Path;
 
@@ -47,15 +49,18 @@ pub fn origin_of(proc_root: &Path, pid: u32) -> Origin {
     if pid == 0 {
         return Origin::Unknown;
     }
-    let mut below: Option<u32> = None;
     let mut current = pid;
     for _ in 0..MAX_ANCESTORS {
         let dir = proc_root.join(current.to_string());
         if is_ssh_daemon(&dir) {
-            // The sshd process of the session: its child (the shell, or the command) carries
-            // the environment sshd set. The caller itself, when sshd ran it directly.
-            let session = below.unwrap_or(pid);
-            let from = ssh_client_address(&proc_root.join(session.to_string()));
+            // The session's sshd holds the connection; its privileged parent (the listener or
+            // the per-connection monitor) may too: the nearest that has one says.
+            let from = ssh_peer_address(&dir).or_else(|| {
+                parent_of(&dir)
+                    .map(|p| proc_root.join(p.to_string()))
+                    .filter(|d| is_ssh_daemon(d))
+                    .and_then(|d| ssh_peer_address(&d))
+            });
             return Origin::Ssh { from };
         }
         let Some(parent) = parent_of(&dir) else {
@@ -68,21 +73,35 @@ pub fn origin_of(proc_root: &Path, pid: u32) -> Origin {
         if parent <= 1 {
             return Origin::Local;
         }
-        below = Some(current);
         current = parent;
     }
     Origin::Local
 }
 
-/// OpenSSH's daemon: `/usr/sbin/sshd`, and from 9.8 on the per-session `sshd-session`.
+/// OpenSSH's daemon where Debian installs it: `/usr/sbin/sshd`, and from 9.8 on the
+/// per-session `/usr/lib/openssh/sshd-session`; run by root (its privileged processes are).
+const SSH_DAEMONS: [&str; 2] = ["/usr/sbin/sshd", "/usr/lib/openssh/sshd-session"];
+
 fn is_ssh_daemon(dir: &Path) -> bool {
     let Ok(exe) = std::fs::read_link(dir.join("exe")) else {
         return false;
     };
-    let name = exe.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let exe = exe.to_string_lossy();
     // The kernel appends " (deleted)" after an upgrade replaced the binary.
-    let name = name.strip_suffix(" (deleted)").unwrap_or(name);
-    name == "sshd" || name == "sshd-session"
+    let exe = exe.strip_suffix(" (deleted)").unwrap_or(&exe);
+    SSH_DAEMONS.contains(&exe) && owner_uid(dir) == Some(0)
+}
+
+/// The real uid from /proc/<pid>/status.
+fn owner_uid(dir: &Path) -> Option<u32> {
+    let status = std::fs::read_to_string(dir.join("status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The 4th field of /proc/<pid>/stat, after the parenthesised command name (which may itself
@@ -97,20 +116,62 @@ fn parse_parent(stat: &str) -> Option<u32> {
     rest.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn ssh_client_address(dir: &Path) -> Option<String> {
-    let environ = std::fs::read(dir.join("environ")).ok()?;
-    client_address(&environ)
+/// The remote address of an established TCP connection whose socket `dir`'s process holds.
+fn ssh_peer_address(dir: &Path) -> Option<String> {
+    let inodes: Vec<u64> = std::fs::read_dir(dir.join("fd"))
+        .ok()?
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_str()?;
+            target
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        })
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    ["tcp", "tcp6"].iter().find_map(|table| {
+        let text = std::fs::read_to_string(dir.join("net").join(table)).ok()?;
+        established_peer(&text, &inodes)
+    })
 }
 
-/// `SSH_CONNECTION=<client address> <client port> <server address> <server port>`.
-fn client_address(environ: &[u8]) -> Option<String> {
-    environ
-        .split(|&b| b == 0)
-        .filter_map(|entry| entry.strip_prefix(b"SSH_CONNECTION="))
-        .filter_map(|value| std::str::from_utf8(value).ok())
-        .filter_map(|value| value.split_whitespace().next())
-        .find(|address| address.parse::<std::net::IpAddr>().is_ok())
-        .map(str::to_owned)
+/// In a /proc/net/tcp{,6} table: the remote address of the ESTABLISHED (01) row whose inode
+/// is one of `inodes`.
+fn established_peer(table: &str, inodes: &[u64]) -> Option<String> {
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (remote, state, inode) = (fields.get(2)?, fields.get(3)?, fields.get(9)?);
+        if *state != "01" || !inodes.contains(&inode.parse().ok()?) {
+            return None;
+        }
+        let (address, _port) = remote.split_once(':')?;
+        proc_net_address(address).map(|a| a.to_string())
+    })
+}
+
+/// /proc/net prints addresses as 32-bit words in host order (little-endian here), in hex.
+fn proc_net_address(hex: &str) -> Option<std::net::IpAddr> {
+    let word = |i: usize| -> Option<[u8; 4]> {
+        let w = u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16).ok()?;
+        Some(w.to_le_bytes())
+    };
+    match hex.len() {
+        8 => Some(std::net::Ipv4Addr::from(word(0)?).into()),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for i in 0..4 {
+                bytes[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+            }
+            let v6 = std::net::Ipv6Addr::from(bytes);
+            // An IPv4 client on an IPv6 socket: show it as IPv4.
+            Some(v6.to_ipv4_mapped().map_or(v6.into(), Into::into))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -118,28 +179,55 @@ mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
 
-    fn process(root: &Path, pid: u32, parent: u32, exe: &str, environ: &[&str]) {
+    /// A fake /proc/<pid>: stat (parent), exe, status (uid), fds (socket inodes), net/tcp.
+    fn process(root: &Path, pid: u32, parent: u32, exe: &str, uid: u32) {
         let dir = root.join(pid.to_string());
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(dir.join("fd")).unwrap();
+        std::fs::create_dir_all(dir.join("net")).unwrap();
         std::fs::write(
             dir.join("stat"),
             format!("{pid} (a (weird) name) S {parent} 1 1 0 -1"),
         )
         .unwrap();
         symlink(exe, dir.join("exe")).unwrap();
-        std::fs::write(dir.join("environ"), environ.join("\0")).unwrap();
+        std::fs::write(
+            dir.join("status"),
+            format!("Name:\tx\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("environ"),
+            "SSH_CONNECTION=192.0.2.9 1 192.0.2.1 22",
+        )
+        .unwrap();
+    }
+
+    const TCP_HEADER: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+
+    /// Gives `pid` a socket with `inode` and a tcp table where it is connected from 10.8.0.2.
+    fn connection(root: &Path, pid: u32, inode: u64) {
+        let dir = root.join(pid.to_string());
+        symlink(format!("socket:[{inode}]"), dir.join("fd/3")).unwrap();
+        symlink("/dev/null", dir.join("fd/0")).unwrap();
+        std::fs::write(
+            dir.join("net/tcp"),
+            format!(
+                "{TCP_HEADER}   0: 0100080A:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1\n\
+                    1: 0100080A:0016 0200080A:C350 01 00000000:00000000 00:00000000 00000000     0        0 {inode} 1\n"
+            ),
+        )
+        .unwrap();
     }
 
     #[test]
-    fn a_call_under_an_sshd_session_is_ssh_from_the_client_address_sshd_set() {
+    fn a_call_under_an_sshd_session_is_ssh_from_the_connections_peer() {
         let root = tempfile::tempdir().unwrap();
-        process(root.path(), 100, 1, "/usr/sbin/sshd", &[]);
-        process(root.path(), 200, 100, "/usr/sbin/sshd", &[]);
-        let session = ["HOME=/root", "SSH_CONNECTION=10.8.0.2 50000 10.8.0.1 22"];
-        process(root.path(), 300, 200, "/usr/bin/bash", &session);
-        // A forged variable further down does not change the address.
-        let forged = ["SSH_CONNECTION=192.0.2.9 1 192.0.2.1 22"];
-        process(root.path(), 400, 300, "/usr/bin/vaultctl", &forged);
+        process(root.path(), 100, 1, "/usr/sbin/sshd", 0);
+        process(root.path(), 200, 100, "/usr/sbin/sshd", 0);
+        connection(root.path(), 200, 4242);
+        process(root.path(), 300, 200, "/usr/bin/bash", 1000);
+        // The environment says 192.0.2.9 (anyone can set it): not believed.
+        process(root.path(), 400, 300, "/usr/bin/vaultctl", 1000);
         assert_eq!(
             origin_of(root.path(), 400),
             Origin::Ssh {
@@ -149,26 +237,32 @@ mod tests {
     }
 
     #[test]
-    fn a_local_caller_with_a_forged_ssh_variable_is_local() {
+    fn a_local_caller_is_local_and_a_fake_sshd_does_not_count() {
         let root = tempfile::tempdir().unwrap();
-        process(root.path(), 50, 1, "/usr/lib/systemd/systemd", &[]);
-        let forged = ["SSH_CONNECTION=10.8.0.2 1 10.8.0.1 22"];
-        process(root.path(), 60, 50, "/usr/bin/vaultctl", &forged);
+        process(root.path(), 50, 1, "/usr/lib/systemd/systemd", 0);
+        process(root.path(), 60, 50, "/usr/bin/vaultctl", 0);
         assert_eq!(origin_of(root.path(), 60), Origin::Local);
+        // Copied to another place, or the real one run by a user: not the SSH daemon.
+        process(root.path(), 70, 1, "/home/eve/sshd", 0);
+        process(root.path(), 71, 70, "/usr/bin/vaultctl", 1000);
+        assert_eq!(origin_of(root.path(), 71), Origin::Local);
+        process(root.path(), 80, 1, "/usr/sbin/sshd", 1000);
+        process(root.path(), 81, 80, "/usr/bin/vaultctl", 1000);
+        assert_eq!(origin_of(root.path(), 81), Origin::Local);
     }
 
     #[test]
     fn sshd_session_and_a_replaced_binary_count_as_the_ssh_daemon() {
         let root = tempfile::tempdir().unwrap();
-        process(root.path(), 10, 1, "/usr/lib/openssh/sshd-session", &[]);
-        process(root.path(), 11, 10, "/usr/bin/vaultctl", &[]);
+        process(root.path(), 10, 1, "/usr/lib/openssh/sshd-session", 0);
+        process(root.path(), 11, 10, "/usr/bin/vaultctl", 0);
         assert_eq!(
             origin_of(root.path(), 11),
             Origin::Ssh { from: None },
-            "no SSH_CONNECTION: ssh, address unknown"
+            "no connection found: ssh, address unknown"
         );
-        process(root.path(), 20, 1, "/usr/sbin/sshd (deleted)", &[]);
-        process(root.path(), 21, 20, "/usr/bin/vaultctl", &[]);
+        process(root.path(), 20, 1, "/usr/sbin/sshd (deleted)", 0);
+        process(root.path(), 21, 20, "/usr/bin/vaultctl", 0);
         assert_eq!(origin_of(root.path(), 21).via(), "ssh");
     }
 
@@ -180,10 +274,31 @@ mod tests {
     }
 
     #[test]
-    fn this_test_process_is_local() {
-        // The test runner is not under sshd in CI; under an SSH login it is, and says so.
+    fn this_test_process_has_a_readable_ancestry() {
+        // Not under sshd in CI; under an SSH login it is, and says so.
         let origin = origin_of(Path::new("/proc"), std::process::id());
         assert_ne!(origin, Origin::Unknown);
+    }
+
+    #[test]
+    fn proc_net_addresses_decode() {
+        assert_eq!(
+            proc_net_address("0200080A").unwrap().to_string(),
+            "10.8.0.2"
+        );
+        assert_eq!(
+            proc_net_address("00000000000000000000000001000000")
+                .unwrap()
+                .to_string(),
+            "::1"
+        );
+        assert_eq!(
+            proc_net_address("0000000000000000FFFF00000200080A")
+                .unwrap()
+                .to_string(),
+            "10.8.0.2"
+        );
+        assert_eq!(proc_net_address("zz"), None);
     }
 
     #[test]

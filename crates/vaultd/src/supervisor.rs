@@ -134,6 +134,8 @@ pub struct Supervisor<H: Host> {
     broadcast: broadcast::Sender<Broadcast>,
     observed: Option<Observed>,
     active_alarms: BTreeMap<&'static str, String>,
+    /// UPower was the power source and left; the kernel's class stands in.
+    upower_left: bool,
     threshold_percent: u8,
     /// The longest a drain may take (at start): what a SIGTERM drain asks systemd to wait for.
     max_drain_ms: u64,
@@ -198,6 +200,7 @@ impl<H: Host> Supervisor<H> {
             broadcast,
             observed: None,
             active_alarms: BTreeMap::new(),
+            upower_left: false,
             threshold_percent: policy.threshold_percent,
             max_drain_ms: policy.max_drain.0,
             power: PowerSeen::NONE,
@@ -368,7 +371,16 @@ impl<H: Host> Supervisor<H> {
                         // UPower leaving while it was the source is an alarm even though the
                         // kernel's power_supply class takes over at once: its readings are
                         // coarser (no UPower time-to-empty), and upowerd should not die.
-                        if seen.source == "kernel" && self.power.source == "upower" {
+                        // (Also when the kernel comes back after a gap while UPower is still
+                        // away: that gap replaced the alarm's message, not its cause.)
+                        let upower_away = seen.source == "kernel"
+                            && (self.power.source == "upower"
+                                || (self.power.source == "none" && self.upower_left));
+                        if seen.source == "upower" {
+                            self.upower_left = false;
+                        }
+                        if upower_away {
+                            self.upower_left = true;
                             let message = "UPower left the system bus: the kernel's power_supply \
                                            class takes over"
                                 .to_owned();
