@@ -150,6 +150,10 @@ impl Systemd {
             ("What", Value::from(what)),
             ("Type", Value::from(spec.fs_type)),
             ("Options", Value::from(spec.options)),
+            // At shutdown units stop in the reverse order: dockerd (and with it every container
+            // still bound to the volume) before the mount, should a shutdown ever get past
+            // vaultd's drain (logind's delay ran out).
+            ("Before", Value::from(vec!["docker.service"])),
             // systemd gives up on mount(8) before vaultd gives up on the job, so a mount never
             // lands after vaultd stopped waiting (the job is also cancelled then).
             (
@@ -188,7 +192,9 @@ impl Systemd {
         let removed = self.follow_jobs().await?;
         let job = self
             .manager
-            .call("StopUnit", &(unit.as_str(), "fail"))
+            // Ignoring ordering: at shutdown a stop job of this unit may already be queued behind
+            // dockerd's, which waits for vaultd; vaultd's own unmount must not wait on it.
+            .call("StopUnit", &(unit.as_str(), "ignore-dependencies"))
             .await;
         self.wait_for("unmount the volume", &unit, limit, removed, job)
             .await

@@ -60,17 +60,19 @@ async fn main() {
         .set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
     let started = Instant::now();
-    let ready_notified = std::thread::spawn(move || {
+    // The reader keeps the socket open (and drained) after READY=1, as systemd does: STATUS=
+    // and the rest keep coming.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         while let Ok(n) = notify.recv(&mut buf) {
             if String::from_utf8_lossy(&buf[..n])
                 .lines()
                 .any(|l| l == "READY=1")
             {
-                return Some(started.elapsed());
+                let _ = ready_tx.send(started.elapsed());
             }
         }
-        None
     });
     let mut child = Command::new(vault_integration_tests::bin("vaultd"))
         .arg("--config")
@@ -109,9 +111,8 @@ async fn main() {
     rtts.sort();
     let rss = rss_kib(child.id()).unwrap_or(0);
 
-    let ready_notified = ready_notified
-        .join()
-        .expect("notify reader")
+    let ready_notified = ready_rx
+        .recv_timeout(Duration::from_secs(20))
         .expect("vaultd never sent READY=1");
     println!(
         "BENCH vaultd_start_to_ready_notify {:.1} ms",
