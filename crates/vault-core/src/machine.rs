@@ -379,8 +379,12 @@ impl Core {
                     }
                     let mut steps = VecDeque::new();
                     match seen.mapping {
-                        MappingSeen::Closed => steps.push_back(Step::OpenMapping),
-                        MappingSeen::Open => {}
+                        // Open already (an unlock or a lock was interrupted): the step still
+                        // runs, to check the passphrase against the volume; no unlock mounts
+                        // on the say-so of a mapping someone else left open.
+                        MappingSeen::Closed | MappingSeen::Open => {
+                            steps.push_back(Step::OpenMapping);
+                        }
                         MappingSeen::Unknown => {
                             return CommandOutcome::Refused(Refusal::CannotObserve {
                                 what: "whether the mapping is open",

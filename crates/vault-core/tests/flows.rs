@@ -111,6 +111,33 @@ fn unlock_goes_locked_mounted_running_one_step_at_a_time() {
 }
 
 #[test]
+fn a_mapping_left_open_still_has_the_passphrase_checked_before_anything_is_mounted() {
+    // An interrupted unlock or lock left the mapping open: LOCKED, but the volume is readable
+    // by whoever mounts it. The unlock still begins with the step that checks the passphrase.
+    let mut core = core_seeing(opened());
+    assert_eq!(core.status().state, State::Locked);
+    let (outcome, actions) = core.command(Millis(10), Command::Unlock { no_start: true }, ROOT);
+    assert_eq!(outcome, CommandOutcome::Accepted);
+    assert_eq!(steps(&actions), [Step::OpenMapping]);
+    // A wrong passphrase: nothing is checked or mounted after it.
+    let after = failed(&mut core, 20, Step::OpenMapping, opened());
+    assert!(
+        !steps(&after)
+            .iter()
+            .any(|s| matches!(s, Step::CheckFilesystem | Step::Mount)),
+        "{after:?}"
+    );
+    assert_eq!(core.status().state, State::Locked);
+    // The right one: on to the filesystem check and the mount.
+    let mut core = core_seeing(opened());
+    core.command(Millis(10), Command::Unlock { no_start: true }, ROOT);
+    assert_eq!(
+        steps(&done(&mut core, 20, Step::OpenMapping, opened())),
+        [Step::CheckFilesystem]
+    );
+}
+
+#[test]
 fn wrong_passphrase_leaves_it_locked_with_the_reason() {
     let mut core = core_seeing(LOCKED);
     core.command(Millis(1), Command::Unlock { no_start: true }, ROOT);

@@ -912,6 +912,20 @@ impl RealHost {
                 })?;
                 let secret = secret.ok_or_else(|| StepFailure::new("no passphrase was given"))?;
                 let device = luks::resolve_device(spec).map_err(failed)?;
+                // Left open by an interrupted unlock or lock (observation already made sure it
+                // is this device's): the passphrase is checked all the same, nothing reopened.
+                let already_open = vault_storage::observe_mapping(&self.sysfs, &self.mapping_name)
+                    .is_ok_and(|m| m.active);
+                if already_open {
+                    return luks::verify_passphrase(&device, secret.expose())
+                        .map(|keyslot| {
+                            tracing::info!(
+                                "mapping {} was already open; the passphrase matches keyslot {keyslot}",
+                                self.mapping_name
+                            )
+                        })
+                        .map_err(failed);
+                }
                 let options = ActivateOptions {
                     allow_discards: self.storage.allow_discards,
                 };
