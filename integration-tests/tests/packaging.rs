@@ -195,11 +195,17 @@ fn the_deb_holds_binaries_unit_groups_dirs_conffile_pages_and_completions_and_li
         String::from_utf8_lossy(&build.stderr)
     );
     let deb = String::from_utf8_lossy(&build.stdout).trim().to_owned();
-    let listing = Command::new("dpkg-deb")
-        .args(["-c", &deb])
-        .output()
-        .expect("dpkg-deb -c");
-    let listing = String::from_utf8_lossy(&listing.stdout);
+    // `dpkg-deb ARGS… <deb> [MORE…]`, its stdout as text.
+    let dpkg_deb = |args: &[&str], more: &[&str]| {
+        let out = Command::new("dpkg-deb")
+            .args(args)
+            .arg(&deb)
+            .args(more)
+            .output()
+            .expect("dpkg-deb");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listing = dpkg_deb(&["-c"], &[]);
     for path in [
         "./usr/sbin/vaultd",
         "./usr/bin/vaultctl",
@@ -222,31 +228,16 @@ fn the_deb_holds_binaries_unit_groups_dirs_conffile_pages_and_completions_and_li
             "{path} missing from the package:\n{listing}"
         );
     }
-    let field = |name: &str| {
-        let out = Command::new("dpkg-deb")
-            .args(["-f", &deb, name])
-            .output()
-            .expect("dpkg-deb -f");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
-    let depends = field("Depends");
+    let depends = dpkg_deb(&["-f"], &["Depends"]);
     for lib in ["libc6", "libcryptsetup12", "libudev1"] {
         assert!(depends.contains(lib), "Depends lacks {lib}: {depends}");
     }
-    let conffiles = Command::new("dpkg-deb")
-        .args(["-I", &deb, "conffiles"])
-        .output()
-        .expect("conffiles");
     assert_eq!(
-        String::from_utf8_lossy(&conffiles.stdout).trim(),
+        dpkg_deb(&["-I"], &["conffiles"]).trim(),
         "/etc/vaultd/vaultd.toml"
     );
     // The maintainer scripts enable, start and unlock nothing.
-    let postinst = Command::new("dpkg-deb")
-        .args(["-I", &deb, "postinst"])
-        .output()
-        .expect("postinst");
-    let postinst = String::from_utf8_lossy(&postinst.stdout);
+    let postinst = dpkg_deb(&["-I"], &["postinst"]);
     for forbidden in ["enable", "start vaultd", "restart vaultd", "vaultctl"] {
         assert!(
             !postinst

@@ -43,8 +43,10 @@ impl Listener {
     }
 }
 
-const TCP_LISTEN: &str = "0A";
-const UDP_UNCONNECTED: &str = "07";
+/// The `st` column of the tables: TCP's states, and UDP's "unconnected" (TCP_CLOSE).
+pub const TCP_ESTABLISHED: u8 = 0x01;
+const TCP_LISTEN: u8 = 0x0A;
+const UDP_UNCONNECTED: u8 = 0x07;
 
 /// `0100007F` → 127.0.0.1: the kernel prints each 32-bit word of the address as the number
 /// its bytes make in host order (`%08X`).
@@ -63,27 +65,67 @@ fn parse_addr(hex: &str) -> Option<IpAddr> {
     }
 }
 
+/// `0100007F:0016` → (127.0.0.1, 22).
+fn parse_endpoint(field: &str) -> Option<(IpAddr, u16)> {
+    let (addr, port) = field.split_once(':')?;
+    Some((parse_addr(addr)?, u16::from_str_radix(port, 16).ok()?))
+}
+
+/// One socket of a `/proc/net/{tcp,tcp6,udp,udp6}` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketRow {
+    pub local: (IpAddr, u16),
+    pub remote: (IpAddr, u16),
+    /// The `st` column (e.g. [`TCP_ESTABLISHED`]).
+    pub state: u8,
+    pub inode: u64,
+}
+
+/// Every well-formed row of one table (the header and malformed lines are skipped).
+pub fn socket_rows(text: &str) -> impl Iterator<Item = SocketRow> + '_ {
+    text.lines().skip(1).filter_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        Some(SocketRow {
+            local: parse_endpoint(f.get(1)?)?,
+            remote: parse_endpoint(f.get(2)?)?,
+            state: u8::from_str_radix(f.get(3)?, 16).ok()?,
+            inode: f.get(9)?.parse().ok()?,
+        })
+    })
+}
+
 /// One `/proc/net/{tcp,tcp6,udp,udp6}` table: the listening (TCP) or unconnected (UDP) ones.
 pub fn parse_proc_net(text: &str, proto: Proto) -> Vec<Listener> {
     let wanted = match proto {
         Proto::Tcp => TCP_LISTEN,
         Proto::Udp => UDP_UNCONNECTED,
     };
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.get(3)? != &wanted {
-                return None;
-            }
-            let (addr, port) = f.get(1)?.split_once(':')?;
-            Some(Listener {
-                proto,
-                addr: parse_addr(addr)?,
-                port: u16::from_str_radix(port, 16).ok()?,
-                inode: f.get(9)?.parse().ok()?,
-                process: None,
-            })
+    socket_rows(text)
+        .filter(|row| row.state == wanted)
+        .map(|row| Listener {
+            proto,
+            addr: row.local.0,
+            port: row.local.1,
+            inode: row.inode,
+            process: None,
+        })
+        .collect()
+}
+
+/// The inodes of the sockets among a process's fds (`/proc/<pid>/fd`: `socket:[N]`).
+pub fn socket_inodes(fd_dir: &Path) -> Vec<u64> {
+    let Ok(fds) = std::fs::read_dir(fd_dir) else {
+        return Vec::new();
+    };
+    fds.flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|target| {
+            target
+                .to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
         })
         .collect()
 }
@@ -101,26 +143,17 @@ pub fn socket_owners(proc_root: &Path) -> HashMap<u64, String> {
     pids.sort_unstable();
     for pid in pids {
         let dir = proc_root.join(pid.to_string());
-        let Ok(fds) = std::fs::read_dir(dir.join("fd")) else {
+        let inodes = socket_inodes(&dir.join("fd"));
+        if inodes.is_empty() {
             continue;
-        };
+        }
         let comm = std::fs::read_to_string(dir.join("comm"))
             .map(|c| c.trim().to_owned())
             .unwrap_or_else(|_| "?".into());
-        for fd in fds.flatten() {
-            let Ok(target) = std::fs::read_link(fd.path()) else {
-                continue;
-            };
-            let target = target.to_string_lossy();
-            if let Some(inode) = target
-                .strip_prefix("socket:[")
-                .and_then(|t| t.strip_suffix(']'))
-                .and_then(|t| t.parse::<u64>().ok())
-            {
-                owners
-                    .entry(inode)
-                    .or_insert_with(|| format!("{comm} (pid {pid})"));
-            }
+        for inode in inodes {
+            owners
+                .entry(inode)
+                .or_insert_with(|| format!("{comm} (pid {pid})"));
         }
     }
     owners
@@ -155,6 +188,22 @@ pub fn read(proc_net: &Path, proc_root: &Path) -> std::io::Result<Vec<Listener>>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_carry_both_ends_the_state_and_the_inode() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   1: 0100080A:0016 0200080A:C350 01 00000000:00000000 00:00000000 00000000     0        0 4242 1\n   2: garbage\n";
+        let rows: Vec<SocketRow> = socket_rows(table).collect();
+        assert_eq!(rows.len(), 1, "the malformed line is skipped");
+        assert_eq!(rows[0].local, ("10.8.0.1".parse().unwrap(), 22));
+        assert_eq!(rows[0].remote, ("10.8.0.2".parse().unwrap(), 50000));
+        assert_eq!(rows[0].state, TCP_ESTABLISHED);
+        assert_eq!(rows[0].inode, 4242);
+        assert_eq!(
+            parse_addr("00000000000000000000000001000000"),
+            "::1".parse().ok()
+        );
+        assert_eq!(parse_addr("zz"), None);
+    }
 
     #[test]
     fn the_kernel_s_tables_are_read_listening_tcp_and_unconnected_udp_only() {

@@ -81,7 +81,6 @@ mod tests {
             gid,
             pid: 42,
             groups: groups.to_vec(),
-            origin: crate::origin::Origin::Local,
         }
     }
 

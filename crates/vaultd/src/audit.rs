@@ -17,41 +17,49 @@ use crate::origin::Origin;
 use crate::peer::PeerCredentials;
 
 pub fn control_call(peer: &PeerCredentials, call: &str, result: &str) {
+    let origin = origin_of(peer);
     tracing::info!(
         message_id = message_id::CONTROL_CALL,
         vaultd_event = "control-call",
         vaultd_uid = peer.uid,
         vaultd_pid = peer.pid,
-        vaultd_via = peer.origin.via(),
-        vaultd_ssh_from = peer.origin.ssh_from(),
+        vaultd_via = origin.via(),
+        vaultd_ssh_from = origin.ssh_from(),
         vaultd_call = call,
         vaultd_result = result,
         "{call} by uid {} (pid {}, {}): {result}",
         peer.uid,
         peer.pid,
-        shown_origin(peer),
+        shown_origin(&origin),
     );
 }
 
 pub fn control_denied(peer: &PeerCredentials, call: &str, why: &str) {
+    let origin = origin_of(peer);
     tracing::warn!(
         message_id = message_id::CONTROL_DENIED,
         vaultd_event = "control-denied",
         vaultd_uid = peer.uid,
         vaultd_pid = peer.pid,
-        vaultd_via = peer.origin.via(),
-        vaultd_ssh_from = peer.origin.ssh_from(),
+        vaultd_via = origin.via(),
+        vaultd_ssh_from = origin.ssh_from(),
         vaultd_call = call,
         vaultd_result = "permission-denied",
         "{call} by uid {} (pid {}, {}) denied: {why}",
         peer.uid,
         peer.pid,
-        shown_origin(peer),
+        shown_origin(&origin),
     );
 }
 
-fn shown_origin(peer: &PeerCredentials) -> String {
-    match &peer.origin {
+/// Where the caller came from, looked up when a record is written (not for every connection:
+/// status calls write none). The caller is still waiting for its answer then.
+fn origin_of(peer: &PeerCredentials) -> Origin {
+    crate::origin::origin_of(std::path::Path::new("/proc"), peer.pid)
+}
+
+fn shown_origin(origin: &Origin) -> String {
+    match origin {
         Origin::Ssh { from: Some(from) } => format!("over SSH from {from}"),
         Origin::Ssh { from: None } => "over SSH".to_owned(),
         Origin::Local => "local".to_owned(),

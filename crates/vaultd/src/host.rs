@@ -376,6 +376,26 @@ impl RealHost {
     }
 
     /// What status shows of Immich; whether it changed.
+    /// The end of a queue step: what it saw goes to the log and to status; queues it could not
+    /// change fail the step, named.
+    fn queue_step_seen(
+        &self,
+        seen: String,
+        failed: &[(String, String)],
+        what: &str,
+    ) -> Result<(), StepFailure> {
+        tracing::info!("Immich's queues: {seen}");
+        self.set_immich_seen(seen);
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(StepFailure::new(format!(
+                "{what}: {}",
+                vault_immich::describe_failures(failed)
+            )))
+        }
+    }
+
     fn set_immich_seen(&self, seen: String) -> bool {
         let mut current = self
             .immich_seen
@@ -436,16 +456,7 @@ impl RealHost {
                     report.calls,
                     now.elapsed().as_millis()
                 );
-                tracing::info!("Immich's queues: {seen}");
-                self.set_immich_seen(seen);
-                if report.failed.is_empty() {
-                    Ok(())
-                } else {
-                    Err(StepFailure::new(format!(
-                        "some queues could not be paused: {}",
-                        vault_immich::describe_failures(&report.failed)
-                    )))
-                }
+                self.queue_step_seen(seen, &report.failed, "some queues could not be paused")
             }
             Step::WaitForJobs => {
                 // The core hands this step half of the drain's time left; without a deadline (every
@@ -506,16 +517,11 @@ impl RealHost {
                     Ok(s) => format!("{s}; resumed {:?}", report.resumed),
                     Err(e) => format!("resumed {:?}; then: {e}", report.resumed),
                 };
-                tracing::info!("Immich's queues: {seen}");
-                self.set_immich_seen(seen);
-                if report.failed.is_empty() {
-                    Ok(())
-                } else {
-                    Err(StepFailure::new(format!(
-                        "some queues could not be resumed (they stay in the record): {}",
-                        vault_immich::describe_failures(&report.failed)
-                    )))
-                }
+                self.queue_step_seen(
+                    seen,
+                    &report.failed,
+                    "some queues could not be resumed (they stay in the record)",
+                )
             }
             _ => Ok(()),
         }

@@ -9,7 +9,10 @@
 //! (reading another user's `/proc/<pid>` needs root, which vaultd is). A session that left its
 //! sshd (tmux, `nohup`, reparented to PID 1) is `local`.
 
+use std::net::IpAddr;
 use std::path::Path;
+
+use vault_hostcheck::listeners::{TCP_ESTABLISHED, socket_inodes, socket_rows};
 
 /// How the caller reached this host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,60 +121,22 @@ fn parse_parent(stat: &str) -> Option<u32> {
 
 /// The remote address of an established TCP connection whose socket `dir`'s process holds.
 fn ssh_peer_address(dir: &Path) -> Option<String> {
-    let inodes: Vec<u64> = std::fs::read_dir(dir.join("fd"))
-        .ok()?
-        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
-        .filter_map(|target| {
-            let target = target.to_str()?;
-            target
-                .strip_prefix("socket:[")?
-                .strip_suffix(']')?
-                .parse()
-                .ok()
-        })
-        .collect();
+    let inodes = socket_inodes(&dir.join("fd"));
     if inodes.is_empty() {
         return None;
     }
     ["tcp", "tcp6"].iter().find_map(|table| {
         let text = std::fs::read_to_string(dir.join("net").join(table)).ok()?;
-        established_peer(&text, &inodes)
+        let row = socket_rows(&text)
+            .find(|row| row.state == TCP_ESTABLISHED && inodes.contains(&row.inode))?;
+        // An IPv4 client on an IPv6 socket: shown as IPv4.
+        Some(match row.remote.0 {
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
+            v4 => v4.to_string(),
+        })
     })
-}
-
-/// In a /proc/net/tcp{,6} table: the remote address of the ESTABLISHED (01) row whose inode
-/// is one of `inodes`.
-fn established_peer(table: &str, inodes: &[u64]) -> Option<String> {
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let (remote, state, inode) = (fields.get(2)?, fields.get(3)?, fields.get(9)?);
-        if *state != "01" || !inodes.contains(&inode.parse().ok()?) {
-            return None;
-        }
-        let (address, _port) = remote.split_once(':')?;
-        proc_net_address(address).map(|a| a.to_string())
-    })
-}
-
-/// /proc/net prints addresses as 32-bit words in host order (little-endian here), in hex.
-fn proc_net_address(hex: &str) -> Option<std::net::IpAddr> {
-    let word = |i: usize| -> Option<[u8; 4]> {
-        let w = u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16).ok()?;
-        Some(w.to_le_bytes())
-    };
-    match hex.len() {
-        8 => Some(std::net::Ipv4Addr::from(word(0)?).into()),
-        32 => {
-            let mut bytes = [0u8; 16];
-            for i in 0..4 {
-                bytes[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
-            }
-            let v6 = std::net::Ipv6Addr::from(bytes);
-            // An IPv4 client on an IPv6 socket: show it as IPv4.
-            Some(v6.to_ipv4_mapped().map_or(v6.into(), Into::into))
-        }
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -281,24 +246,19 @@ mod tests {
     }
 
     #[test]
-    fn proc_net_addresses_decode() {
-        assert_eq!(
-            proc_net_address("0200080A").unwrap().to_string(),
-            "10.8.0.2"
-        );
-        assert_eq!(
-            proc_net_address("00000000000000000000000001000000")
-                .unwrap()
-                .to_string(),
-            "::1"
-        );
-        assert_eq!(
-            proc_net_address("0000000000000000FFFF00000200080A")
-                .unwrap()
-                .to_string(),
-            "10.8.0.2"
-        );
-        assert_eq!(proc_net_address("zz"), None);
+    fn an_ipv4_client_on_sshd_s_ipv6_socket_is_shown_as_ipv4() {
+        let root = tempfile::tempdir().unwrap();
+        process(root.path(), 10, 1, "/usr/sbin/sshd", 0);
+        let dir = root.path().join("10");
+        symlink("socket:[77]", dir.join("fd/4")).unwrap();
+        std::fs::write(
+            dir.join("net/tcp6"),
+            format!(
+                "{TCP_HEADER}   0: 00000000000000000000000001000000:0016 0000000000000000FFFF00000200080A:C350 01 00000000:00000000 00:00000000 00000000     0        0 77 1\n"
+            ),
+        )
+        .unwrap();
+        assert_eq!(ssh_peer_address(&dir).as_deref(), Some("10.8.0.2"));
     }
 
     #[test]

@@ -2,15 +2,12 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UnixStream;
 use tonic::transport::server::Connected;
-
-use crate::origin::{Origin, origin_of};
 
 /// Who is at the other end of a control connection, as the kernel says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,8 +17,6 @@ pub struct PeerCredentials {
     pub pid: u32,
     /// Supplementary groups at connect time (SO_PEERGROUPS).
     pub groups: Vec<u32>,
-    /// Local, or under an SSH session (for the audit record; grants nothing).
-    pub origin: Origin,
 }
 
 // x86_64 and the generic Linux ABI; the libc crate only exports it for some architectures.
@@ -36,7 +31,6 @@ impl PeerCredentials {
             gid: cred.gid(),
             pid,
             groups: peer_groups(stream)?,
-            origin: origin_of(Path::new("/proc"), pid),
         })
     }
 

@@ -357,13 +357,7 @@ impl<H: Host> Supervisor<H> {
                             let message = format!(
                                 "{why}: a power loss cannot be seen; the last reading stands"
                             );
-                            audit::alarm(POWER_GONE, &message);
-                            self.active_alarms.insert(POWER_GONE, message.clone());
-                            let _ = self.broadcast.send(Broadcast::Alarm {
-                                kind: POWER_GONE,
-                                message,
-                                at_unix: unix_now(),
-                            });
+                            self.power_gone(message);
                         }
                         Vec::new()
                     }
@@ -384,13 +378,7 @@ impl<H: Host> Supervisor<H> {
                             let message = "UPower left the system bus: the kernel's power_supply \
                                            class takes over"
                                 .to_owned();
-                            audit::alarm(POWER_GONE, &message);
-                            self.active_alarms.insert(POWER_GONE, message.clone());
-                            let _ = self.broadcast.send(Broadcast::Alarm {
-                                kind: POWER_GONE,
-                                message,
-                                at_unix: unix_now(),
-                            });
+                            self.power_gone(message);
                         } else if (seen.source == "upower" || self.power.source == "none")
                             && self.active_alarms.remove(POWER_GONE).is_some()
                         {
@@ -537,6 +525,18 @@ impl<H: Host> Supervisor<H> {
         tokio::spawn(async move {
             let observed = host.observe().await;
             let _ = tx.send(Msg::Observed(observed)).await;
+        });
+    }
+
+    /// The power source alarm: audited, active in status until the source is back, and sent to
+    /// watchers.
+    fn power_gone(&mut self, message: String) {
+        audit::alarm(POWER_GONE, &message);
+        self.active_alarms.insert(POWER_GONE, message.clone());
+        let _ = self.broadcast.send(Broadcast::Alarm {
+            kind: POWER_GONE,
+            message,
+            at_unix: unix_now(),
         });
     }
 
