@@ -88,6 +88,9 @@ pub trait Host: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StepFailure>> + Send;
     /// Stop containers of the project now (the fail-closed rule).
     fn emergency_stop(&self, scope: StopScope) -> impl Future<Output = Result<(), String>> + Send;
+    /// `vaultctl check`: the findings about the data path, the stack and the host (a read; it
+    /// never queues behind a flow).
+    fn check(&self) -> impl Future<Output = Vec<CheckFinding>> + Send;
 }
 
 /// The stack settings the real host acts on (from `[stack]` and `[storage]`).
@@ -710,7 +713,7 @@ impl RealHost {
     }
 
     /// `vaultctl check`: the data path and the containers' posture.
-    pub async fn check(&self) -> Vec<CheckFinding> {
+    pub async fn check_findings(&self) -> Vec<CheckFinding> {
         let mut findings = Vec::new();
         let observed = {
             let host = self.clone();
@@ -1268,6 +1271,10 @@ impl Host for RealHost {
         tokio::task::spawn_blocking(move || host.run_storage_step(step, secret.as_ref()))
             .await
             .unwrap_or_else(|e| Err(StepFailure::new(format!("the step's task failed: {e}"))))
+    }
+
+    async fn check(&self) -> Vec<CheckFinding> {
+        self.check_findings().await
     }
 
     async fn emergency_stop(&self, scope: StopScope) -> Result<(), String> {

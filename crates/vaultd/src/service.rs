@@ -19,7 +19,7 @@ use vault_core::{Command, CommandOutcome};
 
 use crate::access::{AccessPolicy, Need};
 use crate::audit;
-use crate::host::RealHost;
+use crate::host::Host;
 use crate::peer::PeerCredentials;
 use crate::secret::{MAX_PASSPHRASE_BYTES, Secret};
 use crate::supervisor::{Broadcast, Handle, Msg, Snapshot, unix_now};
@@ -34,11 +34,11 @@ pub struct Describe {
     pub device_configured: bool,
 }
 
-#[derive(Debug, Clone)]
-pub struct VaultService {
+#[derive(Debug)]
+pub struct VaultService<H: Host> {
     pub handle: Handle,
     /// For `check`, which looks at the host directly (a read; it never queues behind a flow).
-    pub host: Arc<RealHost>,
+    pub host: Arc<H>,
     pub access: Arc<RwLock<AccessPolicy>>,
     pub describe: Arc<Describe>,
     pub throttle: Arc<Mutex<Throttle>>,
@@ -46,7 +46,7 @@ pub struct VaultService {
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
 
-impl VaultService {
+impl<H: Host> VaultService<H> {
     fn authorize<T>(
         &self,
         request: &Request<T>,
@@ -121,7 +121,7 @@ impl VaultService {
 }
 
 #[tonic::async_trait]
-impl Vault for VaultService {
+impl<H: Host> Vault for VaultService<H> {
     async fn status(
         &self,
         request: Request<pb::StatusRequest>,
