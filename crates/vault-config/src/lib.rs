@@ -139,6 +139,7 @@ pub struct PowerConfig {
     pub threshold_percent: u32,
     pub min_time_to_empty_secs: u64,
     pub on_battery_debounce_secs: u64,
+    pub low_hold_secs: u64,
     pub max_drain_secs: u64,
     pub drain_safety_margin_secs: u64,
     pub power_off_after_drain: bool,
@@ -191,6 +192,7 @@ impl Default for Config {
                 threshold_percent: 30,
                 min_time_to_empty_secs: 600,
                 on_battery_debounce_secs: 5,
+                low_hold_secs: 5,
                 max_drain_secs: 300,
                 drain_safety_margin_secs: 60,
                 power_off_after_drain: true,
@@ -448,6 +450,13 @@ pub const SCHEMA: &[KeySpec] = &[
         default: "5",
         range: "0–300",
         doc: "on battery must last this long before it counts (power flickers)",
+    },
+    KeySpec {
+        key: "power.low_hold_secs",
+        kind: "integer",
+        default: "5",
+        range: "0–300",
+        doc: "a low reading must hold this long before it counts (a gauge's stray 1 % does not drain)",
     },
     KeySpec {
         key: "power.max_drain_secs",
@@ -1042,6 +1051,7 @@ fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
         "power.on_battery_debounce_secs" => {
             c.power.on_battery_debounce_secs = at.integer(0, 300)?;
         }
+        "power.low_hold_secs" => c.power.low_hold_secs = at.integer(0, 300)?,
         "power.max_drain_secs" => c.power.max_drain_secs = at.integer(10, 3600)?,
         "power.drain_safety_margin_secs" => {
             c.power.drain_safety_margin_secs = at.integer(0, 3600)?;

@@ -150,6 +150,7 @@ gate = "warn"
             threshold_percent: 25,
             min_time_to_empty_secs: 900,
             on_battery_debounce_secs: 10,
+            low_hold_secs: 5,
             max_drain_secs: 600,
             drain_safety_margin_secs: 120,
             power_off_after_drain: false,

@@ -21,6 +21,9 @@ pub struct PowerPolicy {
     pub min_time_to_empty: Millis,
     /// On battery must last this long before a reading counts: power flickers are ignored.
     pub on_battery_debounce: Millis,
+    /// A low reading must hold this long (every reading in between low too) before it counts:
+    /// gauges report a stray 1 % now and then, and a drain cannot be taken back.
+    pub low_hold: Millis,
     /// The longest a drain may take, whatever the battery says.
     pub max_drain: Millis,
     /// Kept in reserve below the time to empty.
@@ -37,10 +40,20 @@ impl Default for PowerPolicy {
             threshold_percent: 30,
             min_time_to_empty: Millis::from_secs(600),
             on_battery_debounce: Millis::from_secs(5),
+            low_hold: Millis::from_secs(5),
             max_drain: Millis::from_secs(300),
             safety_margin: Millis::from_secs(60),
         }
     }
+}
+
+/// Why a low reading is not acted on yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// On battery for less than `on_battery_debounce`.
+    OnBatteryDebounce,
+    /// Low for less than `low_hold`.
+    LowHold,
 }
 
 /// What the policy says about a reading at a given moment.
@@ -48,34 +61,55 @@ impl Default for PowerPolicy {
 pub enum Verdict {
     /// On AC, or on battery with charge to spare.
     Fine,
-    /// The reading would be critical, but on battery has not lasted the debounce yet: look
-    /// again at this time.
-    Debouncing { until: Millis },
+    /// The reading would be critical, but on battery has not lasted the debounce yet, or the
+    /// low reading has not held long enough: look again at this time.
+    Debouncing { until: Millis, wait: Wait },
     /// Drain now, finishing by `deadline`.
     Critical { deadline: Millis },
 }
 
 impl PowerPolicy {
-    /// `on_battery_since` is when the source first reported on battery (without an AC reading
-    /// in between); the caller keeps it.
-    pub fn judge(&self, reading: &PowerReading, on_battery_since: Millis, now: Millis) -> Verdict {
+    /// Whether a reading is low: on battery, and the charge at or below the threshold or the
+    /// (trusted) time to empty at or below the minimum.
+    pub fn is_low(&self, reading: &PowerReading, on_battery_for: Millis) -> bool {
         if !reading.on_battery {
-            return Verdict::Fine;
+            return false;
         }
-        let on_battery_for = now.saturating_sub(on_battery_since);
         let tte = self.trusted_time_to_empty(reading, on_battery_for);
         let low_charge = reading
             .percent
             .is_some_and(|p| p <= f64::from(self.threshold_percent));
-        let short_time = tte.is_some_and(|t| t <= self.min_time_to_empty);
-        if !(low_charge || short_time) {
+        low_charge || tte.is_some_and(|t| t <= self.min_time_to_empty)
+    }
+
+    /// `on_battery_since` is when the source first reported on battery (without an AC reading
+    /// in between); `low_since` when the readings first became low (without a reading that was
+    /// not low in between). The caller keeps both.
+    pub fn judge(
+        &self,
+        reading: &PowerReading,
+        on_battery_since: Millis,
+        low_since: Millis,
+        now: Millis,
+    ) -> Verdict {
+        let on_battery_for = now.saturating_sub(on_battery_since);
+        if !self.is_low(reading, on_battery_for) {
             return Verdict::Fine;
         }
         if on_battery_for < self.on_battery_debounce {
+            let until = on_battery_since.saturating_add(self.on_battery_debounce);
             return Verdict::Debouncing {
-                until: on_battery_since.saturating_add(self.on_battery_debounce),
+                until: until.max(low_since.saturating_add(self.low_hold)),
+                wait: Wait::OnBatteryDebounce,
             };
         }
+        if now.saturating_sub(low_since) < self.low_hold {
+            return Verdict::Debouncing {
+                until: low_since.saturating_add(self.low_hold),
+                wait: Wait::LowHold,
+            };
+        }
+        let tte = self.trusted_time_to_empty(reading, on_battery_for);
         Verdict::Critical {
             deadline: self.deadline(tte, now),
         }
@@ -121,6 +155,25 @@ mod tests {
     }
 
     #[test]
+    fn a_low_reading_counts_only_once_it_has_held() {
+        let p = PowerPolicy::default();
+        // On battery for a minute, a first low reading at 1 %: not yet.
+        let first_low = T0.saturating_add(Millis(60_000));
+        assert_eq!(
+            p.judge(&battery(1.0, None), T0, first_low, first_low),
+            Verdict::Debouncing {
+                until: first_low.saturating_add(p.low_hold),
+                wait: Wait::LowHold,
+            }
+        );
+        let held = first_low.saturating_add(p.low_hold);
+        assert!(matches!(
+            p.judge(&battery(1.0, None), T0, first_low, held),
+            Verdict::Critical { .. }
+        ));
+    }
+
+    #[test]
     fn ac_is_never_critical_whatever_the_gauge_says() {
         let p = PowerPolicy::default();
         let r = PowerReading {
@@ -129,7 +182,7 @@ mod tests {
             time_to_empty_secs: Some(1),
         };
         assert_eq!(
-            p.judge(&r, T0, T0.saturating_add(Millis(999_999))),
+            p.judge(&r, T0, T0, T0.saturating_add(Millis(999_999))),
             Verdict::Fine
         );
     }
@@ -138,18 +191,29 @@ mod tests {
     fn threshold_is_inclusive_and_waits_for_the_debounce() {
         let p = PowerPolicy::default();
         assert_eq!(
-            p.judge(&battery(30.1, None), T0, T0.saturating_add(Millis(60_000))),
+            p.judge(
+                &battery(30.1, None),
+                T0,
+                T0,
+                T0.saturating_add(Millis(60_000))
+            ),
             Verdict::Fine
         );
         assert_eq!(
-            p.judge(&battery(30.0, None), T0, T0.saturating_add(Millis(1_000))),
+            p.judge(
+                &battery(30.0, None),
+                T0,
+                T0,
+                T0.saturating_add(Millis(1_000))
+            ),
             Verdict::Debouncing {
-                until: T0.saturating_add(Millis(5_000))
+                until: T0.saturating_add(Millis(5_000)),
+                wait: Wait::OnBatteryDebounce,
             }
         );
         let now = T0.saturating_add(Millis(5_000));
         assert_eq!(
-            p.judge(&battery(29.0, None), T0, now),
+            p.judge(&battery(29.0, None), T0, T0, now),
             Verdict::Critical {
                 deadline: now.saturating_add(p.max_drain)
             }
@@ -162,7 +226,7 @@ mod tests {
         let now = T0.saturating_add(Millis(60_000));
         // 120 s to empty, 60 s margin: 60 s, below the 300 s maximum.
         assert_eq!(
-            p.judge(&battery(25.0, Some(120)), T0, now),
+            p.judge(&battery(25.0, Some(120)), T0, T0, now),
             Verdict::Critical {
                 deadline: now.saturating_add(Millis(60_000))
             }
@@ -177,14 +241,17 @@ mod tests {
         // Charge is fine; a short estimate right after unplugging is not trusted.
         let just_unplugged = T0.saturating_add(Millis(10_000));
         assert_eq!(
-            p.judge(&battery(55.0, Some(60)), T0, just_unplugged),
+            p.judge(&battery(55.0, Some(60)), T0, T0, just_unplugged),
             Verdict::Fine
         );
         let later = T0.saturating_add(Millis(40_000));
         assert!(matches!(
-            p.judge(&battery(55.0, Some(60)), T0, later),
+            p.judge(&battery(55.0, Some(60)), T0, T0, later),
             Verdict::Critical { .. }
         ));
-        assert_eq!(p.judge(&battery(55.0, Some(0)), T0, later), Verdict::Fine);
+        assert_eq!(
+            p.judge(&battery(55.0, Some(0)), T0, T0, later),
+            Verdict::Fine
+        );
     }
 }

@@ -185,7 +185,10 @@ impl Harness {
                     }
                 }
                 Action::Exit => self.exited = true,
-                Action::Alarm(_) | Action::WakeAt(_) => {}
+                Action::Alarm(_)
+                | Action::WakeAt(_)
+                | Action::Cancel(_)
+                | Action::RecordUnlockFailures(_) => {}
             }
         }
     }
@@ -221,7 +224,7 @@ impl Harness {
                         self.now,
                         Event::StepDone {
                             step,
-                            result,
+                            result: result.map_err(vault_core::machine::StepError::from),
                             observed,
                         },
                     );

@@ -121,6 +121,9 @@ pub fn status_table(s: &pb::StatusReply, now: SystemTime) -> String {
                 p.source, p.threshold_percent
             ),
         ));
+        if !p.note.is_empty() {
+            rows.push(("power note", p.note.clone()));
+        }
         if !p.battery_care.is_empty() {
             rows.push(("battery", p.battery_care.clone()));
         }
@@ -169,6 +172,7 @@ pub fn status_json(s: &pb::StatusReply) -> Value {
             "threshold_percent": p.threshold_percent,
             "critical": p.critical,
             "battery_care": p.battery_care,
+            "note": p.note,
         })),
         "active_alarms": s.active_alarms,
         "daemon_version": s.daemon_version,

@@ -4,7 +4,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
 use clap::Parser;
@@ -24,7 +24,7 @@ use vaultd::host::{HostPosture, ImmichSettings, RealHost, StackSettings, Storage
 use vaultd::peer::PeerStream;
 use vaultd::service::{Describe, VaultService};
 use vaultd::supervisor::{Broadcast, Msg, Supervisor, unix_now};
-use vaultd::throttle::Throttle;
+use vaultd::throttle::ThrottleRecord;
 use vaultd::{audit, socket};
 
 /// Every freed allocation is zeroed first: buffers the passphrase passed through on its way in
@@ -238,8 +238,16 @@ fn policy_of(config: &Config) -> PowerPolicy {
         threshold_percent: u8::try_from(p.threshold_percent).unwrap_or(30),
         min_time_to_empty: Millis::from_secs(p.min_time_to_empty_secs),
         on_battery_debounce: Millis::from_secs(p.on_battery_debounce_secs),
+        low_hold: Millis::from_secs(p.low_hold_secs),
         max_drain: Millis::from_secs(p.max_drain_secs),
         safety_margin: Millis::from_secs(p.drain_safety_margin_secs),
+    }
+}
+
+fn throttle_policy(config: &Config) -> vault_core::throttle::ThrottlePolicy {
+    vault_core::throttle::ThrottlePolicy {
+        initial_secs: config.unlock.backoff_initial_secs,
+        max_secs: config.unlock.backoff_max_secs,
     }
 }
 
@@ -332,18 +340,15 @@ async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         None => host,
     };
     let host = Arc::new(Arc::unwrap_or_clone(host).with_host_posture(host_posture(&config)));
-    let throttle = Arc::new(Mutex::new(Throttle::load(
-        &config.daemon.state_dir,
-        config.unlock.backoff_initial_secs,
-        config.unlock.backoff_max_secs,
-    )));
+    let throttle_record = ThrottleRecord::load(&config.daemon.state_dir);
     let host_for_check = host.clone();
     let host_for_health = host.clone();
     let (supervisor, handle) = Supervisor::new(
         host,
         policy_of(&config),
         config.power.power_off_after_drain,
-        throttle.clone(),
+        throttle_policy(&config),
+        throttle_record,
     );
 
     let listener = socket::bind(
@@ -363,7 +368,6 @@ async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
             project: config.stack.project.clone(),
             device_configured: config.storage.device.is_some(),
         }),
-        throttle,
     };
     let incoming = UnixListenerStream::new(listener).filter_map(|conn| {
         match conn.and_then(PeerStream::new) {
@@ -550,8 +554,7 @@ async fn reload(
                 .send(Msg::Reconfigure {
                     policy: policy_of(&config),
                     power_off_after_drain: config.power.power_off_after_drain,
-                    backoff_initial_secs: config.unlock.backoff_initial_secs,
-                    backoff_max_secs: config.unlock.backoff_max_secs,
+                    throttle: throttle_policy(&config),
                 })
                 .await;
             audit::config_reload(&shown, trigger, "applied");

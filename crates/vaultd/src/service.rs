@@ -3,7 +3,7 @@
 //! the supervisor's queue (a drain cannot hold it up).
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::{Stream, StreamExt};
@@ -22,8 +22,7 @@ use crate::audit;
 use crate::host::Host;
 use crate::peer::PeerCredentials;
 use crate::secret::{MAX_PASSPHRASE_BYTES, Secret};
-use crate::supervisor::{Broadcast, Handle, Msg, Snapshot, unix_now};
-use crate::throttle::Throttle;
+use crate::supervisor::{Broadcast, Handle, Msg, Snapshot};
 
 /// Fixed facts status reports alongside the snapshot.
 #[derive(Debug, Clone)]
@@ -41,7 +40,6 @@ pub struct VaultService<H: Host> {
     pub host: Arc<H>,
     pub access: Arc<RwLock<AccessPolicy>>,
     pub describe: Arc<Describe>,
-    pub throttle: Arc<Mutex<Throttle>>,
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
@@ -107,7 +105,12 @@ impl<H: Host> VaultService<H> {
             ),
             CommandOutcome::Already(why) => (pb::command_reply::Outcome::Already, why.to_owned()),
             CommandOutcome::Refused(refusal) => {
-                audit::control_call(peer, call, "refused");
+                // The throttle's refusal is decided by the core where the unlock is accepted.
+                let said = match refusal {
+                    vault_core::Refusal::Throttled { .. } => "throttled",
+                    _ => "refused",
+                };
+                audit::control_call(peer, call, said);
                 return Err(Status::failed_precondition(refusal.to_string()));
             }
         };
@@ -150,17 +153,6 @@ impl<H: Host> Vault for VaultService<H> {
             return Err(Status::failed_precondition(
                 "storage.device is not set in the config: name the LUKS partition first",
             ));
-        }
-        let wait = self
-            .throttle
-            .lock()
-            .map(|t| t.wait_left(unix_now()))
-            .unwrap_or(0);
-        if wait > 0 {
-            audit::control_call(&peer, "Unlock", "throttled");
-            return Err(Status::failed_precondition(format!(
-                "too many wrong passphrases: try again in {wait} s"
-            )));
         }
         let note = if request.no_start {
             " (to MOUNTED: the stack is not started)"
@@ -351,6 +343,7 @@ pub fn status_reply(snapshot: &Snapshot, describe: &Describe) -> pb::StatusReply
             threshold_percent: u32::from(snapshot.threshold_percent),
             critical: snapshot.power_critical,
             battery_care: snapshot.battery_care.clone(),
+            note: snapshot.power_note.clone().unwrap_or_default(),
         }),
         active_alarms: snapshot
             .active_alarms

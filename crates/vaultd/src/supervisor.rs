@@ -11,20 +11,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use vault_core::machine::{Step, StepError};
 use vault_core::state::Caller;
+use vault_core::throttle::ThrottlePolicy;
 use vault_core::{
     Action, AlarmKind, Command, CommandOutcome, Core, Event, Millis, PowerPolicy, Status,
 };
-
-use std::sync::Mutex;
-
-use vault_core::machine::Step;
 
 use crate::audit;
 use crate::host::{Host, Observed, StepFailure};
 use crate::notify::Notifier;
 use crate::secret::Secret;
-use crate::throttle::Throttle;
+use crate::throttle::ThrottleRecord;
 
 /// One input to the supervisor.
 #[derive(Debug)]
@@ -45,7 +44,7 @@ pub enum Msg {
     /// A step finished: its result and what was seen right after.
     StepDone {
         step: vault_core::machine::Step,
-        result: Result<(), StepFailure>,
+        result: Result<(), StepError>,
         observed: Observed,
     },
     Observed(Observed),
@@ -59,8 +58,7 @@ pub enum Msg {
     Reconfigure {
         policy: PowerPolicy,
         power_off_after_drain: bool,
-        backoff_initial_secs: u64,
-        backoff_max_secs: u64,
+        throttle: ThrottlePolicy,
     },
 }
 
@@ -76,6 +74,11 @@ pub struct Snapshot {
     pub power: PowerSeen,
     pub battery_care: String,
     pub drain_deadline_unix: Option<i64>,
+    /// Why the last power reading was not acted on, if it was not.
+    pub power_note: Option<String>,
+    /// Whether logind's delay inhibitor should be held (the core's rule: the mapping may be
+    /// open).
+    pub inhibitor_wanted: bool,
 }
 
 /// The power source as status shows it.
@@ -133,7 +136,8 @@ pub struct Supervisor<H: Host> {
     status_tx: watch::Sender<Arc<Snapshot>>,
     broadcast: broadcast::Sender<Broadcast>,
     observed: Option<Observed>,
-    active_alarms: BTreeMap<&'static str, String>,
+    /// The power source's alarm (the core keeps every other one).
+    power_alarm: Option<String>,
     /// UPower was the power source and left; the kernel's class stands in.
     upower_left: bool,
     threshold_percent: u8,
@@ -150,7 +154,10 @@ pub struct Supervisor<H: Host> {
     secret: Option<(Secret, Caller)>,
     /// Who asked for the unlock whose OpenMapping runs now (for the audit of its result).
     unlocking: Option<Caller>,
-    throttle: Arc<Mutex<Throttle>>,
+    /// The failed-unlock count on disk (the core decides the wait).
+    throttle_record: ThrottleRecord,
+    /// The step running now and how to cut it short.
+    running_step: Option<(Step, CancellationToken)>,
 }
 
 impl<H: Host> std::fmt::Debug for Supervisor<H> {
@@ -168,11 +175,13 @@ impl<H: Host> Supervisor<H> {
         host: Arc<H>,
         policy: PowerPolicy,
         power_off_after_drain: bool,
-        throttle: Arc<Mutex<Throttle>>,
+        throttle_policy: ThrottlePolicy,
+        throttle_record: ThrottleRecord,
     ) -> (Self, Handle) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let core = Core::new(policy, power_off_after_drain, Millis(0));
         let started_unix = unix_now();
+        let core = Core::new(policy, power_off_after_drain, Millis(0))
+            .with_throttle(throttle_record.restore(throttle_policy, started_unix));
         let snapshot = Arc::new(Snapshot {
             status: core.status().clone(),
             since_unix: started_unix,
@@ -183,6 +192,8 @@ impl<H: Host> Supervisor<H> {
             power: PowerSeen::NONE,
             battery_care: String::new(),
             drain_deadline_unix: None,
+            power_note: None,
+            inhibitor_wanted: core.inhibitor_wanted(),
         });
         let (status_tx, status_rx) = watch::channel(snapshot);
         let (broadcast, _) = broadcast::channel(QUEUE);
@@ -199,7 +210,7 @@ impl<H: Host> Supervisor<H> {
             status_tx,
             broadcast,
             observed: None,
-            active_alarms: BTreeMap::new(),
+            power_alarm: None,
             upower_left: false,
             threshold_percent: policy.threshold_percent,
             max_drain_ms: policy.max_drain.0,
@@ -212,7 +223,8 @@ impl<H: Host> Supervisor<H> {
             emergency_stop_running: false,
             secret: None,
             unlocking: None,
-            throttle,
+            throttle_record,
+            running_step: None,
         };
         (supervisor, handle)
     }
@@ -380,7 +392,7 @@ impl<H: Host> Supervisor<H> {
                                 .to_owned();
                             self.power_gone(message);
                         } else if (seen.source == "upower" || self.power.source == "none")
-                            && self.active_alarms.remove(POWER_GONE).is_some()
+                            && self.power_alarm.take().is_some()
                         {
                             audit::alarm("power-source-back", "the power source answers again");
                         }
@@ -403,33 +415,34 @@ impl<H: Host> Supervisor<H> {
                 result,
                 observed,
             } => {
-                if step == Step::OpenMapping {
-                    self.unlock_result(&result);
+                if self.running_step.as_ref().is_some_and(|(s, _)| *s == step) {
+                    self.running_step = None;
                 }
-                let result = result.map_err(|failure| failure.message);
+                let unlock_result = (step == Step::OpenMapping).then(|| result.clone());
                 let core = observed.core;
                 self.observed = Some(observed);
-                self.core.handle(
+                let actions = self.core.handle(
                     now,
                     Event::StepDone {
                         step,
                         result,
                         observed: core,
                     },
-                )
+                );
+                if let Some(result) = unlock_result {
+                    self.audit_unlock_result(&result);
+                }
+                actions
             }
             Msg::Reconfigure {
                 policy,
                 power_off_after_drain,
-                backoff_initial_secs,
-                backoff_max_secs,
+                throttle,
             } => {
                 self.threshold_percent = policy.threshold_percent;
                 self.core.set_policy(policy, power_off_after_drain);
-                if let Ok(mut throttle) = self.throttle.lock() {
-                    throttle.set_policy(backoff_initial_secs, backoff_max_secs);
-                }
-                Vec::new()
+                self.core.set_throttle_policy(throttle, now);
+                self.core.handle(now, Event::ConfigApplied)
             }
         };
         self.act(actions)
@@ -452,8 +465,10 @@ impl<H: Host> Supervisor<H> {
                     } else {
                         None
                     };
+                    let cancel = CancellationToken::new();
+                    self.running_step = Some((step, cancel.clone()));
                     tokio::spawn(async move {
-                        let result = host.run(step, deadline, secret).await;
+                        let result = run_step(&*host, step, deadline, secret, &cancel).await;
                         let observed = host.observe().await;
                         let _ = tx
                             .send(Msg::StepDone {
@@ -484,6 +499,24 @@ impl<H: Host> Supervisor<H> {
                     }
                 }
                 Action::Alarm(alarm) => self.alarm(alarm.kind, alarm.message),
+                Action::Cancel(step) => {
+                    if let Some((running, cancel)) = &self.running_step
+                        && *running == step
+                    {
+                        tracing::info!("cutting {} short: a drain is wanted", step.name());
+                        cancel.cancel();
+                    }
+                }
+                Action::RecordUnlockFailures(failures) => {
+                    let record = self.throttle_record.clone();
+                    let at = unix_now();
+                    // A small fsynced write, off the supervisor's loop.
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(error) = record.save(failures, at) {
+                            tracing::error!(%error, "cannot record the failed-unlock count; the throttle will not survive a restart");
+                        }
+                    });
+                }
                 Action::WakeAt(at) => {
                     let delay = Duration::from_millis(at.saturating_sub(self.now()).0);
                     self.wake_at = Some(tokio::time::Instant::now() + delay);
@@ -494,29 +527,17 @@ impl<H: Host> Supervisor<H> {
         exit
     }
 
-    /// Count a wrong passphrase towards the throttle (persisted), reset it on success, and
-    /// audit either way. Never the passphrase itself.
-    fn unlock_result(&mut self, result: &Result<(), StepFailure>) {
+    /// Audit the passphrase check's result (never the passphrase itself). The core counted it.
+    fn audit_unlock_result(&mut self, result: &Result<(), StepError>) {
         let caller = self.unlocking.take();
         let (uid, pid) = caller.map_or((0, 0), |c| (c.uid, c.pid));
-        let Ok(mut throttle) = self.throttle.lock() else {
-            return;
+        let failures = self.core.unlock_failures();
+        let said = match result {
+            Ok(()) => "opened",
+            Err(StepError::WrongPassphrase) => "wrong-passphrase",
+            Err(_) => "failed",
         };
-        match result {
-            Ok(()) => {
-                if let Err(error) = throttle.reset() {
-                    tracing::warn!(%error, "cannot reset the unlock throttle record");
-                }
-                audit::unlock_result(uid, pid, "opened", 0);
-            }
-            Err(failure) if failure.wrong_passphrase => {
-                if let Err(error) = throttle.record_failure(unix_now()) {
-                    tracing::error!(%error, "cannot record the failed unlock; the throttle will not survive a restart");
-                }
-                audit::unlock_result(uid, pid, "wrong-passphrase", throttle.failures());
-            }
-            Err(_) => audit::unlock_result(uid, pid, "failed", throttle.failures()),
-        }
+        audit::unlock_result(uid, pid, said, failures);
     }
 
     fn spawn_observe(&self) {
@@ -532,7 +553,7 @@ impl<H: Host> Supervisor<H> {
     /// watchers.
     fn power_gone(&mut self, message: String) {
         audit::alarm(POWER_GONE, &message);
-        self.active_alarms.insert(POWER_GONE, message.clone());
+        self.power_alarm = Some(message.clone());
         let _ = self.broadcast.send(Broadcast::Alarm {
             kind: POWER_GONE,
             message,
@@ -540,36 +561,24 @@ impl<H: Host> Supervisor<H> {
         });
     }
 
+    /// Tell an alarm the core raised or cleared (it keeps the list): audit and watchers.
     fn alarm(&mut self, kind: AlarmKind, message: String) {
-        let name = alarm_name(kind);
+        let name = kind.name();
         audit::alarm(name, &message);
-        match kind {
-            AlarmKind::Forbidden
-            | AlarmKind::MisplacedBind
-            | AlarmKind::UnsanctionedStart
-            | AlarmKind::CannotObserve => {
-                self.active_alarms.insert(name, message.clone());
-            }
-            AlarmKind::ForbiddenCleared => {
-                for kind in [
-                    AlarmKind::Forbidden,
-                    AlarmKind::MisplacedBind,
-                    AlarmKind::UnsanctionedStart,
-                ] {
-                    self.active_alarms.remove(alarm_name(kind));
-                }
-            }
-            AlarmKind::ObservationRestored => {
-                self.active_alarms
-                    .remove(alarm_name(AlarmKind::CannotObserve));
-            }
-            AlarmKind::StepFailed | AlarmKind::DrainAborted => {}
-        }
         let _ = self.broadcast.send(Broadcast::Alarm {
             kind: name,
             message,
             at_unix: unix_now(),
         });
+    }
+
+    /// The one list status shows: the core's, and the power source's.
+    fn active_alarms(&self) -> BTreeMap<&'static str, String> {
+        let mut alarms = self.core.active_alarms().clone();
+        if let Some(message) = &self.power_alarm {
+            alarms.insert(POWER_GONE, message.clone());
+        }
+        alarms
     }
 
     fn status_line(&self) -> String {
@@ -585,12 +594,14 @@ impl<H: Host> Supervisor<H> {
             since_unix: self.unix_at(status.since),
             status,
             observed: self.observed.clone(),
-            active_alarms: self.active_alarms.clone(),
+            active_alarms: self.active_alarms(),
             power_critical: self.core.power_critical(),
             threshold_percent: self.threshold_percent,
             power: self.power.clone(),
             battery_care: self.battery_care.clone(),
             drain_deadline_unix: self.core.drain_deadline().map(|d| self.unix_at(d)),
+            power_note: self.core.power_note().map(str::to_owned),
+            inhibitor_wanted: self.core.inhibitor_wanted(),
         });
         if *snapshot == *previous {
             return;
@@ -613,16 +624,38 @@ impl<H: Host> Supervisor<H> {
     }
 }
 
-pub fn alarm_name(kind: AlarmKind) -> &'static str {
-    match kind {
-        AlarmKind::Forbidden => "forbidden",
-        AlarmKind::ForbiddenCleared => "forbidden-cleared",
-        AlarmKind::CannotObserve => "cannot-observe",
-        AlarmKind::ObservationRestored => "observation-restored",
-        AlarmKind::StepFailed => "step-failed",
-        AlarmKind::DrainAborted => "drain-aborted",
-        AlarmKind::MisplacedBind => "misplaced-bind",
-        AlarmKind::UnsanctionedStart => "unsanctioned-start",
+/// A step through the host, bounded: cut short by the core's [`Action::Cancel`], or given up
+/// on a little after its deadline (the host bounds drain steps itself by then).
+async fn run_step<H: Host>(
+    host: &H,
+    step: Step,
+    deadline: Option<Instant>,
+    secret: Option<Secret>,
+    cancel: &CancellationToken,
+) -> Result<(), StepError> {
+    let limit = deadline.map_or_else(
+        || tokio::time::Instant::now() + Duration::from_secs(3600),
+        |d| tokio::time::Instant::from_std(d) + STEP_GRACE,
+    );
+    tokio::select! {
+        result = host.run(step, deadline, secret) => result.map_err(step_error),
+        () = cancel.cancelled() => Err(StepError::Interrupted),
+        () = tokio::time::sleep_until(limit) => Err(StepError::TimedOut(format!(
+            "{} was given up on past its deadline",
+            step.name()
+        ))),
+    }
+}
+
+/// How long past its deadline a step is waited for before it is given up on: drain steps end
+/// themselves at the deadline (containers are killed then), and get to report it.
+const STEP_GRACE: Duration = Duration::from_secs(10);
+
+fn step_error(failure: StepFailure) -> StepError {
+    if failure.wrong_passphrase {
+        StepError::WrongPassphrase
+    } else {
+        StepError::Failed(failure.message)
     }
 }
 

@@ -1,0 +1,168 @@
+//! Client commands: accepted, already done, or refused at once.
+
+use std::collections::VecDeque;
+
+use super::*;
+use crate::Millis;
+
+impl Core {
+    pub(super) fn decide_command(
+        &mut self,
+        now: Millis,
+        command: Command,
+        caller: Caller,
+        actions: &mut Vec<Action>,
+    ) -> CommandOutcome {
+        let reason = Reason::Command {
+            verb: command.verb(),
+            caller,
+        };
+        let Some(seen) = self.seen else {
+            return CommandOutcome::Refused(Refusal::CannotObserve {
+                what: "anything yet (the first reconciliation has not finished)",
+            });
+        };
+        if let Some(flow) = &mut self.flow {
+            // Lock while a drain to MOUNTED runs: go all the way down instead.
+            if let (Command::Lock, FlowKind::Drain(target)) = (command, flow.kind) {
+                if target == DrainTarget::Mounted {
+                    flow.kind = FlowKind::Drain(DrainTarget::Locked);
+                    flow.remaining
+                        .extend([Step::Sync, Step::Unmount, Step::CloseMapping]);
+                    self.status.state = State::Draining {
+                        target: DrainTarget::Locked,
+                    };
+                    return CommandOutcome::Accepted;
+                }
+                return CommandOutcome::Already("a drain to LOCKED is already under way");
+            }
+            if let (Command::Stop, FlowKind::Drain(_)) = (command, flow.kind) {
+                return CommandOutcome::Already("a drain is already under way");
+            }
+            return CommandOutcome::Refused(Refusal::Busy {
+                phase: self.status.phase,
+                flow: flow.kind.name(),
+            });
+        }
+        let state = self.status.state;
+        if let State::Draining { .. } = state {
+            return CommandOutcome::Refused(Refusal::NotAllowed {
+                state,
+                why: "the stack is being stopped because its data path is not the mounted volume",
+            });
+        }
+        match command {
+            Command::Unlock { no_start } => match state {
+                State::Locked => {
+                    if self.power_critical {
+                        return CommandOutcome::Refused(Refusal::NotAllowed {
+                            state,
+                            why: "power is critical; unlock again once on AC",
+                        });
+                    }
+                    // Decided here, where the unlock is accepted: no passphrase reaches the
+                    // volume before the wait after the last wrong one is over.
+                    let wait = self.throttle.wait_left(now);
+                    if wait > Millis(0) {
+                        return CommandOutcome::Refused(Refusal::Throttled {
+                            wait_secs: wait.0.div_ceil(1000),
+                        });
+                    }
+                    let mut steps = VecDeque::new();
+                    match seen.mapping {
+                        // Open already (an unlock or a lock was interrupted): the step still
+                        // runs, to check the passphrase against the volume; no unlock mounts
+                        // on the say-so of a mapping someone else left open.
+                        MappingSeen::Closed | MappingSeen::Open => {
+                            steps.push_back(Step::OpenMapping);
+                        }
+                        MappingSeen::Unknown => {
+                            return CommandOutcome::Refused(Refusal::CannotObserve {
+                                what: "whether the mapping is open",
+                            });
+                        }
+                    }
+                    match seen.mount {
+                        MountSeen::NotMounted => {}
+                        MountSeen::FromOther => {
+                            return CommandOutcome::Refused(Refusal::NotAllowed {
+                                state,
+                                why: "another device is mounted on the mountpoint",
+                            });
+                        }
+                        MountSeen::Unknown => {
+                            return CommandOutcome::Refused(Refusal::CannotObserve {
+                                what: "what is mounted on the mountpoint",
+                            });
+                        }
+                        // Cannot be seen with the mapping closed; treat as nothing to mount.
+                        MountSeen::FromMapping => {}
+                    }
+                    steps.extend([Step::CheckFilesystem, Step::Mount]);
+                    if !no_start {
+                        steps.extend([Step::StartStack, Step::ResumeQueues]);
+                    }
+                    self.begin(FlowKind::Unlock, steps, None, reason, now, actions);
+                    CommandOutcome::Accepted
+                }
+                // The passphrase is not checked in MOUNTED: starting the stack on an unlock
+                // would let any passphrase through. `start` is the command for it.
+                State::Mounted if !no_start => CommandOutcome::Refused(Refusal::NotAllowed {
+                    state,
+                    why: "already unlocked: use `vaultctl start` to start the stack",
+                }),
+                State::Mounted => CommandOutcome::Already("already unlocked (MOUNTED)"),
+                State::Running | State::Draining { .. } => {
+                    CommandOutcome::Already("already unlocked and running")
+                }
+            },
+            Command::Start => match state {
+                State::Mounted => self.start(seen, reason, now, actions),
+                State::Running => CommandOutcome::Already("the stack is already running"),
+                _ => CommandOutcome::Refused(Refusal::NotAllowed {
+                    state,
+                    why: "the volume is locked; unlock it first",
+                }),
+            },
+            Command::Stop => match state {
+                State::Running => {
+                    let deadline = now.saturating_add(self.policy.max_drain);
+                    self.begin_drain(DrainTarget::Mounted, reason, deadline, false, now, actions);
+                    CommandOutcome::Accepted
+                }
+                _ => CommandOutcome::Already("the stack is not running"),
+            },
+            Command::Lock => {
+                if state == State::Locked && seen.mapping == MappingSeen::Closed {
+                    return CommandOutcome::Already("already locked");
+                }
+                let deadline = now.saturating_add(self.policy.max_drain);
+                self.begin_drain(DrainTarget::Locked, reason, deadline, false, now, actions);
+                CommandOutcome::Accepted
+            }
+        }
+    }
+
+    pub(super) fn start(
+        &mut self,
+        seen: Observation,
+        reason: Reason,
+        now: Millis,
+        actions: &mut Vec<Action>,
+    ) -> CommandOutcome {
+        if seen.containers == ContainersSeen::Unknown {
+            return CommandOutcome::Refused(Refusal::CannotObserve {
+                what: "the stack (Docker is not answering)",
+            });
+        }
+        if self.power_critical {
+            return CommandOutcome::Refused(Refusal::NotAllowed {
+                state: self.status.state,
+                why: "power is critical",
+            });
+        }
+        let steps = VecDeque::from([Step::StartStack, Step::ResumeQueues]);
+        self.begin(FlowKind::Start, steps, None, reason, now, actions);
+        CommandOutcome::Accepted
+    }
+}

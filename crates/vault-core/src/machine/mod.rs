@@ -1,0 +1,629 @@
+//! The transition function: one owner of the state, events in, actions out.
+//!
+//! A *flow* (unlock, start, drain, rollback, power-off) is a list of steps run one at a time:
+//! the core emits [`Action::Run`] for a step and waits for [`Event::StepDone`], which carries a
+//! fresh observation taken right after the step. Every destructive step is emitted only when
+//! the last observation shows it is safe (no unmount under running containers, no close under a
+//! mount), and the forbidden combination is answered with [`Action::EmergencyStop`] whatever
+//! the core is doing.
+
+use std::collections::VecDeque;
+
+use crate::Millis;
+use crate::drain::{self, DrainFrom};
+use crate::observation::{ContainersSeen, Derived, MappingSeen, MountSeen, Observation};
+use crate::power::{PowerPolicy, PowerReading, Verdict, Wait};
+use crate::state::{Caller, DrainTarget, Phase, Reason, State, Status};
+use crate::throttle::UnlockThrottle;
+
+/// A state-changing client command (authorised by the daemon before it gets here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Unlock { no_start: bool },
+    Start,
+    Stop,
+    Lock,
+}
+
+impl Command {
+    pub fn verb(self) -> &'static str {
+        match self {
+            Command::Unlock { .. } => "unlock",
+            Command::Start => "start",
+            Command::Stop => "stop",
+            Command::Lock => "lock",
+        }
+    }
+}
+
+/// One step an adapter carries out. Its result comes back as [`Event::StepDone`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// Verify the passphrase and activate the mapping. The driver holds the passphrase.
+    OpenMapping,
+    CheckFilesystem,
+    Mount,
+    /// Start the project's containers in dependency order (after the posture gate).
+    StartStack,
+    /// Resume exactly the Immich queues vaultd paused.
+    ResumeQueues,
+    /// Pause the running Immich queues, recording which before pausing.
+    PauseQueues,
+    /// Wait until no Immich job is active, or until the deadline.
+    WaitForJobs,
+    /// Stop the project's containers in reverse dependency order, within the deadline.
+    StopStack,
+    Sync,
+    Unmount,
+    CloseMapping,
+    /// Power the host off through logind.
+    PowerOff,
+}
+
+impl Step {
+    pub fn name(self) -> &'static str {
+        self.phase().name()
+    }
+
+    fn phase(self) -> Phase {
+        match self {
+            Step::OpenMapping => Phase::OpeningMapping,
+            Step::CheckFilesystem => Phase::CheckingFilesystem,
+            Step::Mount => Phase::Mounting,
+            Step::StartStack => Phase::StartingStack,
+            Step::ResumeQueues => Phase::ResumingQueues,
+            Step::PauseQueues => Phase::PausingQueues,
+            Step::WaitForJobs => Phase::WaitingForJobs,
+            Step::StopStack => Phase::StoppingContainers,
+            Step::Sync => Phase::Syncing,
+            Step::Unmount => Phase::Unmounting,
+            Step::CloseMapping => Phase::ClosingMapping,
+            Step::PowerOff => Phase::PoweringOff,
+        }
+    }
+
+    fn from_drain_phase(phase: Phase) -> Step {
+        match phase {
+            Phase::PausingQueues => Step::PauseQueues,
+            Phase::WaitingForJobs => Step::WaitForJobs,
+            Phase::StoppingContainers => Step::StopStack,
+            Phase::Syncing => Step::Sync,
+            Phase::Unmounting => Step::Unmount,
+            _ => Step::CloseMapping,
+        }
+    }
+}
+
+/// Why a step failed, as far as the core's decisions go.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    /// The passphrase does not open the volume (counts towards the unlock throttle).
+    #[error("wrong passphrase")]
+    WrongPassphrase,
+    /// The step did not end by its deadline; the driver gave up on it.
+    #[error("did not finish in time ({0})")]
+    TimedOut(String),
+    /// Cut short by [`Action::Cancel`]: a drain was wanted while it ran.
+    #[error("interrupted: a drain was wanted")]
+    Interrupted,
+    /// Anything else, in the adapter's words.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for StepError {
+    fn from(message: String) -> Self {
+        StepError::Failed(message)
+    }
+}
+
+impl From<&str> for StepError {
+    fn from(message: &str) -> Self {
+        StepError::Failed(message.to_owned())
+    }
+}
+
+/// The longest each step of an unlock, a start or a rollback may take (drain steps share the
+/// drain's deadline instead). A step that runs past it is given up on (an fsck is killed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepLimits {
+    pub open_mapping: Millis,
+    pub check_filesystem: Millis,
+    pub mount: Millis,
+    pub start_stack: Millis,
+    pub resume_queues: Millis,
+    /// Sync, unmount and close in a rollback; the power-off call.
+    pub other: Millis,
+}
+
+impl Default for StepLimits {
+    fn default() -> Self {
+        Self {
+            open_mapping: Millis::from_secs(120),
+            check_filesystem: Millis::from_secs(1800),
+            mount: Millis::from_secs(120),
+            start_stack: Millis::from_secs(900),
+            resume_queues: Millis::from_secs(330),
+            other: Millis::from_secs(120),
+        }
+    }
+}
+
+impl StepLimits {
+    fn of(&self, step: Step) -> Millis {
+        match step {
+            Step::OpenMapping => self.open_mapping,
+            Step::CheckFilesystem => self.check_filesystem,
+            Step::Mount => self.mount,
+            Step::StartStack => self.start_stack,
+            Step::ResumeQueues => self.resume_queues,
+            _ => self.other,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// What the adapters see, pushed on change (Docker events, udev, mountinfo) or polled.
+    Observed(Observation),
+    Power(PowerReading),
+    StepDone {
+        step: Step,
+        result: Result<(), StepError>,
+        /// Reality right after the step, observed by the driver.
+        observed: Observation,
+    },
+    /// A [`Action::WakeAt`] time has come.
+    Timer,
+    /// SIGTERM: drain to LOCKED, then exit.
+    Terminate,
+    /// logind: the host is about to shut down or sleep. Drain to LOCKED (the delay inhibitor
+    /// holds it off meanwhile); the daemon stays.
+    HostGoingDown {
+        sleep: bool,
+    },
+    /// A reloaded config was refused (the message names file, line and key); the old one
+    /// stays in force.
+    ConfigRejected(String),
+    /// A reloaded config was applied.
+    ConfigApplied,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlarmKind {
+    Forbidden,
+    ForbiddenCleared,
+    CannotObserve,
+    ObservationRestored,
+    StepFailed,
+    DrainAborted,
+    /// A running container writes through a bind mount that is not on the mounted volume.
+    MisplacedBind,
+    /// Containers of the project started outside vaultd while it is not RUNNING.
+    UnsanctionedStart,
+    /// A reloaded config was refused.
+    ConfigInvalid,
+    /// A valid config was applied after a refused one.
+    ConfigValid,
+    /// The power readings cannot be trusted as they are (0 % on AC: a broken gauge).
+    PowerReadingSuspect,
+    /// The power readings make sense again.
+    PowerReadingSane,
+}
+
+impl AlarmKind {
+    /// The stable name in the audit (VAULTD_ALARM), status and watch.
+    pub fn name(self) -> &'static str {
+        match self {
+            AlarmKind::Forbidden => "forbidden",
+            AlarmKind::ForbiddenCleared => "forbidden-cleared",
+            AlarmKind::CannotObserve => "cannot-observe",
+            AlarmKind::ObservationRestored => "observation-restored",
+            AlarmKind::StepFailed => "step-failed",
+            AlarmKind::DrainAborted => "drain-aborted",
+            AlarmKind::MisplacedBind => "misplaced-bind",
+            AlarmKind::UnsanctionedStart => "unsanctioned-start",
+            AlarmKind::ConfigInvalid => "config-invalid",
+            AlarmKind::ConfigValid => "config-valid",
+            AlarmKind::PowerReadingSuspect => "power-reading-suspect",
+            AlarmKind::PowerReadingSane => "power-reading-sane",
+        }
+    }
+
+    /// Whether the alarm stays active (in status) until cleared, and which kinds a clearing
+    /// event clears. Events that are neither (a failed step) are only told.
+    fn effect(self) -> AlarmEffect {
+        match self {
+            AlarmKind::Forbidden
+            | AlarmKind::MisplacedBind
+            | AlarmKind::UnsanctionedStart
+            | AlarmKind::CannotObserve
+            | AlarmKind::ConfigInvalid
+            | AlarmKind::PowerReadingSuspect => AlarmEffect::Raise,
+            AlarmKind::ForbiddenCleared => AlarmEffect::Clear(&[
+                AlarmKind::Forbidden,
+                AlarmKind::MisplacedBind,
+                AlarmKind::UnsanctionedStart,
+            ]),
+            AlarmKind::ObservationRestored => AlarmEffect::Clear(&[AlarmKind::CannotObserve]),
+            AlarmKind::ConfigValid => AlarmEffect::Clear(&[AlarmKind::ConfigInvalid]),
+            AlarmKind::PowerReadingSane => AlarmEffect::Clear(&[AlarmKind::PowerReadingSuspect]),
+            AlarmKind::StepFailed | AlarmKind::DrainAborted => AlarmEffect::Tell,
+        }
+    }
+}
+
+enum AlarmEffect {
+    Raise,
+    Clear(&'static [AlarmKind]),
+    Tell,
+}
+
+/// Which containers an emergency stop takes down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopScope {
+    /// Every container of the project that may write.
+    All,
+    /// Only the running containers with a writable bind mount off the mounted volume.
+    Misplaced,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alarm {
+    pub kind: AlarmKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Run {
+        step: Step,
+        /// The step must end by then (drain steps); `None` for steps with their own bounds.
+        deadline: Option<Millis>,
+    },
+    /// Stop containers of the project now, whatever the core is doing: the forbidden
+    /// combination, a misplaced bind mount, or a start outside vaultd was observed. The driver
+    /// observes again afterwards.
+    EmergencyStop(StopScope),
+    Alarm(Alarm),
+    /// Send [`Event::Timer`] at this time (power debounce).
+    WakeAt(Millis),
+    /// Cut the running step short (a drain is wanted while an unlock or a start runs); its
+    /// result comes back as [`StepError::Interrupted`] unless it ended first.
+    Cancel(Step),
+    /// Persist the count of wrong passphrases in a row (with the wall-clock time), so the
+    /// throttle survives a restart. 0 after the right one.
+    RecordUnlockFailures(u32),
+    /// The SIGTERM drain is over (or could not go further): the daemon may exit.
+    Exit,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// A flow is under way; commands are refused at once, not queued.
+    Busy {
+        phase: Phase,
+        flow: &'static str,
+    },
+    NotAllowed {
+        state: State,
+        why: &'static str,
+    },
+    /// Reality has not been observed yet, or a part of it cannot be.
+    CannotObserve {
+        what: &'static str,
+    },
+    /// Too many wrong passphrases: no passphrase is checked before the wait is over.
+    Throttled {
+        wait_secs: u64,
+    },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Busy { phase, flow } => {
+                write!(f, "refused: {flow} is under way (phase: {phase})")
+            }
+            Refusal::NotAllowed { state, why } => write!(f, "not allowed in state {state}: {why}"),
+            Refusal::CannotObserve { what } => write!(f, "refused: cannot observe {what}"),
+            Refusal::Throttled { wait_secs } => {
+                write!(f, "too many wrong passphrases: try again in {wait_secs} s")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandOutcome {
+    /// The flow started; its progress shows in status and watch.
+    Accepted,
+    /// Nothing to do: the vault is already where the command would take it.
+    Already(&'static str),
+    Refused(Refusal),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FlowKind {
+    Unlock,
+    Start,
+    Drain(DrainTarget),
+    Rollback,
+    PowerOff,
+}
+
+impl FlowKind {
+    fn name(self) -> &'static str {
+        match self {
+            FlowKind::Unlock => "an unlock",
+            FlowKind::Start => "a start",
+            FlowKind::Drain(_) => "a drain",
+            FlowKind::Rollback => "a rollback",
+            FlowKind::PowerOff => "a power-off",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Flow {
+    kind: FlowKind,
+    running: Step,
+    remaining: VecDeque<Step>,
+    deadline: Option<Millis>,
+    /// The reason recorded when the flow ends (a drain keeps the reason it began with).
+    reason: Reason,
+    /// Power off through logind once this drain reaches LOCKED.
+    power_off_after: bool,
+}
+
+/// A drain asked for while another flow runs; it starts when the running step ends.
+#[derive(Debug, Clone)]
+struct PendingDrain {
+    reason: Reason,
+    deadline: Millis,
+    power_off_after: bool,
+}
+
+/// The state machine. See the module docs.
+#[derive(Debug, Clone)]
+pub struct Core {
+    policy: PowerPolicy,
+    power_off_after_power_drain: bool,
+    status: Status,
+    flow: Option<Flow>,
+    seen: Option<Observation>,
+    pending_drain: Option<PendingDrain>,
+    exit_requested: bool,
+    /// The fail-closed alarm raised and not yet cleared.
+    fail_closed: Option<AlarmKind>,
+    unobservable: Option<&'static str>,
+    last_power: Option<PowerReading>,
+    on_battery_since: Option<Millis>,
+    wake_at: Option<Millis>,
+    power_critical: bool,
+    /// Since when the power readings have been low without a break (the low hold).
+    low_since: Option<Millis>,
+    /// Why the last reading was not acted on, for status.
+    power_note: Option<String>,
+    throttle: UnlockThrottle,
+    limits: StepLimits,
+    /// The alarms raised and not cleared: one list for status, watch and the audit.
+    active_alarms: std::collections::BTreeMap<&'static str, String>,
+}
+
+impl Core {
+    pub fn new(policy: PowerPolicy, power_off_after_power_drain: bool, now: Millis) -> Self {
+        Self {
+            policy,
+            power_off_after_power_drain,
+            status: Status {
+                state: State::Locked,
+                phase: Phase::Idle,
+                reason: Reason::Startup,
+                since: now,
+            },
+            flow: None,
+            seen: None,
+            pending_drain: None,
+            exit_requested: false,
+            fail_closed: None,
+            unobservable: None,
+            last_power: None,
+            on_battery_since: None,
+            wake_at: None,
+            power_critical: false,
+            low_since: None,
+            power_note: None,
+            throttle: UnlockThrottle::new(crate::throttle::ThrottlePolicy::default()),
+            limits: StepLimits::default(),
+            active_alarms: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// The unlock throttle as restored from its record at start.
+    #[must_use]
+    pub fn with_throttle(mut self, throttle: UnlockThrottle) -> Self {
+        self.throttle = throttle;
+        self
+    }
+
+    #[must_use]
+    pub fn with_step_limits(mut self, limits: StepLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn set_throttle_policy(&mut self, policy: crate::throttle::ThrottlePolicy, now: Millis) {
+        self.throttle.set_policy(policy, now);
+    }
+
+    /// Wrong passphrases in a row.
+    pub fn unlock_failures(&self) -> u32 {
+        self.throttle.failures()
+    }
+
+    /// The alarms raised and not yet cleared, by name.
+    pub fn active_alarms(&self) -> &std::collections::BTreeMap<&'static str, String> {
+        &self.active_alarms
+    }
+
+    /// Why the last power reading was not acted on, if it was not.
+    pub fn power_note(&self) -> Option<&str> {
+        self.power_note.as_deref()
+    }
+
+    /// Whether a logind delay inhibitor should be held: whenever the mapping may be open (an
+    /// unlock opening it or checking the filesystem counts, and so does a mapping left open or
+    /// that cannot be seen), so a suspend or a shutdown waits for the drain. Not while the
+    /// host is being powered off after a drain: logind would wait for it.
+    pub fn inhibitor_wanted(&self) -> bool {
+        if let Some(flow) = &self.flow {
+            return flow.kind != FlowKind::PowerOff;
+        }
+        self.status.state != State::Locked
+            || self.seen.is_none_or(|s| s.mapping != MappingSeen::Closed)
+    }
+
+    /// Record an alarm in the one list (raise or clear) and tell it.
+    fn alarm(&mut self, kind: AlarmKind, message: String, actions: &mut Vec<Action>) {
+        match kind.effect() {
+            AlarmEffect::Raise => {
+                self.active_alarms.insert(kind.name(), message.clone());
+            }
+            AlarmEffect::Clear(kinds) => {
+                for cleared in kinds {
+                    self.active_alarms.remove(cleared.name());
+                }
+            }
+            AlarmEffect::Tell => {}
+        }
+        actions.push(Action::Alarm(Alarm { kind, message }));
+    }
+
+    pub fn status(&self) -> &Status {
+        &self.status
+    }
+
+    /// The last observation of reality, if any.
+    pub fn seen(&self) -> Option<&Observation> {
+        self.seen.as_ref()
+    }
+
+    /// The drain deadline, while a drain runs.
+    pub fn drain_deadline(&self) -> Option<Millis> {
+        self.flow
+            .as_ref()
+            .filter(|f| matches!(f.kind, FlowKind::Drain(_)))
+            .and_then(|f| f.deadline)
+    }
+
+    /// Whether the power policy currently judges the battery critical.
+    pub fn power_critical(&self) -> bool {
+        self.power_critical
+    }
+
+    pub fn set_policy(&mut self, policy: PowerPolicy, power_off_after_power_drain: bool) {
+        self.policy = policy;
+        self.power_off_after_power_drain = power_off_after_power_drain;
+    }
+
+    /// A client command. Never queued: accepted, already done, or refused at once.
+    pub fn command(
+        &mut self,
+        now: Millis,
+        command: Command,
+        caller: Caller,
+    ) -> (CommandOutcome, Vec<Action>) {
+        let mut actions = Vec::new();
+        let outcome = self.decide_command(now, command, caller, &mut actions);
+        (outcome, actions)
+    }
+
+    /// Everything that is not a command.
+    pub fn handle(&mut self, now: Millis, event: Event) -> Vec<Action> {
+        let mut actions = Vec::new();
+        match event {
+            Event::Observed(observed) => {
+                self.note_observation(observed, &mut actions);
+                if self.flow.is_none() {
+                    self.reconcile(now);
+                }
+            }
+            Event::StepDone {
+                step,
+                result,
+                observed,
+            } => {
+                self.note_observation(observed, &mut actions);
+                self.step_done(now, step, result, &mut actions);
+                if self.flow.is_none() {
+                    self.reconcile(now);
+                }
+            }
+            Event::Power(reading) => self.power_reading(now, reading, &mut actions),
+            Event::Timer => {
+                self.wake_at = None;
+                self.judge_power(now, &mut actions);
+            }
+            Event::Terminate => {
+                self.exit_requested = true;
+                let deadline = now.saturating_add(self.policy.max_drain);
+                self.request_drain(Reason::Terminate, deadline, false, now, &mut actions);
+            }
+            Event::HostGoingDown { sleep } => {
+                let deadline = now.saturating_add(self.policy.max_drain);
+                let reason = Reason::HostGoingDown { sleep };
+                self.request_drain(reason, deadline, false, now, &mut actions);
+            }
+            Event::ConfigRejected(message) => {
+                self.alarm(AlarmKind::ConfigInvalid, message, &mut actions);
+            }
+            Event::ConfigApplied => {
+                if self
+                    .active_alarms
+                    .contains_key(AlarmKind::ConfigInvalid.name())
+                {
+                    let message = "the config file is valid again and applied".to_owned();
+                    self.alarm(AlarmKind::ConfigValid, message, &mut actions);
+                }
+            }
+        }
+        actions
+    }
+}
+
+/// The safety preconditions of the destructive steps, against the last observation.
+fn unsafe_to_run(step: Step, seen: Option<Observation>) -> Option<&'static str> {
+    let seen = seen?;
+    match step {
+        Step::Unmount => match seen.containers {
+            ContainersSeen::Known { running: 0, .. } => None,
+            ContainersSeen::Known { .. } => Some("containers of the stack still run"),
+            ContainersSeen::Unknown => {
+                Some("cannot confirm the stack is stopped (Docker not observed)")
+            }
+        },
+        Step::CloseMapping => match seen.mount {
+            MountSeen::NotMounted | MountSeen::FromOther => None,
+            MountSeen::FromMapping => Some("the volume is still mounted"),
+            MountSeen::Unknown => Some("cannot see whether the volume is still mounted"),
+        },
+        Step::StartStack => match seen.mount {
+            MountSeen::FromMapping => None,
+            _ => Some("the data path is not the mounted volume"),
+        },
+        _ => None,
+    }
+}
+
+fn percent_floor(p: f64) -> u8 {
+    // Clamped to 0..=100 first, so the cast cannot truncate or lose a sign.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let floor = p.clamp(0.0, 100.0).floor() as u8;
+    floor
+}
+
+mod command;
+mod flow;
+mod observe;
+mod power;
