@@ -13,6 +13,7 @@ pub mod luks;
 pub mod mapping;
 pub mod mount;
 pub mod mountinfo;
+pub mod priority;
 
 use std::path::{Path, PathBuf};
 

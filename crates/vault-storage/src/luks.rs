@@ -112,6 +112,20 @@ fn passphrase_error(device: &Path, op: &'static str, err: &LibcryptErr) -> Stora
 /// Check the passphrase against the keyslots without activating anything. Returns the keyslot
 /// that opened.
 pub fn verify_passphrase(device: &Path, passphrase: &[u8]) -> Result<u32, StorageError> {
+    crate::priority::at_idle_priority(|| verify_at_this_priority(device, passphrase))
+        .map_err(|e| no_thread(device, &e))?
+}
+
+/// The key derivation's own thread could not be started.
+fn no_thread(device: &Path, error: &std::io::Error) -> StorageError {
+    StorageError::Luks {
+        device: device.to_owned(),
+        op: "start the key derivation's thread",
+        detail: error.to_string(),
+    }
+}
+
+fn verify_at_this_priority(device: &Path, passphrase: &[u8]) -> Result<u32, StorageError> {
     let mut crypt = load(device)?;
     crypt
         .activate_handle()
@@ -119,8 +133,22 @@ pub fn verify_passphrase(device: &Path, passphrase: &[u8]) -> Result<u32, Storag
         .map_err(|e| passphrase_error(device, "verify the passphrase", &e))
 }
 
-/// Activate `/dev/mapper/<name>` with the passphrase.
+/// Activate `/dev/mapper/<name>` with the passphrase. The key derivation runs at the lowest
+/// CPU priority (see [`crate::priority`]).
 pub fn activate(
+    device: &Path,
+    name: &str,
+    passphrase: &[u8],
+    options: ActivateOptions,
+    sysfs_root: &Path,
+) -> Result<u32, StorageError> {
+    crate::priority::at_idle_priority(|| {
+        activate_at_this_priority(device, name, passphrase, options, sysfs_root)
+    })
+    .map_err(|e| no_thread(device, &e))?
+}
+
+fn activate_at_this_priority(
     device: &Path,
     name: &str,
     passphrase: &[u8],

@@ -3,7 +3,8 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::mount::{MntFlags, MsFlags};
 
@@ -164,6 +165,10 @@ pub enum FsckPolicy {
     Repair,
 }
 
+/// The PATH fsck is found on, and that it looks for its fsck.<type> helpers on: never the
+/// inherited one (a daemon must not run whatever `fsck` comes first in its environment).
+pub const TOOL_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Check the filesystem on `device` per `policy`. Returns what fsck said when it had something
 /// to say.
 pub fn check_filesystem(
@@ -171,21 +176,64 @@ pub fn check_filesystem(
     fs_type: &str,
     policy: FsckPolicy,
 ) -> Result<Option<String>, StorageError> {
+    check_filesystem_until(device, fs_type, policy, &AtomicBool::new(false))
+}
+
+/// [`check_filesystem`], cut short when `stop` is set: fsck is sent SIGTERM (e2fsck stops at a
+/// safe point and exits "canceled by user request") and the check fails with what it said.
+pub fn check_filesystem_until(
+    device: &Path,
+    fs_type: &str,
+    policy: FsckPolicy,
+    stop: &AtomicBool,
+) -> Result<Option<String>, StorageError> {
     let flag = match policy {
         FsckPolicy::None => return Ok(None),
         FsckPolicy::Report => "-n",
         FsckPolicy::Repair => "-p",
     };
-    let out = Command::new("fsck")
+    let failed = |code, output: String| StorageError::Fsck {
+        device: device.to_owned(),
+        code,
+        output,
+    };
+    let child = Command::new("fsck")
+        .env("PATH", TOOL_PATH)
         .arg(format!("-t{fs_type}"))
         .arg(flag)
         .arg(device)
-        .output()
-        .map_err(|source| StorageError::Fsck {
-            device: device.to_owned(),
-            code: None,
-            output: format!("cannot run fsck: {source}"),
-        })?;
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| failed(None, format!("cannot run fsck: {source}")))?;
+    let pid = child.id();
+    let finished = AtomicBool::new(false);
+    let stopped = AtomicBool::new(false);
+    let out = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !finished.load(Ordering::Acquire) {
+                if stop.load(Ordering::Acquire) {
+                    stopped.store(true, Ordering::Release);
+                    if let Ok(pid) = i32::try_from(pid) {
+                        // `finished` is set right after the child is reaped: in the
+                        // microseconds between, the kernel does not hand its pid out again
+                        // (pids cycle through pid_max).
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGTERM,
+                        );
+                    }
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        });
+        let out = child.wait_with_output();
+        finished.store(true, Ordering::Release);
+        out
+    })
+    .map_err(|source| failed(None, format!("cannot wait for fsck: {source}")))?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -193,16 +241,18 @@ pub fn check_filesystem(
     )
     .trim()
     .to_owned();
+    if stopped.load(Ordering::Acquire) {
+        return Err(failed(
+            out.status.code(),
+            format!("interrupted (a drain was wanted): {text}"),
+        ));
+    }
     // fsck(8): 0 clean, 1 errors corrected, 2 corrected and reboot advised, 4 left uncorrected,
     // 8 operational error, …
     match out.status.code() {
         Some(0) => Ok(None),
         Some(1 | 2) if policy == FsckPolicy::Repair => Ok(Some(text)),
-        code => Err(StorageError::Fsck {
-            device: device.to_owned(),
-            code,
-            output: text,
-        }),
+        code => Err(failed(code, text)),
     }
 }
 

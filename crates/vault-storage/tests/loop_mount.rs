@@ -211,3 +211,28 @@ fn loop_fsck_report_and_repair_on_a_real_image() {
         None
     );
 }
+
+#[test]
+fn loop_fsck_cut_short_says_it_was_interrupted_and_leaves_the_filesystem_clean() {
+    if !capable() {
+        return;
+    }
+    use std::sync::atomic::AtomicBool;
+    use vault_storage::mount::{FsckPolicy, check_filesystem, check_filesystem_until};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("fs.img");
+    std::fs::File::create(&image)
+        .and_then(|f| f.set_len(64 << 20))
+        .expect("image");
+    run(&["mkfs.ext4", "-q", "-F", image.to_str().expect("utf8")]);
+    // A drain wanted before the check even began: fsck is stopped at once.
+    let stop = AtomicBool::new(true);
+    let err =
+        check_filesystem_until(&image, "ext4", FsckPolicy::Repair, &stop).expect_err("interrupted");
+    assert!(err.to_string().contains("interrupted"), "{err}");
+    // SIGTERM left nothing half-done.
+    assert_eq!(
+        check_filesystem(&image, "ext4", FsckPolicy::Report).expect("still clean"),
+        None
+    );
+}
