@@ -7,6 +7,9 @@
 //!   state derived from it, including the one forbidden combination.
 //! - [`power`]: the power policy: when a reading is critical, and the drain deadline the
 //!   battery can carry.
+//! - [`power_source`]: which power source counts (UPower, else the kernel's class), and the
+//!   alarm when one goes away.
+//! - [`throttle`]: the growing wait after wrong passphrases, decided where an unlock is accepted.
 //! - [`drain`]: the ordered drain plan and how its deadline is shared between steps.
 //! - [`machine`]: the transition function. Events in, [`machine::Action`]s out.
 //!
@@ -17,6 +20,7 @@ pub mod drain;
 pub mod machine;
 pub mod observation;
 pub mod power;
+pub mod power_source;
 pub mod state;
 pub mod throttle;
 

@@ -166,7 +166,10 @@ impl StepLimits {
 pub enum Event {
     /// What the adapters see, pushed on change (Docker events, udev, mountinfo) or polled.
     Observed(Observation),
+    /// A reading that counts, as is (tests, the sim).
     Power(PowerReading),
+    /// What a power source task saw; the core decides which source counts.
+    PowerSource(crate::power_source::SourceUpdate),
     StepDone {
         step: Step,
         result: Result<(), StepError>,
@@ -209,6 +212,10 @@ pub enum AlarmKind {
     PowerReadingSuspect,
     /// The power readings make sense again.
     PowerReadingSane,
+    /// The power source that counted went away (another may stand in).
+    PowerSourceGone,
+    /// UPower (or, without it, the kernel's class) answers again.
+    PowerSourceBack,
 }
 
 impl AlarmKind {
@@ -227,6 +234,8 @@ impl AlarmKind {
             AlarmKind::ConfigValid => "config-valid",
             AlarmKind::PowerReadingSuspect => "power-reading-suspect",
             AlarmKind::PowerReadingSane => "power-reading-sane",
+            AlarmKind::PowerSourceGone => "power-source-gone",
+            AlarmKind::PowerSourceBack => "power-source-back",
         }
     }
 
@@ -239,7 +248,9 @@ impl AlarmKind {
             | AlarmKind::UnsanctionedStart
             | AlarmKind::CannotObserve
             | AlarmKind::ConfigInvalid
-            | AlarmKind::PowerReadingSuspect => AlarmEffect::Raise,
+            | AlarmKind::PowerReadingSuspect
+            | AlarmKind::PowerSourceGone => AlarmEffect::Raise,
+            AlarmKind::PowerSourceBack => AlarmEffect::Clear(&[AlarmKind::PowerSourceGone]),
             AlarmKind::ForbiddenCleared => AlarmEffect::Clear(&[
                 AlarmKind::Forbidden,
                 AlarmKind::MisplacedBind,
@@ -407,6 +418,7 @@ pub struct Core {
     power_note: Option<String>,
     throttle: UnlockThrottle,
     limits: StepLimits,
+    sources: crate::power_source::PowerSources,
     /// The alarms raised and not cleared: one list for status, watch and the audit.
     active_alarms: std::collections::BTreeMap<&'static str, String>,
 }
@@ -436,6 +448,7 @@ impl Core {
             power_note: None,
             throttle: UnlockThrottle::new(crate::throttle::ThrottlePolicy::default()),
             limits: StepLimits::default(),
+            sources: crate::power_source::PowerSources::default(),
             active_alarms: std::collections::BTreeMap::new(),
         }
     }
@@ -465,6 +478,17 @@ impl Core {
     /// The alarms raised and not yet cleared, by name.
     pub fn active_alarms(&self) -> &std::collections::BTreeMap<&'static str, String> {
         &self.active_alarms
+    }
+
+    /// The power source that counts, its last reading, and why none answers (while none does).
+    pub fn power_source(
+        &self,
+    ) -> (
+        crate::power_source::SourceName,
+        Option<PowerReading>,
+        Option<&str>,
+    ) {
+        self.sources.current()
     }
 
     /// Why the last power reading was not acted on, if it was not.
@@ -561,6 +585,22 @@ impl Core {
                 }
             }
             Event::Power(reading) => self.power_reading(now, reading, &mut actions),
+            Event::PowerSource(update) => {
+                use crate::power_source::SourceAlarm;
+                let change = self.sources.update(update);
+                match change.alarm {
+                    Some(SourceAlarm::Gone(message)) => {
+                        self.alarm(AlarmKind::PowerSourceGone, message, &mut actions);
+                    }
+                    Some(SourceAlarm::Back(message)) => {
+                        self.alarm(AlarmKind::PowerSourceBack, message, &mut actions);
+                    }
+                    None => {}
+                }
+                if let Some(reading) = change.reading {
+                    self.power_reading(now, reading, &mut actions);
+                }
+            }
             Event::Timer => {
                 self.wake_at = None;
                 self.judge_power(now, &mut actions);
