@@ -68,46 +68,6 @@ struct Args {
     generate_man: Option<String>,
 }
 
-/// vaultd.toml(5), from the one list of keys the parser walks (vault_config::SCHEMA).
-fn config_man_page() -> String {
-    // roff: a backslash is written "\e"; a line starting with "." or "'" is a request.
-    let esc = |t: &str| {
-        let t = t.replace('\\', "\\e").replace('-', "\\-");
-        if t.starts_with('.') || t.starts_with('\'') {
-            format!("\\&{t}")
-        } else {
-            t
-        }
-    };
-    let mut out = String::from(
-        ".TH VAULTD.TOML 5 \"\" \"vaultd\" \"File formats\"\n\
-         .SH NAME\nvaultd.toml \\- vaultd's configuration\n\
-         .SH SYNOPSIS\n/etc/vaultd/vaultd.toml\n\
-         .SH DESCRIPTION\n\
-         A TOML file. Every key is optional; an unknown key, a wrong type or a value out of range \
-         is refused with the file, the line and the dotted key, and vaultd keeps running on the \
-         configuration it has (or does not start). \\fBvaultd \\-\\-check\\-config\\fR checks a file.\n",
-    );
-    let mut table = "";
-    for key in vault_config::SCHEMA {
-        let (section, _) = key.key.split_once('.').unwrap_or((key.key, ""));
-        if section != table {
-            table = section;
-            out.push_str(&format!(".SH [{}]\n", esc(section)));
-        }
-        out.push_str(&format!(
-            ".TP\n\\fB{}\\fR (\\fI{}\\fR; default {}; {})\n{}\n",
-            esc(key.key),
-            esc(key.kind),
-            esc(key.default),
-            esc(key.range),
-            esc(key.doc)
-        ));
-    }
-    out.push_str(".SH SEE ALSO\n\\fBvaultd\\fR(8), \\fBvaultctl\\fR(1)\n");
-    out
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(page) = &args.generate_man {
@@ -118,7 +78,7 @@ fn main() -> ExitCode {
                 .section("8")
                 .render(&mut out)
         } else {
-            io::Write::write_all(&mut out, config_man_page().as_bytes())
+            io::Write::write_all(&mut out, vault_config::man_page().as_bytes())
         };
         return match written {
             Ok(()) => ExitCode::SUCCESS,
