@@ -5,8 +5,10 @@
 //!   on its queue; it executes the core's actions through the [`host::Host`] port and feeds the
 //!   results back as events. It publishes status on a watch channel, so a status call never
 //!   waits on a drain.
-//! - [`host`]: the adapters' port, and the real host (observation of the mapping and mount via
-//!   sysfs and mountinfo; the steps land with their adapters).
+//! - [`host`]: the adapters' port ([`host::Host`], and [`host::ImmichHealth`] for the Immich
+//!   health source), and the real host ([`host::RealHost`]), one module per port: storage
+//!   (mapping, mount, LUKS, fsck, systemd mounts), stack (Docker), immich (its queues), posture
+//!   (the findings of `check`) and poweroff (logind).
 //! - [`service`]: the gRPC control API (tonic). It parses, authorises, and hands commands to
 //!   the supervisor; it decides nothing itself.
 //! - [`peer`] and [`access`]: the caller's kernel credentials (SO_PEERCRED, SO_PEERGROUPS) and

@@ -16,11 +16,8 @@ use tokio_stream::wrappers::UnixListenerStream;
 use vault_api::v1::vault_server::VaultServer;
 use vault_config::Config;
 use vault_core::{Event, Millis, PowerPolicy};
-use vault_docker::StopSettings;
-use vault_docker::posture::PosturePolicy;
-use vault_storage::mount::FsckPolicy;
 use vaultd::access::AccessPolicy;
-use vaultd::host::{HostPosture, ImmichSettings, RealHost, StackSettings, StorageSettings};
+use vaultd::host::{ImmichHealth, RealHost};
 use vaultd::peer::PeerStream;
 use vaultd::service::{Describe, VaultService};
 use vaultd::supervisor::{Broadcast, Msg, Supervisor, unix_now};
@@ -128,18 +125,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// `auto`: systemd mounts when vaultd is a systemd service (systemd sets INVOCATION_ID for
-/// every service it starts, and /run/systemd/system exists only where systemd is PID 1).
-fn mount_by_systemd(choice: vault_config::MountBy) -> bool {
-    match choice {
-        vault_config::MountBy::Systemd => true,
-        vault_config::MountBy::Vaultd => false,
-        vault_config::MountBy::Auto => {
-            std::env::var_os("INVOCATION_ID").is_some() && Path::new("/run/systemd/system").is_dir()
-        }
-    }
-}
-
 fn init_logging() {
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_env("VAULTD_LOG")
@@ -203,51 +188,6 @@ fn policy_of(config: &Config) -> PowerPolicy {
     }
 }
 
-fn stack_settings(config: &Config) -> StackSettings {
-    let stack = &config.stack;
-    let secs = std::time::Duration::from_secs;
-    StackSettings {
-        docker_socket: stack.docker_socket.display().to_string(),
-        project: stack.project.clone(),
-        start_order: stack.start_order.clone(),
-        start_timeout: secs(stack.start_timeout_secs),
-        stop: StopSettings {
-            timeouts: stack
-                .stop_timeouts
-                .iter()
-                .map(|(service, t)| (service.clone(), secs(*t)))
-                .collect(),
-            signals: stack.stop_signals.clone(),
-            default_timeout: secs(stack.default_stop_timeout_secs),
-        },
-        posture: PosturePolicy {
-            allowed_publish_addresses: stack.allowed_publish_addresses.clone(),
-            allowed_capabilities: stack.allowed_capabilities.clone(),
-            data_path: config.storage.mountpoint.clone(),
-            docker_socket: stack.docker_socket.clone(),
-            fix_restart_policy: stack.fix_restart_policy,
-        },
-        gate_blocks: stack.posture_gate == vault_config::PostureGate::Block,
-        database_services: stack.database_services.clone(),
-    }
-}
-
-fn host_posture(config: &Config) -> HostPosture {
-    HostPosture {
-        policy: vault_hostcheck::HostPolicy {
-            wireguard_interface: config.host.wireguard_interface.clone(),
-            wireguard_port: config.host.wireguard_port,
-            allowed_listeners: config.host.allowed_listeners.clone(),
-        },
-        gate_blocks: config.host.gate == vault_config::PostureGate::Block,
-        upload_location: config
-            .immich
-            .upload_location
-            .clone()
-            .unwrap_or_else(|| config.storage.mountpoint.clone()),
-    }
-}
-
 fn resolve_access(config: &Config) -> AccessPolicy {
     let (policy, missing) =
         AccessPolicy::resolve(&config.access.admin_group, &config.access.reader_group);
@@ -262,36 +202,7 @@ async fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
     nix::sys::prctl::set_dumpable(false).context("cannot mark the daemon non-dumpable")?;
 
     let access = Arc::new(RwLock::new(resolve_access(&config)));
-    let storage = &config.storage;
-    let host = Arc::new(RealHost::new(
-        StorageSettings {
-            device: storage.device.clone(),
-            mapping_name: storage.mapping_name.clone(),
-            mountpoint: storage.mountpoint.clone(),
-            filesystem: storage.filesystem.clone(),
-            mount_options: storage.mount_options.clone(),
-            fsck: match storage.fsck {
-                vault_config::Fsck::None => FsckPolicy::None,
-                vault_config::Fsck::Report => FsckPolicy::Report,
-                vault_config::Fsck::Repair => FsckPolicy::Repair,
-            },
-            allow_discards: storage.allow_discards,
-            mount_by_systemd: mount_by_systemd(storage.mount_by),
-        },
-        stack_settings(&config),
-    ));
-    let host = match &config.immich.api_key_file {
-        Some(key_file) => Arc::new(Arc::unwrap_or_clone(host).with_immich(ImmichSettings {
-            url: config.immich.url.clone(),
-            api_key_file: key_file.clone(),
-            request_timeout: std::time::Duration::from_millis(config.immich.request_timeout_ms),
-            ping_timeout: std::time::Duration::from_secs(config.immich.ping_timeout_secs),
-            poll_interval: std::time::Duration::from_millis(config.immich.poll_interval_ms),
-            state_dir: config.daemon.state_dir.clone(),
-        })),
-        None => host,
-    };
-    let host = Arc::new(Arc::unwrap_or_clone(host).with_host_posture(host_posture(&config)));
+    let host = Arc::new(RealHost::from_config(&config));
     let throttle = Arc::new(Mutex::new(Throttle::load(
         &config.daemon.state_dir,
         config.unlock.backoff_initial_secs,
