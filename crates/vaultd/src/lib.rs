@@ -1,6 +1,13 @@
 //! The vaultd daemon.
 //!
 //! Module map:
+//! - [`daemon`]: the wiring, generic over the host: the supervisor, the control socket's gRPC
+//!   server and the event sources, all stopped (a cancellation token, a task tracker) once the
+//!   supervisor ends. The binary (`main.rs`) only parses, sets up [`logging`], builds the real
+//!   host and calls [`daemon::run`].
+//! - [`sources`]: one task per event source (signals, the config file, the mount table,
+//!   Docker's events, power, logind, Immich's health), each only turning what it sees into a
+//!   message for the supervisor.
 //! - [`supervisor`]: the one task that owns the core's state machine. Every input is an event
 //!   on its queue; it executes the core's actions through the [`host::Host`] port and feeds the
 //!   results back as events. It publishes status on a watch channel, so a status call never
@@ -22,12 +29,15 @@
 
 pub mod access;
 pub mod audit;
+pub mod daemon;
 pub mod host;
+pub mod logging;
 pub mod notify;
 pub mod origin;
 pub mod peer;
 pub mod secret;
 pub mod service;
 pub mod socket;
+pub mod sources;
 pub mod supervisor;
 pub mod throttle;
