@@ -3,12 +3,15 @@
 //! The file is parsed with `toml_edit`, which keeps every key's position, and walked against
 //! [`SCHEMA`], so that an unknown key, a wrong type or an out-of-range value is reported with
 //! the file, the line and the dotted key. [`SCHEMA`] is the one list of keys: docs/config.md is
-//! checked against it by a test.
+//! checked against it by a test, and [`man_page`] renders vaultd.toml(5) from it.
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use toml_edit::{Document, Item, Key, TableLike, Value};
+
+mod man;
+pub use man::man_page;
 
 /// Where vaultd looks for its configuration unless told otherwise (`--config`).
 pub const DEFAULT_PATH: &str = "/etc/vaultd/vaultd.toml";

@@ -106,19 +106,19 @@ impl PowerSources {
                 }
                 self.upower = Presence::Absent;
                 self.upower_why = Some(why);
-                self.from_kernel()
+                self.kernel_stands_in()
             }
             SourceUpdate::Kernel(reading) => {
                 self.kernel = Some(Ok(reading));
                 match self.upower {
-                    Presence::Absent => self.from_kernel(),
+                    Presence::Absent => self.kernel_stands_in(),
                     Presence::Live | Presence::Unknown => SourceChange::default(),
                 }
             }
             SourceUpdate::KernelGone(why) => {
                 self.kernel = Some(Err(why));
                 match self.upower {
-                    Presence::Absent => self.from_kernel(),
+                    Presence::Absent => self.kernel_stands_in(),
                     Presence::Live | Presence::Unknown => SourceChange::default(),
                 }
             }
@@ -126,7 +126,7 @@ impl PowerSources {
     }
 
     /// UPower is absent: the kernel's class stands in, if it can.
-    fn from_kernel(&mut self) -> SourceChange {
+    fn kernel_stands_in(&mut self) -> SourceChange {
         let upower_why = self
             .upower_why
             .clone()
@@ -243,7 +243,9 @@ mod tests {
     fn no_source_at_all_keeps_the_last_reading_and_says_why() {
         let mut s = PowerSources::default();
         s.update(SourceUpdate::UPower(reading(55.0)));
-        s.update(SourceUpdate::KernelGone("no battery in the kernel's class".into()));
+        s.update(SourceUpdate::KernelGone(
+            "no battery in the kernel's class".into(),
+        ));
         let change = s.update(SourceUpdate::UPowerGone("the bus is gone".into()));
         assert_eq!(change.reading, None, "a vanished source is never a reading");
         assert!(matches!(change.alarm, Some(SourceAlarm::Gone(m)) if m.contains("cannot be seen")));

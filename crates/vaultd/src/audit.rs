@@ -1,7 +1,7 @@
 //! Audit records: one structured event per control call, transition and alarm, with a stable
 //! MESSAGE_ID per kind (listed in docs/security.md) so `journalctl MESSAGE_ID=…` finds them.
 //! tracing-journald sends each field of the event as a journal field, upper-cased and without a
-//! prefix (main.rs turns its default `F_` off), so `message_id` is journald's own `MESSAGE_ID`.
+//! prefix (logging.rs turns its default `F_` off), so `message_id` is journald's own `MESSAGE_ID`.
 
 /// Stable MESSAGE_IDs. Never change one: operators' journal queries depend on them.
 pub mod message_id {

@@ -1,12 +1,21 @@
 //! The vaultd daemon.
 //!
 //! Module map:
+//! - [`daemon`]: the wiring, generic over the host: the supervisor, the control socket's gRPC
+//!   server and the event sources, all stopped (a cancellation token, a task tracker) once the
+//!   supervisor ends. The binary (`main.rs`) only parses, sets up [`logging`], builds the real
+//!   host and calls [`daemon::run`].
+//! - [`sources`]: one task per event source (signals, the config file, the mount table,
+//!   Docker's events, power, logind, Immich's health), each only turning what it sees into a
+//!   message for the supervisor.
 //! - [`supervisor`]: the one task that owns the core's state machine. Every input is an event
 //!   on its queue; it executes the core's actions through the [`host::Host`] port and feeds the
 //!   results back as events. It publishes status on a watch channel, so a status call never
 //!   waits on a drain.
-//! - [`host`]: the adapters' port, and the real host (observation of the mapping and mount via
-//!   sysfs and mountinfo; the steps land with their adapters).
+//! - [`host`]: the adapters' port ([`host::Host`], and [`host::ImmichHealth`] for the Immich
+//!   health source), and the real host ([`host::RealHost`]), one module per port: storage
+//!   (mapping, mount, LUKS, fsck, systemd mounts), stack (Docker), immich (its queues), posture
+//!   (the findings of `check`) and poweroff (logind).
 //! - [`service`]: the gRPC control API (tonic). It parses, authorises, and hands commands to
 //!   the supervisor; it decides nothing itself.
 //! - [`peer`] and [`access`]: the caller's kernel credentials (SO_PEERCRED, SO_PEERGROUPS) and
@@ -20,12 +29,15 @@
 
 pub mod access;
 pub mod audit;
+pub mod daemon;
 pub mod host;
+pub mod logging;
 pub mod notify;
 pub mod origin;
 pub mod peer;
 pub mod secret;
 pub mod service;
 pub mod socket;
+pub mod sources;
 pub mod supervisor;
 pub mod throttle;

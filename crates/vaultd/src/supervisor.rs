@@ -50,8 +50,6 @@ pub enum Msg {
     Observed(Observed),
     /// An emergency stop ended (or failed); what was seen after it.
     EmergencyStopped(Observed),
-    /// What the power source says, or that it is gone.
-    Power(PowerSeen),
     /// What was done about the battery's charge cap at start.
     BatteryCare(String),
     /// New settings after a config reload.
@@ -100,8 +98,6 @@ impl PowerSeen {
     };
 }
 
-const POWER_GONE: &str = "power-source-gone";
-
 /// What watchers receive.
 #[derive(Debug, Clone)]
 pub enum Broadcast {
@@ -136,14 +132,9 @@ pub struct Supervisor<H: Host> {
     status_tx: watch::Sender<Arc<Snapshot>>,
     broadcast: broadcast::Sender<Broadcast>,
     observed: Option<Observed>,
-    /// The power source's alarm (the core keeps every other one).
-    power_alarm: Option<String>,
-    /// UPower was the power source and left; the kernel's class stands in.
-    upower_left: bool,
     threshold_percent: u8,
     /// The longest a drain may take (at start): what a SIGTERM drain asks systemd to wait for.
     max_drain_ms: u64,
-    power: PowerSeen,
     battery_care: String,
     started: Instant,
     started_unix: i64,
@@ -210,11 +201,8 @@ impl<H: Host> Supervisor<H> {
             status_tx,
             broadcast,
             observed: None,
-            power_alarm: None,
-            upower_left: false,
             threshold_percent: policy.threshold_percent,
             max_drain_ms: policy.max_drain.0,
-            power: PowerSeen::NONE,
             battery_care: String::new(),
             started: Instant::now(),
             started_unix,
@@ -362,49 +350,6 @@ impl<H: Host> Supervisor<H> {
                 self.battery_care = care;
                 Vec::new()
             }
-            Msg::Power(seen) => {
-                let actions = match (&seen.gone, seen.reading) {
-                    (Some(why), _) => {
-                        if self.power.gone.as_ref() != Some(why) {
-                            let message = format!(
-                                "{why}: a power loss cannot be seen; the last reading stands"
-                            );
-                            self.power_gone(message);
-                        }
-                        Vec::new()
-                    }
-                    (None, Some(reading)) => {
-                        // UPower leaving while it was the source is an alarm even though the
-                        // kernel's power_supply class takes over at once: its readings are
-                        // coarser (no UPower time-to-empty), and upowerd should not die.
-                        // (Also when the kernel comes back after a gap while UPower is still
-                        // away: that gap replaced the alarm's message, not its cause.)
-                        let upower_away = seen.source == "kernel"
-                            && (self.power.source == "upower"
-                                || (self.power.source == "none" && self.upower_left));
-                        if seen.source == "upower" {
-                            self.upower_left = false;
-                        }
-                        if upower_away {
-                            self.upower_left = true;
-                            let message = "UPower left the system bus: the kernel's power_supply \
-                                           class takes over"
-                                .to_owned();
-                            self.power_gone(message);
-                        } else if (seen.source == "upower" || self.power.source == "none")
-                            && self.power_alarm.take().is_some()
-                        {
-                            audit::alarm("power-source-back", "the power source answers again");
-                        }
-                        self.core.handle(now, Event::Power(reading))
-                    }
-                    (None, None) => Vec::new(),
-                };
-                // While gone, status keeps showing the last reading, marked as such.
-                let reading = seen.reading.or(self.power.reading);
-                self.power = PowerSeen { reading, ..seen };
-                actions
-            }
             Msg::Observed(observed) => {
                 let core = observed.core;
                 self.observed = Some(observed);
@@ -549,18 +494,6 @@ impl<H: Host> Supervisor<H> {
         });
     }
 
-    /// The power source alarm: audited, active in status until the source is back, and sent to
-    /// watchers.
-    fn power_gone(&mut self, message: String) {
-        audit::alarm(POWER_GONE, &message);
-        self.power_alarm = Some(message.clone());
-        let _ = self.broadcast.send(Broadcast::Alarm {
-            kind: POWER_GONE,
-            message,
-            at_unix: unix_now(),
-        });
-    }
-
     /// Tell an alarm the core raised or cleared (it keeps the list): audit and watchers.
     fn alarm(&mut self, kind: AlarmKind, message: String) {
         let name = kind.name();
@@ -572,13 +505,19 @@ impl<H: Host> Supervisor<H> {
         });
     }
 
-    /// The one list status shows: the core's, and the power source's.
+    /// The one list status shows: the core's.
     fn active_alarms(&self) -> BTreeMap<&'static str, String> {
-        let mut alarms = self.core.active_alarms().clone();
-        if let Some(message) = &self.power_alarm {
-            alarms.insert(POWER_GONE, message.clone());
+        self.core.active_alarms().clone()
+    }
+
+    /// The power source as status shows it, from the core's choice.
+    fn power_seen(&self) -> PowerSeen {
+        let (source, reading, gone) = self.core.power_source();
+        PowerSeen {
+            source: source.name(),
+            reading,
+            gone: gone.map(str::to_owned),
         }
-        alarms
     }
 
     fn status_line(&self) -> String {
@@ -597,7 +536,7 @@ impl<H: Host> Supervisor<H> {
             active_alarms: self.active_alarms(),
             power_critical: self.core.power_critical(),
             threshold_percent: self.threshold_percent,
-            power: self.power.clone(),
+            power: self.power_seen(),
             battery_care: self.battery_care.clone(),
             drain_deadline_unix: self.core.drain_deadline().map(|d| self.unix_at(d)),
             power_note: self.core.power_note().map(str::to_owned),

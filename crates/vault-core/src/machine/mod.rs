@@ -182,9 +182,7 @@ pub enum Event {
     Terminate,
     /// logind: the host is about to shut down or sleep. Drain to LOCKED (the delay inhibitor
     /// holds it off meanwhile); the daemon stays.
-    HostGoingDown {
-        sleep: bool,
-    },
+    HostGoingDown { sleep: bool },
     /// A reloaded config was refused (the message names file, line and key); the old one
     /// stays in force.
     ConfigRejected(String),

@@ -1,0 +1,198 @@
+//! The findings of `check` on the real host: the data path (and Immich's markers on it), the
+//! stack's order and posture, Immich, and the host's posture (listeners, firewall, WireGuard).
+
+use std::time::Duration;
+
+use vault_core::observation::MountSeen;
+use vault_docker::posture::Severity;
+
+use super::{CheckFinding, DATABASE_STOP_FLOOR, RealHost};
+
+/// The folders Immich keeps under UPLOAD_LOCATION, each with a `.immich` marker it checks at
+/// start (a missing marker means the path does not hold what Immich wrote).
+const IMMICH_FOLDERS: [&str; 6] = [
+    "library",
+    "upload",
+    "thumbs",
+    "encoded-video",
+    "profile",
+    "backups",
+];
+
+/// The most the host posture check may take (it runs nft, ip and wg).
+const HOST_CHECK_LIMIT: Duration = Duration::from_secs(10);
+
+impl RealHost {
+    /// The host's findings (blocking reads of procfs, nft, ip, wg: on a blocking thread).
+    pub(super) async fn host_findings(&self) -> Vec<CheckFinding> {
+        let Some(posture) = self.host_posture.clone() else {
+            return Vec::new();
+        };
+        // nft, ip and wg are run as commands: one that hangs must not hang a start.
+        let checked = tokio::task::spawn_blocking(move || {
+            vault_hostcheck::check(&posture.policy)
+                .into_iter()
+                .map(|f| CheckFinding {
+                    severity: match f.level {
+                        vault_hostcheck::Level::Info => Severity::Info,
+                        vault_hostcheck::Level::Warning => Severity::Warning,
+                        vault_hostcheck::Level::Error => Severity::Error,
+                    },
+                    area: f.area.to_owned(),
+                    finding: f.what,
+                    fix: f.fix,
+                })
+                .collect()
+        });
+        match tokio::time::timeout(HOST_CHECK_LIMIT, checked).await {
+            Ok(Ok(findings)) => findings,
+            Ok(Err(e)) => vec![CheckFinding {
+                severity: Severity::Error,
+                area: "host".into(),
+                finding: format!("the host check failed: {e}"),
+                fix: String::new(),
+            }],
+            Err(_) => vec![CheckFinding {
+                severity: Severity::Error,
+                area: "host".into(),
+                finding: format!(
+                    "the host check (nft, ip, wg) did not finish within {} s",
+                    HOST_CHECK_LIMIT.as_secs()
+                ),
+                fix: "see whether `nft -j list ruleset` or `wg show` hangs".into(),
+            }],
+        }
+    }
+
+    /// With the volume mounted: Immich's folders under UPLOAD_LOCATION carry their markers.
+    fn marker_findings(&self) -> Vec<CheckFinding> {
+        let Some(posture) = &self.host_posture else {
+            return Vec::new();
+        };
+        let missing: Vec<&str> = IMMICH_FOLDERS
+            .iter()
+            .filter(|d| !posture.upload_location.join(d).join(".immich").exists())
+            .copied()
+            .collect();
+        if missing.is_empty() {
+            return Vec::new();
+        }
+        vec![CheckFinding {
+            severity: Severity::Warning,
+            area: "data path".into(),
+            finding: format!(
+                "no .immich marker in {} under {}: Immich has not written there, or UPLOAD_LOCATION is elsewhere",
+                missing.join(", "),
+                posture.upload_location.display()
+            ),
+            fix: "set immich.upload_location to the compose file's UPLOAD_LOCATION (Immich writes the markers on its first start)".into(),
+        }]
+    }
+
+    /// `vaultctl check`: the data path and the containers' posture.
+    pub async fn check_findings(&self) -> Vec<CheckFinding> {
+        let mut findings = Vec::new();
+        let observed = {
+            let host = self.clone();
+            tokio::task::spawn_blocking(move || host.observe_now())
+                .await
+                .ok()
+        };
+        match observed.as_ref().map(|o| o.core.mount) {
+            Some(MountSeen::FromMapping) => findings.extend(self.marker_findings()),
+            Some(MountSeen::NotMounted) => findings.push(CheckFinding {
+                severity: Severity::Info,
+                area: "data path".into(),
+                finding: format!(
+                    "{} is not mounted: the vault is locked, and the directory is on the root disk",
+                    self.mountpoint.display()
+                ),
+                fix: "`vaultctl unlock` mounts the encrypted volume there".into(),
+            }),
+            Some(MountSeen::FromOther) => findings.push(CheckFinding {
+                severity: Severity::Error,
+                area: "data path".into(),
+                finding: format!(
+                    "another device is mounted on {}: {}",
+                    self.mountpoint.display(),
+                    observed
+                        .as_ref()
+                        .map(|o| o.mount.as_str())
+                        .unwrap_or_default()
+                ),
+                fix: "unmount it; only the unlocked volume belongs there".into(),
+            }),
+            Some(MountSeen::Unknown) | None => findings.push(CheckFinding {
+                severity: Severity::Error,
+                area: "data path".into(),
+                finding: "what is mounted on the data path cannot be seen".into(),
+                fix: "see `vaultctl status` for why".into(),
+            }),
+        }
+        let containers = match self.connection().await {
+            Ok(stack) => stack.containers().await,
+            Err(e) => Err(e),
+        };
+        match containers {
+            Ok(containers) => {
+                if let Err(e) = vault_docker::plan::plan(
+                    &self.stack.project,
+                    &containers,
+                    &self.stack.start_order,
+                ) {
+                    findings.push(CheckFinding {
+                        severity: Severity::Error,
+                        area: "stack".into(),
+                        finding: e.to_string(),
+                        fix: "fix the compose project; vaultd cannot start it in order".into(),
+                    });
+                }
+                for c in containers
+                    .iter()
+                    .filter(|c| self.stack.database_services.contains(&c.service))
+                {
+                    let timeout = self.stack.stop.timeout_for(c);
+                    if timeout < DATABASE_STOP_FLOOR {
+                        findings.push(CheckFinding {
+                            severity: Severity::Warning,
+                            area: format!("container {}", c.name),
+                            finding: format!(
+                                "the database service {} gets {} s to stop, under {} s: a SIGKILL mid-shutdown can leave Postgres needing recovery",
+                                c.service,
+                                timeout.as_secs(),
+                                DATABASE_STOP_FLOOR.as_secs()
+                            ),
+                            fix: format!(
+                                "set stack.stop_timeouts = {{ {} = 120 }} (or stop_grace_period in the compose file)",
+                                c.service
+                            ),
+                        });
+                    }
+                }
+                for f in containers
+                    .iter()
+                    .flat_map(|c| vault_docker::posture::judge(c, &self.stack.posture))
+                {
+                    findings.push(CheckFinding {
+                        severity: f.severity,
+                        area: format!("container {}", f.container),
+                        finding: f.what,
+                        fix: f.fix,
+                    });
+                }
+            }
+            Err(e) => {
+                self.disconnect().await;
+                findings.push(CheckFinding {
+                    severity: Severity::Error,
+                    area: "stack".into(),
+                    finding: e.to_string(),
+                    fix: "start Docker (systemctl start docker) or fix stack.docker_socket".into(),
+                });
+            }
+        }
+        findings.extend(self.check_immich().await);
+        findings.extend(self.host_findings().await);
+        findings
+    }
+}

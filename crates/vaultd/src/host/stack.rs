@@ -1,0 +1,252 @@
+//! The stack port of the real host: the connection to Docker, the ordered start (after the
+//! bind-mount, posture and host-posture gates) and stop of the compose project, the emergency
+//! stop, and which containers write off the volume.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use vault_core::StopScope;
+use vault_docker::posture::Severity;
+use vault_docker::{ContainerInfo, DockerError, ListedContainer, Stack};
+
+use super::{RealHost, StepFailure};
+
+/// How long a Docker query (list, inspect) may take before the stack counts as unobservable.
+/// Generous: an engine on a loaded old laptop can take seconds to answer while it starts
+/// containers; a start or stop has its own, longer bounds.
+const DOCKER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The grace each container gets in an emergency stop.
+const EMERGENCY_GRACE: Duration = Duration::from_secs(10);
+
+impl RealHost {
+    /// The connection to Docker, made if there is none.
+    pub(super) async fn connection(&self) -> Result<Stack, DockerError> {
+        let mut guard = self.docker.lock().await;
+        if let Some(stack) = guard.as_ref() {
+            return Ok(stack.clone());
+        }
+        let stack = Stack::connect(
+            &self.stack.docker_socket,
+            &self.stack.project,
+            DOCKER_TIMEOUT,
+        )
+        .await?;
+        *guard = Some(stack.clone());
+        Ok(stack)
+    }
+
+    /// Forget the connection after an error: the engine may have restarted.
+    pub(super) async fn disconnect(&self) {
+        *self.docker.lock().await = None;
+    }
+
+    /// The project's containers, or why they cannot be seen.
+    pub(super) async fn observe_stack(&self) -> Result<Vec<ListedContainer>, DockerError> {
+        let result = match self.connection().await {
+            Ok(stack) => stack.list().await,
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            self.disconnect().await;
+        }
+        result
+    }
+
+    /// The running containers that write through a bind mount off the volume. A source is on
+    /// the volume when its device is the mapping's; sockets and device nodes are not data.
+    pub(super) fn misplaced(
+        listed: &[ListedContainer],
+        mapping_dev: Option<(u32, u32)>,
+    ) -> Vec<&ListedContainer> {
+        listed
+            .iter()
+            .filter(|c| c.may_write())
+            .filter(|c| {
+                c.mounts
+                    .iter()
+                    .filter(|m| m.kind == "bind" && m.writable)
+                    .any(|m| !on_volume(&m.source, mapping_dev))
+            })
+            .collect()
+    }
+
+    /// Bind sources of any container of the project (running or not) that are off the volume:
+    /// checked before every start.
+    fn off_volume(containers: &[ContainerInfo], mapping_dev: Option<(u32, u32)>) -> Vec<String> {
+        containers
+            .iter()
+            .flat_map(|c| {
+                c.writable_binds()
+                    .filter(|m| !on_volume(&m.source, mapping_dev))
+                    .map(|m| format!("{} ({})", m.source.display(), c.name))
+            })
+            .collect()
+    }
+
+    /// The start: bind sources on the volume, the posture gate, restart policies, then the
+    /// ordered start.
+    pub(super) async fn start_stack(&self) -> Result<(), StepFailure> {
+        let failed = |e: DockerError| StepFailure::new(e.to_string());
+        let stack = self.connection().await.map_err(failed)?;
+        let containers = stack.containers().await.map_err(failed)?;
+        let plan =
+            vault_docker::plan::plan(&self.stack.project, &containers, &self.stack.start_order)
+                .map_err(|e| StepFailure::new(e.to_string()))?;
+        let mapping_dev = vault_storage::observe_mapping(&self.sysfs, &self.mapping_name)
+            .ok()
+            .and_then(|m| m.dm_device);
+        let off = Self::off_volume(&containers, mapping_dev);
+        if !off.is_empty() {
+            return Err(StepFailure::new(format!(
+                "not starting: these bind-mount sources are not on the mounted volume {}: {}",
+                self.mountpoint.display(),
+                off.join(", ")
+            )));
+        }
+        let findings: Vec<_> = containers
+            .iter()
+            .flat_map(|c| vault_docker::posture::judge(c, &self.stack.posture))
+            .collect();
+        let errors: Vec<String> = findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .map(|f| format!("{}: {}", f.container, f.what))
+            .collect();
+        if !errors.is_empty() {
+            let said = errors.join("; ");
+            if self.stack.gate_blocks {
+                return Err(StepFailure::new(format!(
+                    "the posture gate blocks the start (see `vaultctl check`): {said}"
+                )));
+            }
+            tracing::warn!("posture findings (the gate is set to warn): {said}");
+        }
+        let host_errors: Vec<String> = self
+            .host_findings()
+            .await
+            .into_iter()
+            .filter(|f| f.severity == Severity::Error)
+            .map(|f| format!("{}: {}", f.area, f.finding))
+            .collect();
+        if !host_errors.is_empty() {
+            let said = host_errors.join("; ");
+            if self.host_posture.as_ref().is_some_and(|p| p.gate_blocks) {
+                return Err(StepFailure::new(format!(
+                    "the host posture gate blocks the start (see `vaultctl check`): {said}"
+                )));
+            }
+            tracing::warn!("host posture findings (host.gate is set to warn): {said}");
+        }
+        if self.stack.posture.fix_restart_policy {
+            for c in containers
+                .iter()
+                .filter(|c| matches!(c.restart_policy.as_str(), "always" | "unless-stopped"))
+            {
+                stack.disable_restart(&c.id).await.map_err(failed)?;
+                tracing::info!("restart policy of {} set to \"no\"", c.name);
+            }
+        }
+        let started = stack
+            .start_ordered(&plan, &containers, self.stack.start_timeout)
+            .await
+            .map_err(failed)?;
+        tracing::info!(
+            "stack {} started in {} levels: {}",
+            self.stack.project,
+            plan.levels.len(),
+            started.join(", ")
+        );
+        Ok(())
+    }
+
+    /// The ordered stop, within the drain's deadline.
+    pub(super) async fn stop_stack(&self, deadline: Option<Instant>) -> Result<(), StepFailure> {
+        let failed = |e: DockerError| StepFailure::new(e.to_string());
+        let stack = self.connection().await.map_err(failed)?;
+        let containers = stack.containers().await.map_err(failed)?;
+        if !containers.iter().any(ContainerInfo::may_write) {
+            return Ok(());
+        }
+        // A plan that cannot be made (a cycle, a missing dependency) must not keep the stack
+        // up: stop everything as one level.
+        let plan =
+            vault_docker::plan::plan(&self.stack.project, &containers, &self.stack.start_order)
+                .unwrap_or_else(|error| {
+                    tracing::warn!(%error, "no stop order; stopping all containers together");
+                    vault_docker::Plan {
+                        levels: vec![containers.iter().map(|c| c.service.clone()).collect()],
+                        waits: Default::default(),
+                        source: vault_docker::OrderSource::None,
+                    }
+                });
+        let deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(300));
+        let stopped = stack
+            .stop_ordered(&plan, &containers, &self.stack.stop, deadline)
+            .await
+            .map_err(failed)?;
+        for s in &stopped {
+            tracing::info!(
+                "stopped {} with {} in {:.1} s (timeout {} s){}",
+                s.name,
+                s.signal,
+                s.took.as_secs_f64(),
+                s.timeout.as_secs(),
+                if s.killed {
+                    ", killed at the timeout"
+                } else {
+                    ""
+                }
+            );
+        }
+        Ok(())
+    }
+
+    /// Stop containers of the project now (the fail-closed rule).
+    pub(super) async fn emergency_stop_now(&self, scope: StopScope) -> Result<(), String> {
+        let stack = self.connection().await.map_err(|e| e.to_string())?;
+        let result = match scope {
+            StopScope::All => stack.stop_all(EMERGENCY_GRACE).await,
+            StopScope::Misplaced => {
+                let listed = stack.list().await.map_err(|e| e.to_string())?;
+                let mapping_dev = vault_storage::observe_mapping(&self.sysfs, &self.mapping_name)
+                    .ok()
+                    .filter(|m| m.active)
+                    .and_then(|m| m.dm_device);
+                let ids: Vec<String> = Self::misplaced(&listed, mapping_dev)
+                    .into_iter()
+                    .map(|c| c.id.clone())
+                    .collect();
+                stack.stop_now(&ids, EMERGENCY_GRACE).await
+            }
+        };
+        match result {
+            Ok(stopped) => {
+                tracing::warn!(
+                    "emergency stop in {}: {} container(s)",
+                    self.stack.project,
+                    stopped.len()
+                );
+                Ok(())
+            }
+            Err(e) => {
+                self.disconnect().await;
+                Err(e.to_string())
+            }
+        }
+    }
+}
+
+/// Whether `source` is on the mapping's filesystem (its device is the mapping's). Sockets and
+/// device nodes are not data and count as on it; a source that cannot be looked at does not.
+fn on_volume(source: &Path, mapping_dev: Option<(u32, u32)>) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(meta) = std::fs::metadata(source) else {
+        return false;
+    };
+    let t = meta.file_type();
+    if t.is_socket() || t.is_char_device() || t.is_block_device() || t.is_fifo() {
+        return true;
+    }
+    let dev = (libc::major(meta.dev()), libc::minor(meta.dev()));
+    mapping_dev == Some(dev)
+}

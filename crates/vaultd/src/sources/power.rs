@@ -1,0 +1,125 @@
+//! The power sources: UPower on the system bus and the kernel's power_supply class, each
+//! followed on its own and turned into a [`SourceUpdate`]; the core decides which one counts
+//! (UPower, the kernel only while UPower is absent) and what a vanished one means. Also the
+//! battery's charge cap (battery care), set once at start.
+
+use vault_core::Event;
+use vault_core::power_source::SourceUpdate;
+use vault_power::kernel::{self, KernelReading};
+use vault_power::{PowerUpdate, UPowerReading, state};
+
+use crate::supervisor::Msg;
+
+use super::{Backoff, Tasks, latest_feed};
+
+/// UPower's DisplayDevice as a reading.
+fn from_upower(r: &UPowerReading) -> vault_core::PowerReading {
+    vault_core::PowerReading {
+        on_battery: r.on_battery,
+        // Without a battery, the DisplayDevice's percentage means nothing.
+        percent: r.is_present.then_some(r.percentage),
+        // 0 is UPower's "unknown"; an estimate only means something while discharging.
+        time_to_empty_secs: (r.time_to_empty > 0
+            && matches!(r.state, state::DISCHARGING | state::EMPTY))
+        .then(|| u64::try_from(r.time_to_empty).unwrap_or(0)),
+    }
+}
+
+/// The kernel's class as a reading, or why there is none.
+fn from_kernel(reading: std::io::Result<KernelReading>) -> SourceUpdate {
+    match reading {
+        Ok(r) if !r.is_empty() => SourceUpdate::Kernel(vault_core::PowerReading {
+            on_battery: r.on_battery(),
+            percent: r.battery.as_ref().and_then(|b| b.capacity),
+            time_to_empty_secs: r.battery.as_ref().and_then(|b| b.time_to_empty_secs),
+        }),
+        Ok(_) => SourceUpdate::KernelGone("the kernel reports no battery or line power".into()),
+        Err(e) => SourceUpdate::KernelGone(format!("{}: {e}", kernel::POWER_SUPPLY_CLASS)),
+    }
+}
+
+fn to_msg(update: SourceUpdate) -> Msg {
+    Msg::Event(Event::PowerSource(update))
+}
+
+/// Follow both sources and hand what they see to the supervisor. Each has its own latest-value
+/// feed: a burst of one source's updates coalesces, but never swallows the other's.
+pub fn spawn(tasks: &Tasks, tx: tokio::sync::mpsc::Sender<Msg>, charge_end_threshold: Option<u32>) {
+    let class = std::path::PathBuf::from(kernel::POWER_SUPPLY_CLASS);
+    // Battery care, once at start: the cap where configured, and what the battery says.
+    let care = match kernel::read(&class).ok().and_then(|r| r.battery) {
+        None => "no battery in /sys/class/power_supply".to_owned(),
+        Some(battery) => match charge_end_threshold {
+            Some(percent) => match kernel::set_charge_end_threshold(&battery, percent) {
+                Ok(true) => format!("charge cap set to {percent} % on {}", battery.name),
+                Ok(false) => format!(
+                    "{} has no charge_control_end_threshold: the {percent} % cap cannot be set",
+                    battery.name
+                ),
+                Err(e) => format!(
+                    "cannot set the {percent} % charge cap on {}: {e}",
+                    battery.name
+                ),
+            },
+            None => match battery.charge_end_threshold {
+                Some(cap) => format!(
+                    "charge cap {cap} % on {} (not managed by vaultd)",
+                    battery.name
+                ),
+                None => format!("{} has no charge cap", battery.name),
+            },
+        },
+    };
+    tracing::info!("battery care: {care}");
+    let _ = tx.try_send(Msg::BatteryCare(care));
+
+    let kernel_feed = latest_feed(tasks, tx.clone(), to_msg);
+    let started = std::thread::Builder::new()
+        .name("power-supply".into())
+        .spawn(move || {
+            let ended = kernel::follow_blocking(&class, |reading| {
+                kernel_feed.send_replace(Some(from_kernel(reading)));
+                !kernel_feed.is_closed()
+            });
+            if let Err(error) = ended {
+                tracing::warn!(%error, "cannot follow the kernel's power_supply class");
+                kernel_feed.send_replace(Some(SourceUpdate::KernelGone(format!(
+                    "cannot follow {}: {error}",
+                    kernel::POWER_SUPPLY_CLASS
+                ))));
+            }
+        });
+    if let Err(error) = started {
+        tracing::warn!(%error, "cannot start the power_supply follower");
+    }
+    let upower_feed = latest_feed(tasks, tx.clone(), to_msg);
+    tasks.spawn(async move {
+        let mut backoff = Backoff::new();
+        loop {
+            let ended = match vault_power::system_bus().await {
+                Ok(conn) => {
+                    backoff.reset();
+                    let feed = upower_feed.clone();
+                    vault_power::follow(&conn, move |update| match update {
+                        PowerUpdate::Reading(r) => {
+                            tracing::debug!(?r, "upower");
+                            feed.send_replace(Some(SourceUpdate::UPower(from_upower(&r))));
+                        }
+                        PowerUpdate::SourceGone(why) => {
+                            feed.send_replace(Some(SourceUpdate::UPowerGone(why)));
+                        }
+                    })
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(error) = ended {
+                upower_feed.send_replace(Some(SourceUpdate::UPowerGone(error.to_string())));
+            }
+            if tx.is_closed() {
+                return;
+            }
+            backoff.sleep().await;
+        }
+    });
+}
