@@ -24,6 +24,8 @@
 //!   it is more open than configured.
 //! - [`audit`]: structured audit records (journald fields, stable MESSAGE_IDs).
 //! - [`notify`]: sd_notify (READY, STATUS, WATCHDOG, STOPPING).
+//! - [`sim`]: a simulated host ([`sim::FakeHost`]) that runs the whole daemon without root,
+//!   disks or Docker, with a [`sim::SimControl`] handle for tests (`vaultd --sim`).
 //! - [`secret`] and [`throttle`]: the passphrase while it is held, and the growing wait after
 //!   failed unlocks.
 
@@ -37,6 +39,7 @@ pub mod origin;
 pub mod peer;
 pub mod secret;
 pub mod service;
+pub mod sim;
 pub mod socket;
 pub mod sources;
 pub mod supervisor;
