@@ -85,7 +85,7 @@ fn a_wrong_passphrase_makes_the_next_unlock_wait_where_it_is_accepted() {
         &mut core,
         300,
         Step::OpenMapping,
-        Err(StepError::WrongPassphrase),
+        Err(StepError::WrongPassphrase("wrong passphrase".into())),
         LOCKED,
     );
     assert!(actions.contains(&Action::RecordUnlockFailures(1)));
@@ -120,7 +120,7 @@ fn unlocks_fired_continuously_get_one_passphrase_check_per_throttle_window() {
                 &mut core,
                 end,
                 Step::OpenMapping,
-                Err(StepError::WrongPassphrase),
+                Err(StepError::WrongPassphrase("wrong passphrase".into())),
                 LOCKED,
             );
         }

@@ -479,7 +479,7 @@ impl<H: Host> Supervisor<H> {
         let failures = self.core.unlock_failures();
         let said = match result {
             Ok(()) => "opened",
-            Err(StepError::WrongPassphrase) => "wrong-passphrase",
+            Err(StepError::WrongPassphrase(_)) => "wrong-passphrase",
             Err(_) => "failed",
         };
         audit::unlock_result(uid, pid, said, failures);
@@ -592,7 +592,7 @@ const STEP_GRACE: Duration = Duration::from_secs(10);
 
 fn step_error(failure: StepFailure) -> StepError {
     if failure.wrong_passphrase {
-        StepError::WrongPassphrase
+        StepError::WrongPassphrase(failure.message)
     } else {
         StepError::Failed(failure.message)
     }

@@ -141,7 +141,7 @@ impl Core {
                         actions.push(Action::RecordUnlockFailures(0));
                     }
                 }
-                Err(StepError::WrongPassphrase) => {
+                Err(StepError::WrongPassphrase(_)) => {
                     self.throttle.failed(now);
                     actions.push(Action::RecordUnlockFailures(self.throttle.failures()));
                 }

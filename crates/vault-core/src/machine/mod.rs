@@ -97,9 +97,10 @@ impl Step {
 /// Why a step failed, as far as the core's decisions go.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StepError {
-    /// The passphrase does not open the volume (counts towards the unlock throttle).
-    #[error("wrong passphrase")]
-    WrongPassphrase,
+    /// The passphrase does not open the volume (counts towards the unlock throttle); the
+    /// adapter's words.
+    #[error("{0}")]
+    WrongPassphrase(String),
     /// The step did not end by its deadline; the driver gave up on it.
     #[error("did not finish in time ({0})")]
     TimedOut(String),

@@ -17,13 +17,14 @@ use tonic::transport::{Channel, Endpoint};
 use vault_api::v1 as pb;
 use vault_api::v1::vault_client::VaultClient;
 use vault_api::v1::vault_server::VaultServer;
+use vault_core::throttle::ThrottlePolicy;
 use vault_core::{Millis, PowerPolicy};
 use vaultd::access::AccessPolicy;
 use vaultd::peer::PeerStream;
 use vaultd::service::VaultService;
 use vaultd::sim::{FakeHost, SimControl, SimSettings};
 use vaultd::supervisor::{Handle, Supervisor};
-use vaultd::throttle::Throttle;
+use vaultd::throttle::ThrottleRecord;
 
 /// The longest any condition is waited for. Everything here takes milliseconds; this is only
 /// there so a broken daemon fails the test instead of hanging it.
@@ -37,6 +38,7 @@ pub struct Options {
     pub settings: SimSettings,
     pub policy: PowerPolicy,
     pub power_off_after_drain: bool,
+    pub throttle: ThrottlePolicy,
     /// Set the world up before the daemon first looks at it.
     pub prepare: fn(&SimControl),
 }
@@ -48,9 +50,11 @@ impl Default for Options {
             policy: PowerPolicy {
                 // A power reading counts at once: the tests send the readings they mean.
                 on_battery_debounce: Millis(0),
+                low_hold: Millis(0),
                 ..PowerPolicy::default()
             },
             power_off_after_drain: true,
+            throttle: ThrottlePolicy::default(),
             prepare: |_| {},
         }
     }
@@ -77,12 +81,12 @@ impl Daemon {
         let host = Arc::new(FakeHost::new(options.settings));
         let control = host.control();
         (options.prepare)(&control);
-        let throttle = Arc::new(Mutex::new(Throttle::load(dir.path(), 1, 300)));
         let (supervisor, handle) = Supervisor::new(
             host.clone(),
             options.policy,
             options.power_off_after_drain,
-            throttle.clone(),
+            options.throttle,
+            ThrottleRecord::load(dir.path()),
         );
 
         // Root is always authorised; the caller's own group is the admin group, so the tests
@@ -96,7 +100,6 @@ impl Daemon {
             host: host.clone(),
             access: Arc::new(RwLock::new(access)),
             describe: Arc::new(host.describe()),
-            throttle,
         };
         let socket = dir.path().join("vaultd.sock");
         let listener = UnixListener::bind(&socket).expect("bind the control socket");

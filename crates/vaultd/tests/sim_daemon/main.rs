@@ -13,7 +13,7 @@ use vault_api::v1::VaultState;
 use vault_core::machine::Step;
 use vault_core::{Event, StopScope};
 use vaultd::sim::{Op, SimEvent, SimMount, StopHow};
-use vaultd::supervisor::{Msg, PowerSeen};
+use vaultd::supervisor::Msg;
 
 const ORDER: [&str; 4] = [
     "database",
@@ -303,11 +303,9 @@ async fn a_critical_battery_drains_to_locked_and_powers_off() {
     };
     d.handle
         .tx
-        .send(Msg::Power(PowerSeen {
-            source: "upower",
-            reading: Some(reading),
-            gone: None,
-        }))
+        .send(Msg::Event(vault_core::Event::PowerSource(
+            vault_core::power_source::SourceUpdate::UPower(reading),
+        )))
         .await
         .expect("the supervisor listens");
     let control = d.control.clone();
