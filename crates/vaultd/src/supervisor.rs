@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use vault_core::machine::{Step, StepError};
@@ -36,7 +38,7 @@ pub enum Msg {
         reply: oneshot::Sender<CommandOutcome>,
         /// Reality looked at just before the command is decided; `None` when it arrives, so
         /// the supervisor looks first (a mapping opened or closed by hand leaves no event).
-        observed: Option<Observed>,
+        observed: Option<Seen>,
     },
     Event(Event),
     /// Look at reality again (mountinfo changed, or a step's side effect).
@@ -45,11 +47,11 @@ pub enum Msg {
     StepDone {
         step: vault_core::machine::Step,
         result: Result<(), StepError>,
-        observed: Observed,
+        observed: Seen,
     },
-    Observed(Observed),
+    Observed(Seen),
     /// An emergency stop ended (or failed); what was seen after it.
-    EmergencyStopped(Observed),
+    EmergencyStopped(Seen),
     /// What was done about the battery's charge cap at start.
     BatteryCare(String),
     /// New settings after a config reload.
@@ -58,6 +60,25 @@ pub enum Msg {
         power_off_after_drain: bool,
         throttle: ThrottlePolicy,
     },
+}
+
+/// An observation and when it began, on the supervisor's count. Observations run in tasks of
+/// their own and arrive in the order they end, not the order they began: one that began before
+/// the last one applied is the past (a look taken while LOCKED, delivered after the unlock, would
+/// undo the unlock and stop the stack it started).
+#[derive(Debug)]
+pub struct Seen {
+    seq: u64,
+    observed: Observed,
+}
+
+/// Look at reality, stamped when the look began.
+async fn observe_in_order<H: Host>(host: &H, count: &AtomicU64) -> Seen {
+    let seq = count.fetch_add(1, Ordering::SeqCst) + 1;
+    Seen {
+        seq,
+        observed: host.observe().await,
+    }
 }
 
 /// Everything status and watch show. Published after every message.
@@ -132,6 +153,10 @@ pub struct Supervisor<H: Host> {
     status_tx: watch::Sender<Arc<Snapshot>>,
     broadcast: broadcast::Sender<Broadcast>,
     observed: Option<Observed>,
+    /// Observations begun (each stamped with the count when it began)…
+    observations: Arc<AtomicU64>,
+    /// …and the stamp of the newest one applied.
+    applied: u64,
     threshold_percent: u8,
     /// The longest a drain may take (at start): what a SIGTERM drain asks systemd to wait for.
     max_drain_ms: u64,
@@ -201,6 +226,8 @@ impl<H: Host> Supervisor<H> {
             status_tx,
             broadcast,
             observed: None,
+            observations: Arc::new(AtomicU64::new(0)),
+            applied: 0,
             threshold_percent: policy.threshold_percent,
             max_drain_ms: policy.max_drain.0,
             battery_care: String::new(),
@@ -230,8 +257,8 @@ impl<H: Host> Supervisor<H> {
     /// `on_ready` is called once, after the first reconciliation.
     pub async fn run(mut self, on_ready: impl FnOnce()) {
         // The first reconciliation: nothing is served as truth before reality was seen.
-        let observed = self.host.observe().await;
-        self.handle(Msg::Observed(observed));
+        let seen = observe_in_order(&*self.host, &self.observations).await;
+        self.handle(Msg::Observed(seen));
         self.publish();
         self.notifier
             .send(&format!("READY=1\nSTATUS={}", self.status_line()));
@@ -283,8 +310,9 @@ impl<H: Host> Supervisor<H> {
             } => {
                 let host = self.host.clone();
                 let tx = self.tx.clone();
+                let count = self.observations.clone();
                 tokio::spawn(async move {
-                    let observed = host.observe().await;
+                    let observed = observe_in_order(&*host, &count).await;
                     let _ = tx
                         .send(Msg::Command {
                             command,
@@ -302,11 +330,12 @@ impl<H: Host> Supervisor<H> {
                 caller,
                 secret,
                 reply,
-                observed: Some(observed),
+                observed: Some(seen),
             } => {
-                let core_observed = observed.core;
-                self.observed = Some(observed);
-                let mut actions = self.core.handle(now, Event::Observed(core_observed));
+                let mut actions = match self.apply(seen) {
+                    Some(observed) => self.core.handle(now, Event::Observed(observed)),
+                    None => Vec::new(),
+                };
                 let (outcome, command_actions) = self.core.command(now, command, caller);
                 actions.extend(command_actions);
                 let _ = reply.send(outcome);
@@ -340,21 +369,21 @@ impl<H: Host> Supervisor<H> {
                 self.spawn_observe();
                 Vec::new()
             }
-            Msg::EmergencyStopped(observed) => {
+            Msg::EmergencyStopped(seen) => {
                 self.emergency_stop_running = false;
-                let core = observed.core;
-                self.observed = Some(observed);
-                self.core.handle(now, Event::Observed(core))
+                match self.apply(seen) {
+                    Some(observed) => self.core.handle(now, Event::Observed(observed)),
+                    None => Vec::new(),
+                }
             }
             Msg::BatteryCare(care) => {
                 self.battery_care = care;
                 Vec::new()
             }
-            Msg::Observed(observed) => {
-                let core = observed.core;
-                self.observed = Some(observed);
-                self.core.handle(now, Event::Observed(core))
-            }
+            Msg::Observed(seen) => match self.apply(seen) {
+                Some(observed) => self.core.handle(now, Event::Observed(observed)),
+                None => Vec::new(),
+            },
             Msg::StepDone {
                 step,
                 result,
@@ -364,8 +393,12 @@ impl<H: Host> Supervisor<H> {
                     self.running_step = None;
                 }
                 let unlock_result = (step == Step::OpenMapping).then(|| result.clone());
-                let core = observed.core;
-                self.observed = Some(observed);
+                // A step's look that is older than one applied since: the newer one is what
+                // the next step is judged against.
+                let core = match self.apply(observed) {
+                    Some(observed) => observed,
+                    None => self.latest_core(),
+                };
                 let actions = self.core.handle(
                     now,
                     Event::StepDone {
@@ -412,9 +445,10 @@ impl<H: Host> Supervisor<H> {
                     };
                     let cancel = CancellationToken::new();
                     self.running_step = Some((step, cancel.clone()));
+                    let count = self.observations.clone();
                     tokio::spawn(async move {
                         let result = run_step(&*host, step, deadline, secret, &cancel).await;
-                        let observed = host.observe().await;
+                        let observed = observe_in_order(&*host, &count).await;
                         let _ = tx
                             .send(Msg::StepDone {
                                 step,
@@ -431,6 +465,7 @@ impl<H: Host> Supervisor<H> {
                         self.emergency_stop_running = true;
                         let host = self.host.clone();
                         let tx = self.tx.clone();
+                        let count = self.observations.clone();
                         tokio::spawn(async move {
                             if let Err(error) = host.emergency_stop(scope).await {
                                 audit::alarm("emergency-stop-failed", &error);
@@ -438,7 +473,7 @@ impl<H: Host> Supervisor<H> {
                                 // comes with the next observation, a moment later.
                                 tokio::time::sleep(Duration::from_secs(1)).await;
                             }
-                            let observed = host.observe().await;
+                            let observed = observe_in_order(&*host, &count).await;
                             let _ = tx.send(Msg::EmergencyStopped(observed)).await;
                         });
                     }
@@ -488,10 +523,41 @@ impl<H: Host> Supervisor<H> {
     fn spawn_observe(&self) {
         let host = self.host.clone();
         let tx = self.tx.clone();
+        let count = self.observations.clone();
         tokio::spawn(async move {
-            let observed = host.observe().await;
+            let observed = observe_in_order(&*host, &count).await;
             let _ = tx.send(Msg::Observed(observed)).await;
         });
+    }
+
+    /// Apply a look at reality, unless a newer one has been applied already: then it is the
+    /// past and is dropped (`None`).
+    fn apply(&mut self, seen: Seen) -> Option<vault_core::Observation> {
+        if seen.seq <= self.applied {
+            tracing::debug!(
+                seq = seen.seq,
+                applied = self.applied,
+                "an observation older than the one applied is dropped"
+            );
+            return None;
+        }
+        self.applied = seen.seq;
+        let core = seen.observed.core;
+        self.observed = Some(seen.observed);
+        Some(core)
+    }
+
+    /// The newest observation applied (the first reconciliation applies one before anything
+    /// else runs; until then nothing is known).
+    fn latest_core(&self) -> vault_core::Observation {
+        self.observed.as_ref().map_or(
+            vault_core::Observation {
+                mapping: vault_core::observation::MappingSeen::Unknown,
+                mount: vault_core::MountSeen::Unknown,
+                containers: vault_core::ContainersSeen::Unknown,
+            },
+            |o| o.core,
+        )
     }
 
     /// Tell an alarm the core raised or cleared (it keeps the list): audit and watchers.

@@ -235,7 +235,6 @@ async fn start_is_refused_while_docker_cannot_be_seen() {
 
 /// An observation taken before a flow's steps and delivered after them must not undo them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: a late observation (taken while LOCKED, delivered after the unlock) reconciles RUNNING back to LOCKED, and the next look emergency-stops the stack vaultd just started"]
 async fn a_late_observation_from_before_the_unlock_does_not_stop_the_stack() {
     let mut d = Daemon::start().await;
     d.control.stall_next_observation();
@@ -273,7 +272,6 @@ async fn a_late_observation_from_before_the_unlock_does_not_stop_the_stack() {
 
 /// The same after a lock: a look from while the stack ran, delivered once LOCKED.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "defect: a late observation (taken while RUNNING, delivered once LOCKED) is taken for the present: state MOUNTED, an unsanctioned-start alarm and an emergency stop of a stack that is already down"]
 async fn a_late_observation_from_before_the_lock_raises_no_alarm() {
     let mut d = Daemon::start().await;
     d.unlock_to_running().await;
