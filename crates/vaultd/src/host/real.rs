@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use vault_config::Config;
@@ -196,8 +197,12 @@ impl Host for RealHost {
             _ => {}
         }
         let host = self.clone();
+        // Given up on (this future dropped: cut short or past its deadline), the blocking step
+        // is told to stop: a running fsck is sent SIGTERM.
+        let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+        let flag = stop.0.clone();
         // The secret moves into the blocking task and is dropped (zeroised) when it ends.
-        tokio::task::spawn_blocking(move || host.run_storage_step(step, secret.as_ref()))
+        tokio::task::spawn_blocking(move || host.run_storage_step(step, secret.as_ref(), &flag))
             .await
             .unwrap_or_else(|e| Err(StepFailure::new(format!("the step's task failed: {e}"))))
     }
@@ -265,5 +270,14 @@ fn host_posture(config: &Config) -> HostPosture {
             .upload_location
             .clone()
             .unwrap_or_else(|| config.storage.mountpoint.clone()),
+    }
+}
+
+/// Sets its flag when dropped: a blocking step learns that its caller gave up on it.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
     }
 }

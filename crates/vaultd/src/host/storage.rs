@@ -3,6 +3,7 @@
 //! (mount(2)) or by PID 1 (a transient .mount unit over systemd's D-Bus API).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use vault_core::machine::Step;
@@ -61,10 +62,13 @@ impl RealHost {
     }
 
     /// The storage steps. Blocking: called on the blocking pool.
+    /// `stop` is set when the step is given up on (cut short, or past its deadline): a running
+    /// fsck is then stopped.
     pub(super) fn run_storage_step(
         &self,
         step: Step,
         secret: Option<&Secret>,
+        stop: &AtomicBool,
     ) -> Result<(), StepFailure> {
         let failed = |e: StorageError| StepFailure {
             wrong_passphrase: matches!(e, StorageError::WrongPassphrase { .. }),
@@ -112,10 +116,11 @@ impl RealHost {
                 .map_err(failed)
             }
             Step::CheckFilesystem => {
-                match mounts::check_filesystem(
+                match mounts::check_filesystem_until(
                     &self.mapper_path(),
                     &self.storage.filesystem,
                     self.storage.fsck,
+                    stop,
                 ) {
                     Ok(Some(said)) => {
                         tracing::warn!("fsck repaired the filesystem: {said}");
@@ -167,7 +172,11 @@ impl RealHost {
         let systemd = vault_systemd::Systemd::connect()
             .await
             .map_err(|e| StepFailure::new(e.to_string()))?;
-        let what = self.mapper_path();
+        // mapper_path may wait (bounded) for udev: not on a runtime worker.
+        let host = self.clone();
+        let what = tokio::task::spawn_blocking(move || host.mapper_path())
+            .await
+            .map_err(|e| StepFailure::new(format!("the step's task failed: {e}")))?;
         let spec = vault_systemd::MountSpec {
             what: &what,
             mountpoint: &self.mountpoint,
