@@ -75,12 +75,22 @@ pub(crate) fn resolve_access(config: &Config) -> AccessPolicy {
     policy
 }
 
+/// What the daemon's inputs come from besides the socket, the signals and the config file.
+#[derive(Debug)]
+pub enum Sources {
+    /// The real host: Docker's events, the mount table, UPower and the kernel, logind, Immich.
+    Real,
+    /// `vaultd --sim`: the simulated world's changes and battery.
+    Sim(crate::sim::FakeHost),
+}
+
 /// Run the daemon on `host` until the supervisor ends, then stop the server and the sources.
 /// `config_path` is where reloads read the config from.
 pub async fn run<H: Host + ImmichHealth>(
     config_path: PathBuf,
     config: Config,
     host: Arc<H>,
+    inputs: Sources,
 ) -> Result<(), DaemonError> {
     // A crash dump of the daemon must never carry a passphrase.
     nix::sys::prctl::set_dumpable(false).map_err(DaemonError::NotDumpable)?;
@@ -108,11 +118,14 @@ pub async fn run<H: Host + ImmichHealth>(
         handle: handle.clone(),
         host: host_for_check,
         access: access.clone(),
-        describe: Arc::new(Describe {
-            mapping_name: config.storage.mapping_name.clone(),
-            mountpoint: config.storage.mountpoint.display().to_string(),
-            project: config.stack.project.clone(),
-            device_configured: config.storage.device.is_some(),
+        describe: Arc::new(match &inputs {
+            Sources::Real => Describe {
+                mapping_name: config.storage.mapping_name.clone(),
+                mountpoint: config.storage.mountpoint.display().to_string(),
+                project: config.stack.project.clone(),
+                device_configured: config.storage.device.is_some(),
+            },
+            Sources::Sim(fake) => fake.describe(),
         }),
     };
     let incoming = UnixListenerStream::new(listener).filter_map(|conn| {
@@ -137,20 +150,27 @@ pub async fn run<H: Host + ImmichHealth>(
 
     sources::config::spawn(&tasks, handle.clone(), config_path.clone(), access.clone());
     sources::signals::spawn(&tasks, handle.clone(), config_path, access)?;
-    sources::mounts::spawn(&tasks, handle.tx.clone());
-    sources::power::spawn(
-        &tasks,
-        handle.tx.clone(),
-        config.power.charge_end_threshold_percent,
-    );
-    sources::logind::spawn(&tasks, handle.clone());
-    sources::immich_health::spawn(&tasks, handle.clone(), host_for_health);
-    sources::docker::spawn(
-        &tasks,
-        handle.tx.clone(),
-        config.stack.docker_socket.display().to_string(),
-        config.stack.project.clone(),
-    );
+    match &inputs {
+        Sources::Real => {
+            sources::mounts::spawn(&tasks, handle.tx.clone());
+            sources::power::spawn(
+                &tasks,
+                handle.tx.clone(),
+                config.power.charge_end_threshold_percent,
+            );
+            sources::logind::spawn(&tasks, handle.clone());
+            sources::immich_health::spawn(&tasks, handle.clone(), host_for_health);
+            sources::docker::spawn(
+                &tasks,
+                handle.tx.clone(),
+                config.stack.docker_socket.display().to_string(),
+                config.stack.project.clone(),
+            );
+        }
+        Sources::Sim(fake) => {
+            sources::sim::spawn(&tasks, handle.tx.clone(), fake, &config.daemon.state_dir);
+        }
+    }
 
     let ready_path = socket_path.clone();
     supervisor

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use vaultd::daemon::{self, Sources};
 use vaultd::host::RealHost;
+use vaultd::sim::{FakeHost, SimSettings};
 
 /// Every freed allocation is zeroed first: buffers the passphrase passed through on its way in
 /// (the HTTP/2 frame, the protobuf decode) hold no copy of it once they are freed.
@@ -49,6 +51,12 @@ struct Args {
     /// For packaging: print a man page, vaultd(8) or vaultd.toml(5), and exit.
     #[arg(long, hide = true, value_parser = ["vaultd.8", "vaultd.toml.5"])]
     generate_man: Option<String>,
+    /// Run over a simulated volume, stack and battery instead of the host's: no root, nothing
+    /// on the host is touched. The passphrase is $VAULTD_SIM_PASSPHRASE (default "correct
+    /// horse battery staple"); the battery is read from <state_dir>/sim-battery
+    /// ("battery 25", "ac 60").
+    #[arg(long)]
+    sim: bool,
 }
 
 fn main() -> ExitCode {
@@ -102,8 +110,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let host = Arc::new(RealHost::from_config(&config));
-    match runtime.block_on(vaultd::daemon::run(args.config, config, host)) {
+    let ran = if args.sim {
+        let passphrase = std::env::var_os("VAULTD_SIM_PASSPHRASE").map_or_else(
+            || SimSettings::default().passphrase,
+            std::os::unix::ffi::OsStringExt::into_vec,
+        );
+        let fake = FakeHost::new(SimSettings::from_config(&config, passphrase));
+        tracing::warn!("simulation: nothing on this host is opened, mounted or started");
+        let host = Arc::new(fake.clone());
+        runtime.block_on(daemon::run(args.config, config, host, Sources::Sim(fake)))
+    } else {
+        let host = Arc::new(RealHost::from_config(&config));
+        runtime.block_on(daemon::run(args.config, config, host, Sources::Real))
+    };
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // With its causes: "cannot catch SIGTERM: …".

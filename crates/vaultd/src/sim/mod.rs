@@ -315,3 +315,44 @@ impl Host for FakeHost {
         self.shared.read(observe::findings)
     }
 }
+
+/// The simulated Immich is driven by the queue steps alone; there is no API key to look at it
+/// between them.
+impl crate::host::ImmichHealth for FakeHost {
+    fn immich_configured(&self) -> bool {
+        false
+    }
+
+    fn drain_epoch(&self) -> u64 {
+        0
+    }
+
+    async fn resume_held(&self, _epoch: u64) -> bool {
+        false
+    }
+
+    async fn refresh_immich(&self) -> bool {
+        false
+    }
+}
+
+impl SimSettings {
+    /// The simulated host named as the config names the real one (mapping, mountpoint,
+    /// project, device), opened by `passphrase`.
+    pub fn from_config(config: &vault_config::Config, passphrase: Vec<u8>) -> Self {
+        Self {
+            passphrase,
+            device: config
+                .storage
+                .device
+                .clone()
+                .unwrap_or_else(|| Self::default().device),
+            mapping_name: config.storage.mapping_name.clone(),
+            mountpoint: config.storage.mountpoint.clone(),
+            filesystem: config.storage.filesystem.clone(),
+            project: config.stack.project.clone(),
+            docker_socket: config.stack.docker_socket.display().to_string(),
+            ..Self::default()
+        }
+    }
+}

@@ -8,7 +8,8 @@
 //! - [`docker`]: Docker's events for the project;
 //! - [`power`]: UPower, else the kernel's power_supply class, and the battery's charge cap;
 //! - [`logind`]: the delay inhibitor, and the host going down (PrepareForShutdown/Sleep);
-//! - [`immich_health`]: Immich while RUNNING (and the resume of held queues).
+//! - [`immich_health`]: Immich while RUNNING (and the resume of held queues);
+//! - [`sim`]: for `vaultd --sim`, the simulated world's changes and battery.
 
 use std::future::Future;
 use std::time::Duration;
@@ -25,6 +26,7 @@ pub mod logind;
 pub mod mounts;
 pub mod power;
 pub mod signals;
+pub mod sim;
 
 /// Where the sources run: every task on one tracker, all of them ended by one token when the
 /// daemon stops.
