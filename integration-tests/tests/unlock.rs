@@ -341,3 +341,109 @@ fn a_second_unlock_while_one_runs_is_refused_at_once() {
     );
     let _ = first.wait();
 }
+
+/// The wall-clock time of a log line of the daemon ("2026-12-06T20:29:40.982664Z …"), in ms.
+fn log_ms(line: &str) -> Option<i64> {
+    let stamp = line.split_whitespace().next()?;
+    let (date, time) = stamp.strip_suffix('Z')?.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':');
+    let (h, min) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
+    let secs: f64 = t.next()?.parse().ok()?;
+    // Days from the civil date (Howard Hinnant's algorithm): only differences matter here.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe;
+    #[allow(clippy::cast_possible_truncation)]
+    let ms = (secs * 1000.0).round() as i64;
+    Some(((days * 24 + h) * 60 + min) * 60_000 + ms)
+}
+
+/// Wrong passphrases fired continuously for a minute by admin users, several at once, over the
+/// real socket: at most one passphrase check per throttle window, counted in the audit. Each
+/// check (a transition into "opening mapping") comes at least the full wait after the failure
+/// before it was recorded (1, 2, 4, 8, 16, 32 s): at most six in the minute, whatever the rate.
+#[test]
+fn wrong_unlocks_fired_for_a_minute_by_admins_get_one_check_per_throttle_window() {
+    use vault_integration_tests::ADMIN;
+    if !ready() {
+        return;
+    }
+    let images = tempfile::tempdir().expect("tempdir");
+    let image = luks_image(images.path(), "right horse", false);
+    let daemon = Daemon::start_with("0660", &storage_extra(&image, 1));
+    let until = Instant::now() + Duration::from_secs(60);
+    let fired = std::sync::atomic::AtomicU32::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..3 {
+            scope.spawn(|| {
+                while Instant::now() < until {
+                    vaultctl_at(
+                        &daemon.socket,
+                        Some(ADMIN),
+                        &["unlock"],
+                        Some(b"wrong horse\n"),
+                    );
+                    fired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let log = daemon.stderr();
+    let checks: Vec<i64> = log
+        .lines()
+        .filter(|l| {
+            l.contains("vaultd_event=\"transition\"")
+                && l.contains("vaultd_phase=\"opening mapping\"")
+        })
+        .filter_map(log_ms)
+        .collect();
+    let failures: Vec<i64> = log
+        .lines()
+        .filter(|l| {
+            l.contains("vaultd_event=\"unlock-result\"")
+                && l.contains("vaultd_result=\"wrong-passphrase\"")
+        })
+        .filter_map(log_ms)
+        .collect();
+    let fired = fired.into_inner();
+    assert!(fired > 100, "only {fired} unlocks were fired");
+    assert!(
+        !checks.is_empty() && checks.len() <= 6,
+        "{} checks for {fired} unlocks",
+        checks.len()
+    );
+    assert_eq!(
+        failures.len(),
+        checks.len(),
+        "every check failed and was audited"
+    );
+    for (n, (failed, next)) in failures.iter().zip(checks.iter().skip(1)).enumerate() {
+        let wait_ms = 1000_i64 << n;
+        // The log's clock is the wall clock, the core's the monotonic one: a few ms apart.
+        assert!(
+            next - failed >= wait_ms - 20,
+            "check {} came {} ms after failure {} (the wait is {wait_ms} ms)",
+            n + 2,
+            next - failed,
+            n + 1
+        );
+    }
+    let throttled = log.matches("vaultd_result=\"throttled\"").count();
+    eprintln!(
+        "{fired} unlocks fired in 60 s: {} passphrase checks, {throttled} refused by the throttle",
+        checks.len()
+    );
+    assert!(
+        throttled > 50,
+        "{throttled} refusals by the throttle were audited"
+    );
+    assert!(!log.contains("horse"), "the passphrase reached the log");
+}

@@ -3,6 +3,7 @@
 
 mod edges;
 mod harness;
+mod one_house;
 
 use std::time::Duration;
 
