@@ -31,7 +31,7 @@ impl Core {
         };
         let steps: VecDeque<Step> = drain::steps(from, target)
             .into_iter()
-            .map(Step::from_drain_phase)
+            .filter_map(Step::of_drain_phase)
             .collect();
         if steps.is_empty() {
             // Already there (e.g. stop with nothing running): record and finish.

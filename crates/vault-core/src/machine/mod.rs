@@ -82,14 +82,24 @@ impl Step {
         }
     }
 
-    fn from_drain_phase(phase: Phase) -> Step {
+    /// The step of a drain phase; none for a phase that is not a drain's (never a destructive
+    /// step by default).
+    fn of_drain_phase(phase: Phase) -> Option<Step> {
         match phase {
-            Phase::PausingQueues => Step::PauseQueues,
-            Phase::WaitingForJobs => Step::WaitForJobs,
-            Phase::StoppingContainers => Step::StopStack,
-            Phase::Syncing => Step::Sync,
-            Phase::Unmounting => Step::Unmount,
-            _ => Step::CloseMapping,
+            Phase::PausingQueues => Some(Step::PauseQueues),
+            Phase::WaitingForJobs => Some(Step::WaitForJobs),
+            Phase::StoppingContainers => Some(Step::StopStack),
+            Phase::Syncing => Some(Step::Sync),
+            Phase::Unmounting => Some(Step::Unmount),
+            Phase::ClosingMapping => Some(Step::CloseMapping),
+            Phase::Idle
+            | Phase::OpeningMapping
+            | Phase::CheckingFilesystem
+            | Phase::Mounting
+            | Phase::StartingStack
+            | Phase::ResumingQueues
+            | Phase::PoweringOff
+            | Phase::RollingBack => None,
         }
     }
 }
