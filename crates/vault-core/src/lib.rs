@@ -10,6 +10,8 @@
 //! - [`power_source`]: which power source counts (UPower, else the kernel's class), and the
 //!   alarm when one goes away.
 //! - [`throttle`]: the growing wait after wrong passphrases, decided where an unlock is accepted.
+//! - [`gate`]: the start gate's verdict on what the adapters found (binds off the volume,
+//!   the containers' and the host's posture), and the database's stop-time rule.
 //! - [`drain`]: the ordered drain plan and how its deadline is shared between steps.
 //! - [`machine`]: the transition function. Events in, [`machine::Action`]s out.
 //!
@@ -17,6 +19,7 @@
 //! testable with a fake clock.
 
 pub mod drain;
+pub mod gate;
 pub mod machine;
 pub mod observation;
 pub mod power;

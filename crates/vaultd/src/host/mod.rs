@@ -137,9 +137,10 @@ pub struct StackSettings {
     pub database_services: Vec<String>,
 }
 
-/// Below this a database's stop timeout risks Docker's SIGKILL in the middle of its shutdown
-/// (Postgres' fast shutdown checkpoints first; Docker's own default is 10 s).
-pub const DATABASE_STOP_FLOOR: Duration = Duration::from_secs(30);
+/// Below this a database's stop timeout risks Docker's SIGKILL in the middle of its shutdown:
+/// the core's rule (vault_core::gate).
+pub const DATABASE_STOP_FLOOR: Duration =
+    Duration::from_secs(vault_core::gate::DATABASE_STOP_FLOOR_SECS);
 
 /// The storage settings the real host acts on (from `[storage]`).
 #[derive(Debug, Clone)]

@@ -152,7 +152,7 @@ impl RealHost {
                     .filter(|c| self.stack.database_services.contains(&c.service))
                 {
                     let timeout = self.stack.stop.timeout_for(c);
-                    if timeout < DATABASE_STOP_FLOOR {
+                    if vault_core::gate::database_stop_too_short(timeout.as_secs()) {
                         findings.push(CheckFinding {
                             severity: Severity::Warning,
                             area: format!("container {}", c.name),

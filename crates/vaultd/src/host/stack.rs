@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use vault_core::StopScope;
+use vault_core::gate::{GateMode, GateVerdict, StartFindings, judge_start};
 use vault_docker::posture::Severity;
 use vault_docker::{ContainerInfo, DockerError, ListedContainer, Stack};
 
@@ -95,47 +96,49 @@ impl RealHost {
         let mapping_dev = vault_storage::observe_mapping(&self.sysfs, &self.mapping_name)
             .ok()
             .and_then(|m| m.dm_device);
-        let off = Self::off_volume(&containers, mapping_dev);
-        if !off.is_empty() {
-            return Err(StepFailure::new(format!(
-                "not starting: these bind-mount sources are not on the mounted volume {}: {}",
-                self.mountpoint.display(),
-                off.join(", ")
-            )));
-        }
-        let findings: Vec<_> = containers
-            .iter()
-            .flat_map(|c| vault_docker::posture::judge(c, &self.stack.posture))
-            .collect();
-        let errors: Vec<String> = findings
-            .iter()
-            .filter(|f| f.severity == Severity::Error)
-            .map(|f| format!("{}: {}", f.container, f.what))
-            .collect();
-        if !errors.is_empty() {
-            let said = errors.join("; ");
-            if self.stack.gate_blocks {
-                return Err(StepFailure::new(format!(
-                    "the posture gate blocks the start (see `vaultctl check`): {said}"
-                )));
+        // The adapters report; the core's gate decides. With a bind off the volume nothing else
+        // matters (the host check, which runs nft, is not even run).
+        let off_volume = Self::off_volume(&containers, mapping_dev);
+        let host_errors = if off_volume.is_empty() {
+            self.host_findings()
+                .await
+                .into_iter()
+                .filter(|f| f.severity == Severity::Error)
+                .map(|f| format!("{}: {}", f.area, f.finding))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let found = StartFindings {
+            off_volume,
+            stack_errors: containers
+                .iter()
+                .flat_map(|c| vault_docker::posture::judge(c, &self.stack.posture))
+                .filter(|f| f.severity == Severity::Error)
+                .map(|f| format!("{}: {}", f.container, f.what))
+                .collect(),
+            host_errors,
+        };
+        let mode = |blocks: bool| {
+            if blocks {
+                GateMode::Block
+            } else {
+                GateMode::Warn
             }
-            tracing::warn!("posture findings (the gate is set to warn): {said}");
-        }
-        let host_errors: Vec<String> = self
-            .host_findings()
-            .await
-            .into_iter()
-            .filter(|f| f.severity == Severity::Error)
-            .map(|f| format!("{}: {}", f.area, f.finding))
-            .collect();
-        if !host_errors.is_empty() {
-            let said = host_errors.join("; ");
-            if self.host_posture.as_ref().is_some_and(|p| p.gate_blocks) {
-                return Err(StepFailure::new(format!(
-                    "the host posture gate blocks the start (see `vaultctl check`): {said}"
-                )));
+        };
+        let host_blocks = self.host_posture.as_ref().is_some_and(|p| p.gate_blocks);
+        match judge_start(
+            &found,
+            mode(self.stack.gate_blocks),
+            mode(host_blocks),
+            &self.mountpoint.display().to_string(),
+        ) {
+            GateVerdict::Block(why) => return Err(StepFailure::new(why)),
+            GateVerdict::Pass { warnings } => {
+                for warning in warnings {
+                    tracing::warn!("{warning}");
+                }
             }
-            tracing::warn!("host posture findings (host.gate is set to warn): {said}");
         }
         if self.stack.posture.fix_restart_policy {
             for c in containers
