@@ -403,3 +403,70 @@ fn a_rejected_config_is_an_active_alarm_until_a_valid_one_is_applied() {
     core.handle(Millis(2), Event::ConfigApplied);
     assert!(!core.active_alarms().contains_key("config-invalid"));
 }
+
+// The resume of queues vaultd still holds paused: decided by the core, never beside a drain.
+
+#[test]
+fn queues_still_held_are_resumed_once_immich_answers_while_running_and_idle() {
+    let mut core = core_seeing(running());
+    let actions = core.handle(Millis(1), Event::ImmichAnswers { holds_paused: true });
+    assert_eq!(steps(&actions), [Step::ResumeQueues]);
+    assert_eq!(core.status().state, State::Running);
+    let actions = step_done(&mut core, 2, Step::ResumeQueues, Ok(()), running());
+    assert!(steps(&actions).is_empty());
+    assert_eq!(core.status().phase, vault_core::Phase::Idle);
+    // Nothing held, or not RUNNING: nothing to do.
+    assert!(
+        core.handle(
+            Millis(3),
+            Event::ImmichAnswers {
+                holds_paused: false
+            }
+        )
+        .is_empty()
+    );
+    let mut core = core_seeing(mounted());
+    assert!(
+        core.handle(Millis(1), Event::ImmichAnswers { holds_paused: true })
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_drain_never_runs_beside_a_resume_it_cuts_it_short_and_follows() {
+    let mut core = core_seeing(running());
+    core.handle(Millis(1), Event::ImmichAnswers { holds_paused: true });
+    // `lock` during the resume: accepted, the resume is cut short, and no pause begins yet.
+    let (outcome, actions) = core.command(Millis(2), Command::Lock, ADMIN);
+    assert_eq!(outcome, CommandOutcome::Accepted);
+    assert_eq!(actions, [Action::Cancel(Step::ResumeQueues)]);
+    let actions = step_done(
+        &mut core,
+        3,
+        Step::ResumeQueues,
+        Err(StepError::Interrupted),
+        running(),
+    );
+    assert_eq!(steps(&actions), [Step::PauseQueues], "the drain follows");
+    assert_eq!(
+        core.status().state,
+        State::Draining {
+            target: vault_core::DrainTarget::Locked
+        }
+    );
+
+    // `stop` drains to MOUNTED after it; an unlock is answered for the state.
+    let mut core = core_seeing(running());
+    core.handle(Millis(1), Event::ImmichAnswers { holds_paused: true });
+    let (outcome, _) = core.command(Millis(2), UNLOCK, ADMIN);
+    assert!(matches!(outcome, CommandOutcome::Already(_)));
+    let (outcome, _) = core.command(Millis(3), Command::Stop, ADMIN);
+    assert_eq!(outcome, CommandOutcome::Accepted);
+    step_done(&mut core, 4, Step::ResumeQueues, Ok(()), running());
+    assert_eq!(
+        core.status().state,
+        State::Draining {
+            target: vault_core::DrainTarget::Mounted
+        }
+    );
+}

@@ -169,6 +169,7 @@ pub async fn run<H: Host + ImmichHealth>(
         }
         Sources::Sim(fake) => {
             sources::sim::spawn(&tasks, handle.tx.clone(), fake, &config.daemon.state_dir);
+            sources::immich_health::spawn(&tasks, handle.clone(), host_for_health);
         }
     }
 

@@ -22,6 +22,24 @@ impl Core {
                 what: "anything yet (the first reconciliation has not finished)",
             });
         };
+        // A resume of held queues gives way: stop and lock cut it short and drain after it;
+        // unlock and start are answered for the state, as if it did not run.
+        if let Some(flow) = &self.flow
+            && flow.kind == FlowKind::Resume
+        {
+            let target = match command {
+                Command::Stop => Some(DrainTarget::Mounted),
+                Command::Lock => Some(DrainTarget::Locked),
+                Command::Unlock { .. } | Command::Start => None,
+            };
+            if let Some(target) = target {
+                let deadline = now.saturating_add(self.policy.max_drain);
+                self.want_drain_after_flow(target, reason, deadline, false);
+                actions.push(Action::Cancel(Step::ResumeQueues));
+                return CommandOutcome::Accepted;
+            }
+            return CommandOutcome::Already("already unlocked and running");
+        }
         if let Some(flow) = &mut self.flow {
             // Lock while a drain to MOUNTED runs: go all the way down instead.
             if let (Command::Lock, FlowKind::Drain(target)) = (command, flow.kind) {

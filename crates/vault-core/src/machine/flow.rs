@@ -173,7 +173,7 @@ impl Core {
             return false;
         };
         self.begin_drain(
-            DrainTarget::Locked,
+            pending.target,
             pending.reason,
             pending.deadline,
             pending.power_off_after,
@@ -289,7 +289,9 @@ impl Core {
     pub(super) fn finish(&mut self, flow: &mut Flow, now: Millis, actions: &mut Vec<Action>) {
         self.flow = None;
         match flow.kind {
-            FlowKind::Unlock | FlowKind::Start => self.status.phase = Phase::Idle,
+            FlowKind::Unlock | FlowKind::Start | FlowKind::Resume => {
+                self.status.phase = Phase::Idle;
+            }
             FlowKind::Drain(target) => {
                 let state = match target {
                     DrainTarget::Locked => State::Locked,

@@ -199,6 +199,9 @@ pub enum Event {
     ConfigRejected(String),
     /// A reloaded config was applied.
     ConfigApplied,
+    /// Immich answers its API while RUNNING; `holds_paused`: vaultd still holds queues it
+    /// paused (the resume after a start could not reach it, or a restart adopted the stack).
+    ImmichAnswers { holds_paused: bool },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -370,6 +373,9 @@ enum FlowKind {
     Drain(DrainTarget),
     Rollback,
     PowerOff,
+    /// RUNNING, Immich answers and vaultd still holds queues paused (a slow start, or a
+    /// restart that adopted the stack): resume them.
+    Resume,
 }
 
 impl FlowKind {
@@ -380,6 +386,7 @@ impl FlowKind {
             FlowKind::Drain(_) => "a drain",
             FlowKind::Rollback => "a rollback",
             FlowKind::PowerOff => "a power-off",
+            FlowKind::Resume => "a resume of Immich's queues",
         }
     }
 }
@@ -399,6 +406,7 @@ struct Flow {
 /// A drain asked for while another flow runs; it starts when the running step ends.
 #[derive(Debug, Clone)]
 struct PendingDrain {
+    target: DrainTarget,
     reason: Reason,
     deadline: Millis,
     power_off_after: bool,
@@ -623,6 +631,14 @@ impl Core {
                 let deadline = now.saturating_add(self.policy.max_drain);
                 let reason = Reason::HostGoingDown { sleep };
                 self.request_drain(reason, deadline, false, now, &mut actions);
+            }
+            Event::ImmichAnswers { holds_paused } => {
+                let idle_running = self.flow.is_none() && self.status.state == State::Running;
+                if holds_paused && idle_running {
+                    let steps = VecDeque::from([Step::ResumeQueues]);
+                    let reason = self.status.reason.clone();
+                    self.begin(FlowKind::Resume, steps, None, reason, now, &mut actions);
+                }
             }
             Event::ConfigRejected(message) => {
                 self.alarm(AlarmKind::ConfigInvalid, message, &mut actions);

@@ -99,6 +99,7 @@ impl Core {
                 FlowKind::Drain(_) => {
                     flow.running == Step::StopStack || flow.remaining.contains(&Step::StopStack)
                 }
+                FlowKind::Resume => true,
                 FlowKind::Rollback | FlowKind::PowerOff => false,
             },
             // DRAINING with no flow: a drain that could not stop the stack was abandoned;

@@ -94,6 +94,35 @@ impl Core {
 
     /// A drain to LOCKED wanted by power or SIGTERM: now if idle, after the running step if a
     /// flow runs, not at all if a drain to LOCKED already runs (AC back does not abort it).
+    /// A drain wanted while a flow runs, begun when its running step ends. Several may come:
+    /// the first names the drain; LOCKED wins over MOUNTED, the tightest deadline and any
+    /// power-off hold.
+    pub(super) fn want_drain_after_flow(
+        &mut self,
+        target: DrainTarget,
+        reason: Reason,
+        deadline: Millis,
+        power_off_after: bool,
+    ) {
+        match &mut self.pending_drain {
+            Some(pending) => {
+                if target == DrainTarget::Locked {
+                    pending.target = DrainTarget::Locked;
+                }
+                pending.deadline = pending.deadline.min(deadline);
+                pending.power_off_after |= power_off_after;
+            }
+            None => {
+                self.pending_drain = Some(PendingDrain {
+                    target,
+                    reason,
+                    deadline,
+                    power_off_after,
+                });
+            }
+        }
+    }
+
     pub(super) fn request_drain(
         &mut self,
         reason: Reason,
@@ -120,22 +149,7 @@ impl Core {
                     };
                 }
                 FlowKind::PowerOff => {}
-                FlowKind::Unlock | FlowKind::Start | FlowKind::Rollback => {
-                    // Several reasons may come while the flow runs: the first names the drain,
-                    // the tightest deadline and any power-off hold.
-                    match &mut self.pending_drain {
-                        Some(pending) => {
-                            pending.deadline = pending.deadline.min(deadline);
-                            pending.power_off_after |= power_off_after;
-                        }
-                        None => {
-                            self.pending_drain = Some(PendingDrain {
-                                reason,
-                                deadline,
-                                power_off_after,
-                            });
-                        }
-                    }
+                FlowKind::Unlock | FlowKind::Start | FlowKind::Rollback | FlowKind::Resume => {
                     // Cut the running step short where that is safe: an fsck is killed (e2fsck
                     // stops cleanly on SIGTERM), a start stops waiting and the drain takes
                     // back what started, Immich's resume is left to the next start. The
@@ -149,6 +163,12 @@ impl Core {
                     {
                         actions.push(Action::Cancel(running));
                     }
+                    self.want_drain_after_flow(
+                        DrainTarget::Locked,
+                        reason,
+                        deadline,
+                        power_off_after,
+                    );
                 }
             },
             None => {

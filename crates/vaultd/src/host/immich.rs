@@ -13,22 +13,22 @@ use super::{CheckFinding, ImmichHealth, ImmichSettings, RealHost, StepFailure};
 const PAUSE_LIMIT: Duration = Duration::from_secs(15);
 
 impl RealHost {
-    /// Resume the recorded queues, unless a drain began since `epoch` (then its pause stands).
-    async fn resume_guarded(
+    /// Resume the recorded queues. The requests run in a task of their own that holds the
+    /// queue lock to the end: if the step is given up on (a drain cut it short) while they are
+    /// on the wire, the drain's pause waits for them instead of interleaving with them.
+    async fn resume_serialised(
         &self,
-        immich: &vault_immich::Immich,
-        record: &vault_immich::PauseRecord,
-        epoch: u64,
+        immich: vault_immich::Immich,
+        record: vault_immich::PauseRecord,
     ) -> Result<vault_immich::ResumeReport, StepFailure> {
-        let _serial = self.immich_lock.lock().await;
-        if self.drain_epoch.load(std::sync::atomic::Ordering::SeqCst) != epoch {
-            return Err(StepFailure::new(
-                "a drain began meanwhile: Immich's queues stay paused",
-            ));
-        }
-        vault_immich::resume_recorded(immich, record)
-            .await
-            .map_err(|e| StepFailure::new(e.to_string()))
+        let serial = self.immich_lock.clone().lock_owned().await;
+        tokio::spawn(async move {
+            let _serial = serial;
+            vault_immich::resume_recorded(&immich, &record).await
+        })
+        .await
+        .map_err(|e| StepFailure::new(format!("the resume's task failed: {e}")))?
+        .map_err(|e| StepFailure::new(e.to_string()))
     }
 
     /// The end of a queue step: what it saw goes to the log and to status; queues it could not
@@ -97,9 +97,8 @@ impl RealHost {
         };
         match step {
             Step::PauseQueues => {
+                // A resume whose requests are still on the wire ends first.
                 let _serial = self.immich_lock.lock().await;
-                self.drain_epoch
-                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let report = tokio::time::timeout_at(
                     until(PAUSE_LIMIT),
                     vault_immich::pause_all(&immich, &record),
@@ -156,9 +155,9 @@ impl RealHost {
                 }
             }
             Step::ResumeQueues => {
-                let epoch = self.drain_epoch.load(std::sync::atomic::Ordering::SeqCst);
-                // Bounded by immich.ping_timeout_secs (≤ 300 s): a drain wanted meanwhile waits
-                // for this step; the health check resumes later what this one could not.
+                // Bounded by immich.ping_timeout_secs (≤ 300 s), and cut short by a drain wanted
+                // meanwhile; once Immich answers, the core has the health look resume what this
+                // step could not.
                 let ping_until = tokio::time::Instant::from_std(now + settings.ping_timeout);
                 if let Err(e) =
                     vault_immich::wait_ping(&immich, ping_until, Duration::from_secs(1)).await
@@ -172,7 +171,7 @@ impl RealHost {
                     self.set_immich_seen(seen);
                     return Ok(());
                 }
-                let report = self.resume_guarded(&immich, &record, epoch).await?;
+                let report = self.resume_serialised(immich.clone(), record).await?;
                 let seen = match vault_immich::snapshot(&immich).await {
                     Ok(s) => format!("{s}; resumed {:?}", report.resumed),
                     Err(e) => format!("resumed {:?}; then: {e}", report.resumed),
@@ -253,37 +252,15 @@ impl ImmichHealth for RealHost {
         self.immich.is_some()
     }
 
-    /// While RUNNING: resume queues vaultd still holds paused (the server was slow to answer
-    /// after the start, or vaultd restarted and adopted a running stack). `epoch` is taken by
-    /// the caller while it saw RUNNING. Whether anything was resumed.
-    async fn resume_held(&self, epoch: u64) -> bool {
+    /// Whether vaultd holds queues paused and Immich answers: the core then has them resumed.
+    async fn holds_paused_and_answers(&self) -> bool {
         let Some(settings) = &self.immich else {
             return false;
         };
         let Ok((immich, record)) = Self::immich_client(settings) else {
             return false;
         };
-        if record.load().map_or(true, |held| held.is_empty()) || immich.ping().await.is_err() {
-            return false;
-        }
-        match self.resume_guarded(&immich, &record, epoch).await {
-            Ok(report) if !report.resumed.is_empty() => {
-                tracing::info!(
-                    "Immich's queues: resumed {:?} once it answered",
-                    report.resumed
-                );
-                true
-            }
-            Ok(_) => false,
-            Err(e) => {
-                tracing::info!("Immich's queues: {}", e.message);
-                false
-            }
-        }
-    }
-
-    fn drain_epoch(&self) -> u64 {
-        self.drain_epoch.load(std::sync::atomic::Ordering::SeqCst)
+        record.load().is_ok_and(|held| !held.is_empty()) && immich.ping().await.is_ok()
     }
 
     /// Look at Immich now (for status while RUNNING); whether what status shows changed.

@@ -113,11 +113,9 @@ pub trait ImmichHealth: Send + Sync + 'static {
     /// Whether Immich's API is configured (a key file is set): without it there is nothing to
     /// look at or resume.
     fn immich_configured(&self) -> bool;
-    /// Moves on with every pause of the queues: a resume taken at an older epoch resumes nothing.
-    fn drain_epoch(&self) -> u64;
-    /// Resume the queues vaultd still holds paused, unless a drain began since `epoch`;
-    /// whether anything was resumed.
-    fn resume_held(&self, epoch: u64) -> impl Future<Output = bool> + Send;
+    /// Whether vaultd still holds queues it paused and Immich answers (the core then decides
+    /// whether to resume them, as a step of its own: never beside a drain).
+    fn holds_paused_and_answers(&self) -> impl Future<Output = bool> + Send;
     /// Look at Immich now; whether what status shows of it changed.
     fn refresh_immich(&self) -> impl Future<Output = bool> + Send;
 }

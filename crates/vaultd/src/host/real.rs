@@ -42,7 +42,6 @@ pub struct RealHost {
     /// Pausing and resuming Immich's queues never interleave; a resume that waited for the
     /// server while a drain began (the epoch moved on) resumes nothing.
     pub(super) immich_lock: Arc<tokio::sync::Mutex<()>>,
-    pub(super) drain_epoch: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl RealHost {
@@ -93,7 +92,6 @@ impl RealHost {
             host_posture: None,
             immich_seen: Arc::new(std::sync::Mutex::new(String::new())),
             immich_lock: Arc::new(tokio::sync::Mutex::new(())),
-            drain_epoch: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
 

@@ -230,6 +230,14 @@ impl SimControl {
         });
     }
 
+    /// A queue paused by vaultd and still in its record (as a drain before a crash left it).
+    pub fn hold_paused_by_vaultd(&self, queue: &str) {
+        self.shared.mutate(|w| {
+            w.queues.insert(queue.to_owned(), true);
+            w.held_paused.insert(queue.to_owned());
+        });
+    }
+
     // ---- What happened ----
 
     /// Every event so far, in order.

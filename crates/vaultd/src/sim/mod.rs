@@ -316,19 +316,17 @@ impl Host for FakeHost {
     }
 }
 
-/// The simulated Immich is driven by the queue steps alone; there is no API key to look at it
-/// between them.
+/// The simulated Immich, looked at between the queue steps as the real one is.
 impl crate::host::ImmichHealth for FakeHost {
     fn immich_configured(&self) -> bool {
-        false
+        true
     }
 
-    fn drain_epoch(&self) -> u64 {
-        0
-    }
-
-    async fn resume_held(&self, _epoch: u64) -> bool {
-        false
+    /// The simulated Immich answers while its server runs.
+    async fn holds_paused_and_answers(&self) -> bool {
+        let control = self.control();
+        let server = self.shared.read(|w| w.settings.immich_service.clone());
+        !control.held_paused().is_empty() && control.running().contains(&server)
     }
 
     async fn refresh_immich(&self) -> bool {

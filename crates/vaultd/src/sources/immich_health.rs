@@ -1,7 +1,9 @@
-//! Immich's health while RUNNING: a look every 10 s, and a resume of the queues vaultd still
-//! holds paused once Immich answers.
+//! Immich's health while RUNNING: a look every 10 s (for status), and word to the core when
+//! Immich answers while vaultd still holds queues paused.
 
 use std::sync::Arc;
+
+use vault_core::Event;
 
 use crate::host::ImmichHealth;
 use crate::supervisor::{Handle, Msg, Snapshot};
@@ -9,8 +11,9 @@ use crate::supervisor::{Handle, Msg, Snapshot};
 use super::Tasks;
 
 /// While RUNNING, look at Immich every 10 s (ping, version, queue counts) so that status says
-/// whether it answers, and resume the queues vaultd still holds paused once it does (after a
-/// slow start, or a restart that adopted the running stack). Asleep in every other state.
+/// whether it answers, and tell the core when it does while vaultd still holds queues paused
+/// (after a slow start, or a restart that adopted the running stack). Asleep in every other
+/// state.
 pub fn spawn<H: ImmichHealth>(tasks: &Tasks, handle: Handle, host: Arc<H>) {
     const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
     if !host.immich_configured() {
@@ -31,17 +34,19 @@ pub fn spawn<H: ImmichHealth>(tasks: &Tasks, handle: Handle, host: Arc<H>) {
                     changed = status.changed() => if changed.is_err() { return },
                 }
             }
-            // The epoch is read while RUNNING is seen: a drain that begins after this has its
-            // pause counted, and the resume below then resumes nothing.
-            let epoch = host.drain_epoch();
             if !running(&status.borrow()) {
                 continue;
             }
-            let resumed = host.resume_held(epoch).await;
-            if (host.refresh_immich().await || resumed)
-                && handle.tx.send(Msg::Observe).await.is_err()
-            {
+            if host.refresh_immich().await && handle.tx.send(Msg::Observe).await.is_err() {
                 return;
+            }
+            // What to do about queues still held is the core's decision (a resume as a step of
+            // its own, never beside a drain).
+            if host.holds_paused_and_answers().await {
+                let answers = Event::ImmichAnswers { holds_paused: true };
+                if handle.tx.send(Msg::Event(answers)).await.is_err() {
+                    return;
+                }
             }
         }
     });

@@ -214,3 +214,41 @@ async fn the_forbidden_alarm_is_not_cleared_by_a_stack_that_cannot_be_seen() {
     .await;
     let _: &pb::StatusReply = &d.status().await;
 }
+
+/// The Immich health look no longer resumes behind the supervisor's back: it tells the core,
+/// which resumes the held queues as a step of its own (and a lock meanwhile drains after it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_queues_are_resumed_by_the_core_once_immich_answers_after_an_adopted_start() {
+    let mut d = Daemon::start_with(Options {
+        prepare: |c| {
+            c.open_by_hand();
+            c.mount_by_hand().expect("mounted");
+            for service in [
+                "database",
+                "redis",
+                "immich-machine-learning",
+                "immich-server",
+            ] {
+                c.start_by_hand(service).expect("started");
+            }
+            // A drain paused this queue, then vaultd was killed before the start resumed it.
+            c.hold_paused_by_vaultd("faceDetection");
+        },
+        ..Options::default()
+    })
+    .await;
+    d.wait_idle(VaultState::Running).await;
+    assert_eq!(d.control.held_paused(), ["faceDetection"]);
+    d.handle
+        .tx
+        .send(Msg::Event(Event::ImmichAnswers { holds_paused: true }))
+        .await
+        .expect("listens");
+    let control = d.control.clone();
+    d.wait_for("the held queue resumed", move |_| {
+        control.held_paused().is_empty()
+    })
+    .await;
+    assert_eq!(d.control.queues().get("faceDetection"), Some(&false));
+    d.wait_idle(VaultState::Running).await;
+}
