@@ -90,7 +90,6 @@ impl<H: Host> VaultService<H> {
             },
             secret,
             reply,
-            observed: None,
         };
         if self.handle.tx.send(msg).await.is_err() {
             return Err(Status::unavailable("vaultd is shutting down"));

@@ -36,10 +36,9 @@ pub enum Msg {
         /// The passphrase, with Unlock.
         secret: Option<Secret>,
         reply: oneshot::Sender<CommandOutcome>,
-        /// Reality looked at just before the command is decided; `None` when it arrives, so
-        /// the supervisor looks first (a mapping opened or closed by hand leaves no event).
-        observed: Option<Seen>,
     },
+    /// The look taken for a command that arrived: the oldest waiting command is decided on it.
+    SeenForCommand(Seen),
     Event(Event),
     /// Look at reality again (mountinfo changed, or a step's side effect).
     Observe,
@@ -79,6 +78,15 @@ async fn observe_in_order<H: Host>(host: &H, count: &AtomicU64) -> Seen {
         seq,
         observed: host.observe().await,
     }
+}
+
+/// A command waiting for the look it is decided on.
+#[derive(Debug)]
+struct AwaitingCommand {
+    command: Command,
+    caller: Caller,
+    secret: Option<Secret>,
+    reply: oneshot::Sender<CommandOutcome>,
 }
 
 /// Everything status and watch show. Published after every message.
@@ -174,6 +182,8 @@ pub struct Supervisor<H: Host> {
     throttle_record: ThrottleRecord,
     /// The step running now and how to cut it short.
     running_step: Option<(Step, CancellationToken)>,
+    /// Commands that arrived, waiting (in order) for the look they are decided on.
+    awaiting: std::collections::VecDeque<AwaitingCommand>,
 }
 
 impl<H: Host> std::fmt::Debug for Supervisor<H> {
@@ -240,6 +250,7 @@ impl<H: Host> Supervisor<H> {
             unlocking: None,
             throttle_record,
             running_step: None,
+            awaiting: std::collections::VecDeque::new(),
         };
         (supervisor, handle)
     }
@@ -306,52 +317,55 @@ impl<H: Host> Supervisor<H> {
                 caller,
                 secret,
                 reply,
-                observed: None,
             } => {
+                // Decided on a look taken after it arrived (a mapping opened or closed by hand
+                // leaves no event), in the order commands arrived: it waits in its slot.
+                self.awaiting.push_back(AwaitingCommand {
+                    command,
+                    caller,
+                    secret,
+                    reply,
+                });
                 let host = self.host.clone();
                 let tx = self.tx.clone();
                 let count = self.observations.clone();
                 tokio::spawn(async move {
-                    let observed = observe_in_order(&*host, &count).await;
-                    let _ = tx
-                        .send(Msg::Command {
-                            command,
-                            caller,
-                            secret,
-                            reply,
-                            observed: Some(observed),
-                        })
-                        .await;
+                    let seen = observe_in_order(&*host, &count).await;
+                    let _ = tx.send(Msg::SeenForCommand(seen)).await;
                 });
                 Vec::new()
             }
-            Msg::Command {
-                command,
-                caller,
-                secret,
-                reply,
-                observed: Some(seen),
-            } => {
+            Msg::SeenForCommand(seen) => {
+                // Each arrival began one look, so there is a command for each; the look is at
+                // least as fresh as the oldest waiting command (it began after it arrived).
                 let mut actions = match self.apply(seen) {
                     Some(observed) => self.core.handle(now, Event::Observed(observed)),
                     None => Vec::new(),
                 };
-                let (outcome, command_actions) = self.core.command(now, command, caller);
-                actions.extend(command_actions);
-                let _ = reply.send(outcome);
-                // Keep the passphrase only if this unlock is about to use it; otherwise it is
-                // dropped (zeroised) here.
-                let opens = actions.iter().any(|a| {
-                    matches!(
-                        a,
-                        Action::Run {
-                            step: Step::OpenMapping,
-                            ..
-                        }
-                    )
-                });
-                if let (true, Some(secret)) = (opens, secret) {
-                    self.secret = Some((secret, caller));
+                if let Some(AwaitingCommand {
+                    command,
+                    caller,
+                    secret,
+                    reply,
+                }) = self.awaiting.pop_front()
+                {
+                    let (outcome, command_actions) = self.core.command(now, command, caller);
+                    actions.extend(command_actions);
+                    let _ = reply.send(outcome);
+                    // Keep the passphrase only if this unlock is about to use it; otherwise it
+                    // is dropped (zeroised) here.
+                    let opens = actions.iter().any(|a| {
+                        matches!(
+                            a,
+                            Action::Run {
+                                step: Step::OpenMapping,
+                                ..
+                            }
+                        )
+                    });
+                    if let (true, Some(secret)) = (opens, secret) {
+                        self.secret = Some((secret, caller));
+                    }
                 }
                 actions
             }
