@@ -34,8 +34,8 @@ pub fn man_page() -> String {
             ".TP\n\\fB{}\\fR (\\fI{}\\fR; default {}; {})\n{}\n",
             esc(key.key),
             esc(key.kind),
-            esc(key.default),
-            esc(key.range),
+            esc(&key.default.to_string()),
+            esc(&key.range.to_string()),
             esc(key.doc)
         ));
     }

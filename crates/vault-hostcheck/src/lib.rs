@@ -11,7 +11,10 @@ use std::path::Path;
 use std::process::Command;
 
 pub use firewall::Inbound;
-pub use listeners::{Listener, Proto};
+pub use listeners::Listener;
+/// The allow rules live below the config crate (which parses them) and this one (which judges
+/// with them).
+pub use vault_allowlist::{AllowedListener, Proto};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -26,37 +29,6 @@ pub struct Finding {
     pub area: &'static str,
     pub what: String,
     pub fix: String,
-}
-
-/// A listener the owner allows besides loopback, WireGuard's addresses and port: `tcp/22`
-/// (any address) or `tcp/22@192.168.1.5`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AllowedListener {
-    pub proto: Proto,
-    pub port: u16,
-    pub addr: Option<IpAddr>,
-}
-
-impl std::str::FromStr for AllowedListener {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not PROTO/PORT or PROTO/PORT@ADDRESS, e.g. \"udp/68\"");
-        let (spec, addr) = match s.split_once('@') {
-            Some((spec, addr)) => (spec, Some(addr.parse().map_err(|_| bad())?)),
-            None => (s, None),
-        };
-        let (proto, port) = spec.split_once('/').ok_or_else(bad)?;
-        let proto = match proto {
-            "tcp" => Proto::Tcp,
-            "udp" => Proto::Udp,
-            _ => return Err(bad()),
-        };
-        Ok(Self {
-            proto,
-            port: port.parse().map_err(|_| bad())?,
-            addr,
-        })
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -447,15 +419,5 @@ mod tests {
         let f = judge(&policy(), &[], &wg(), Ok(&no_wg_port));
         assert!(f[0].what.contains("51820/udp is not accepted"), "{f:?}");
         assert!(judge(&policy(), &[], &wg(), Ok(&tight())).is_empty());
-    }
-
-    #[test]
-    fn allow_rules_are_parsed_strictly() {
-        let a: AllowedListener = "tcp/22@192.168.1.5".parse().expect("rule");
-        assert_eq!(a.port, 22);
-        assert_eq!(a.addr, Some("192.168.1.5".parse().expect("ip")));
-        for bad in ["22", "sctp/1", "tcp/x", "tcp/22@host", "tcp/70000"] {
-            assert!(bad.parse::<AllowedListener>().is_err(), "{bad}");
-        }
     }
 }

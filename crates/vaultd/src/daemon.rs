@@ -65,13 +65,12 @@ pub(crate) fn throttle_policy(config: &Config) -> ThrottlePolicy {
     }
 }
 
-/// Who may do what (`[access]`); a group that does not exist is named in the log.
+/// Who may do what (`[access]`). A group that does not exist grants nothing; the warning that
+/// names it comes from the config check (`vault_config::check`), which the start, a reload and
+/// `--check-config` all run.
 pub(crate) fn resolve_access(config: &Config) -> AccessPolicy {
-    let (policy, missing) =
+    let (policy, _missing) =
         AccessPolicy::resolve(&config.access.admin_group, &config.access.reader_group);
-    for group in missing {
-        tracing::warn!("group `{group}` does not exist: it grants no access until it is created");
-    }
     policy
 }
 

@@ -3,8 +3,9 @@
 //! Module map:
 //! - [`daemon`]: the wiring, generic over the host: the supervisor, the control socket's gRPC
 //!   server and the event sources, all stopped (a cancellation token, a task tracker) once the
-//!   supervisor ends. The binary (`main.rs`) only parses, sets up [`logging`], builds the real
-//!   host and calls [`daemon::run`].
+//!   supervisor ends. The binary (`main.rs`) only parses, checks the config
+//!   (`vault_config::check`, the same call as `--check-config`), sets up [`logging`], builds
+//!   the real host and calls [`daemon::run`].
 //! - [`sources`]: one task per event source (signals, the config file, the mount table,
 //!   Docker's events, power, logind, Immich's health), each only turning what it sees into a
 //!   message for the supervisor.

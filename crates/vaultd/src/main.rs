@@ -45,7 +45,8 @@ struct Args {
     /// The configuration file.
     #[arg(long, short = 'c', default_value = vault_config::DEFAULT_PATH)]
     config: PathBuf,
-    /// Validate the configuration, print the result and exit (0 valid, 1 invalid).
+    /// Run every check the start runs on the configuration (the file, and what it names on this
+    /// host), print every error and warning, and exit (0 valid, 1 invalid).
     #[arg(long)]
     check_config: bool,
     /// For packaging: print a man page, vaultd(8) or vaultd.toml(5), and exit.
@@ -79,26 +80,34 @@ fn main() -> ExitCode {
             }
         };
     }
+    // Every check the start makes on the config, in one call: `--check-config` and the start
+    // judge a file alike, and print every problem, not the first.
+    let checked = vault_config::check(&args.config);
+    let warnings = checked.warnings.clone();
     if args.check_config {
-        return match vault_config::load(&args.config) {
+        return match checked.into_result() {
             Ok(_) => {
+                print_warnings(&warnings);
                 println!("{}: configuration is valid", args.config.display());
                 ExitCode::SUCCESS
             }
-            Err(error) => {
-                eprintln!("vaultd: {error}");
+            Err(errors) => {
+                print_refusal(&errors, &warnings);
                 ExitCode::FAILURE
             }
         };
     }
     vaultd::logging::init();
-    let config = match vault_config::load(&args.config) {
+    let config = match checked.into_result() {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("vaultd: {error}");
+        Err(errors) => {
+            print_refusal(&errors, &warnings);
             return ExitCode::from(2);
         }
     };
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -130,5 +139,20 @@ fn main() -> ExitCode {
             eprintln!("vaultd: {:#}", anyhow::Error::from(error));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Warnings: what does not stop vaultd but leaves something not working.
+fn print_warnings(warnings: &[vault_config::ConfigWarning]) {
+    for warning in warnings {
+        eprintln!("vaultd: warning: {warning}");
+    }
+}
+
+/// Why the config is refused: every error, one per line (file:line: key …), after the warnings.
+fn print_refusal(errors: &vault_config::ConfigErrors, warnings: &[vault_config::ConfigWarning]) {
+    print_warnings(warnings);
+    for error in errors {
+        eprintln!("vaultd: {error}");
     }
 }

@@ -109,7 +109,13 @@ pub(crate) async fn reload(
     trigger: &str,
 ) {
     let shown = path.display().to_string();
-    match vault_config::load(path) {
+    // The same checks as the start and `--check-config`: a file the next start would refuse
+    // is not applied now either.
+    let checked = vault_config::check(path);
+    for warning in &checked.warnings {
+        tracing::warn!("{warning}");
+    }
+    match checked.into_result() {
         Ok(config) => {
             if let Ok(mut guard) = access.write() {
                 *guard = resolve_access(&config);
@@ -124,11 +130,14 @@ pub(crate) async fn reload(
                 .await;
             audit::config_reload(&shown, trigger, "applied");
         }
-        Err(error) => {
+        Err(errors) => {
             audit::config_reload(&shown, trigger, "rejected");
             // The core keeps the alarm in the one list status, watch and the audit read,
-            // until a valid file is applied.
-            let message = format!("{error}; still running on the previous configuration");
+            // until a valid file is applied. An alarm is one line: every error, `; `-separated.
+            let message = format!(
+                "{}; still running on the previous configuration",
+                errors.one_line()
+            );
             let _ = handle
                 .tx
                 .send(Msg::Event(vault_core::Event::ConfigRejected(message)))

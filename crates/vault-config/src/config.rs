@@ -1,0 +1,241 @@
+//! The configuration as vaultd uses it: typed, every value checked. What an absent key means
+//! comes from [`SCHEMA`]'s typed defaults, applied by the same code as a value in the file, so
+//! the defaults are written once.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use vault_allowlist::AllowedListener;
+
+use crate::SCHEMA;
+use crate::apply::apply;
+use crate::walk::At;
+
+/// The whole file. `Config::default()` is what an empty file means: [`SCHEMA`]'s defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub daemon: DaemonConfig,
+    pub access: AccessConfig,
+    pub storage: StorageConfig,
+    pub unlock: UnlockConfig,
+    pub stack: StackConfig,
+    pub power: PowerConfig,
+    pub immich: ImmichConfig,
+    pub host: HostConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    pub socket_path: PathBuf,
+    /// Mode bits of the socket (e.g. 0o660).
+    pub socket_mode: u32,
+    pub socket_group: String,
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessConfig {
+    pub reader_group: String,
+    pub admin_group: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    /// `/dev/…` or `UUID=…`; unset until the owner names their LUKS partition.
+    pub device: Option<String>,
+    pub mapping_name: String,
+    pub mountpoint: PathBuf,
+    pub filesystem: String,
+    pub mount_options: String,
+    pub fsck: Fsck,
+    pub allow_discards: bool,
+    pub mount_by: MountBy,
+}
+
+/// Who makes the mount: vaultd's own mount(2), or PID 1 (a transient `.mount` unit), which a
+/// vaultd in a namespace of its own needs for the mount to be the host's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountBy {
+    /// systemd when vaultd runs as a systemd service, else vaultd.
+    Auto,
+    Systemd,
+    Vaultd,
+}
+
+/// What the unlock does about the filesystem before mounting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsck {
+    None,
+    /// `fsck -n`: look, change nothing; problems stop the unlock so the owner decides.
+    Report,
+    /// `fsck -p`: repair what is safe to repair unattended.
+    Repair,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnlockConfig {
+    pub backoff_initial_secs: u64,
+    pub backoff_max_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackConfig {
+    pub project: String,
+    pub docker_socket: PathBuf,
+    /// For compose v1 projects (no depends_on label): services in start order.
+    pub start_order: Vec<String>,
+    /// How long a dependency may take to meet its condition.
+    pub start_timeout_secs: u64,
+    /// Stop timeout when neither `stop_timeouts` nor the container names one.
+    pub default_stop_timeout_secs: u64,
+    /// Per service.
+    pub stop_timeouts: BTreeMap<String, u64>,
+    /// Per service, e.g. SIGINT for Postgres.
+    pub stop_signals: BTreeMap<String, String>,
+    pub posture_gate: PostureGate,
+    pub allowed_publish_addresses: Vec<String>,
+    pub allowed_capabilities: Vec<String>,
+    pub fix_restart_policy: bool,
+    /// Services that are databases: `check` warns when their stop timeout is short.
+    pub database_services: Vec<String>,
+}
+
+/// What posture findings at error level do to a start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostureGate {
+    /// They stop it (the default).
+    Block,
+    /// They are reported and audited; the start goes on.
+    Warn,
+}
+
+/// The host's posture: listeners, firewall, WireGuard (`vaultctl check` and the start gate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostConfig {
+    pub wireguard_interface: String,
+    pub wireguard_port: Option<u16>,
+    /// `PROTO/PORT` or `PROTO/PORT@ADDRESS`.
+    pub allowed_listeners: Vec<AllowedListener>,
+    pub gate: PostureGate,
+}
+
+/// Immich's API: pause its queues before a drain, resume after a start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImmichConfig {
+    pub url: String,
+    /// Unset: vaultd does not touch the queues (and `check` says so).
+    pub api_key_file: Option<PathBuf>,
+    pub request_timeout_ms: u64,
+    pub ping_timeout_secs: u64,
+    pub poll_interval_ms: u64,
+    /// Where Immich's UPLOAD_LOCATION is on the host; unset: the mountpoint.
+    pub upload_location: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PowerConfig {
+    pub threshold_percent: u32,
+    pub min_time_to_empty_secs: u64,
+    pub on_battery_debounce_secs: u64,
+    pub low_hold_secs: u64,
+    pub max_drain_secs: u64,
+    pub drain_safety_margin_secs: u64,
+    pub power_off_after_drain: bool,
+    /// Set the battery's charge_control_end_threshold to this at start; unset: leave it.
+    pub charge_end_threshold_percent: Option<u32>,
+}
+
+impl Default for Config {
+    /// [`SCHEMA`]'s defaults. Each is applied as if it were written in the file; that every one
+    /// is a valid value is the `schema_defaults_are_valid_and_consistent` test.
+    fn default() -> Self {
+        let mut config = Config::blank();
+        let origin = Path::new("(the schema's defaults)");
+        for spec in SCHEMA {
+            let Some(value) = spec.default.to_toml() else {
+                continue;
+            };
+            let at = At {
+                spec,
+                line: 0,
+                value: &value,
+                origin,
+            };
+            if let Err(error) = apply(&at, &mut config) {
+                panic!("SCHEMA's default of `{}` is invalid: {error}", spec.key);
+            }
+        }
+        config
+    }
+}
+
+impl Config {
+    /// Every field empty, zero or off: only the ground [`Default`] applies SCHEMA's defaults
+    /// on. Not a configuration anyone should run with.
+    fn blank() -> Self {
+        Self {
+            daemon: DaemonConfig {
+                socket_path: PathBuf::new(),
+                socket_mode: 0,
+                socket_group: String::new(),
+                state_dir: PathBuf::new(),
+            },
+            access: AccessConfig {
+                reader_group: String::new(),
+                admin_group: String::new(),
+            },
+            storage: StorageConfig {
+                device: None,
+                mapping_name: String::new(),
+                mountpoint: PathBuf::new(),
+                filesystem: String::new(),
+                mount_options: String::new(),
+                fsck: Fsck::None,
+                allow_discards: false,
+                mount_by: MountBy::Auto,
+            },
+            unlock: UnlockConfig {
+                backoff_initial_secs: 0,
+                backoff_max_secs: 0,
+            },
+            stack: StackConfig {
+                project: String::new(),
+                docker_socket: PathBuf::new(),
+                start_order: Vec::new(),
+                start_timeout_secs: 0,
+                default_stop_timeout_secs: 0,
+                stop_timeouts: BTreeMap::new(),
+                stop_signals: BTreeMap::new(),
+                posture_gate: PostureGate::Warn,
+                allowed_publish_addresses: Vec::new(),
+                allowed_capabilities: Vec::new(),
+                fix_restart_policy: false,
+                database_services: Vec::new(),
+            },
+            power: PowerConfig {
+                threshold_percent: 0,
+                min_time_to_empty_secs: 0,
+                on_battery_debounce_secs: 0,
+                low_hold_secs: 0,
+                max_drain_secs: 0,
+                drain_safety_margin_secs: 0,
+                power_off_after_drain: false,
+                charge_end_threshold_percent: None,
+            },
+            immich: ImmichConfig {
+                url: String::new(),
+                api_key_file: None,
+                request_timeout_ms: 0,
+                ping_timeout_secs: 0,
+                poll_interval_ms: 0,
+                upload_location: None,
+            },
+            host: HostConfig {
+                wireguard_interface: String::new(),
+                wireguard_port: None,
+                allowed_listeners: Vec::new(),
+                gate: PostureGate::Warn,
+            },
+        }
+    }
+}
