@@ -17,6 +17,7 @@ use vault_core::{Millis, PowerPolicy};
 
 use crate::access::AccessPolicy;
 use crate::host::{Host, ImmichHealth};
+use crate::lock::{self, LockError};
 use crate::peer::PeerStream;
 use crate::service::{Describe, VaultService};
 use crate::socket::{self, SocketError};
@@ -37,6 +38,8 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Socket(#[from] SocketError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
 }
 
 /// How long open Watch streams may hold the gRPC server after the supervisor ended.
@@ -85,8 +88,23 @@ pub async fn run<H: Host + ImmichHealth>(
     // A crash dump of the daemon must never carry a passphrase.
     nix::sys::prctl::set_dumpable(false).map_err(DaemonError::NotDumpable)?;
 
+    // One daemon per state directory, mapping and socket: locked before any of them is touched.
+    let _instance = lock::take(
+        &config.daemon.state_dir,
+        &config.storage.mapping_name,
+        &config.daemon.socket_path,
+    )?;
     let access = Arc::new(RwLock::new(resolve_access(&config)));
-    let throttle_record = ThrottleRecord::load(&config.daemon.state_dir);
+    let (throttle_record, unreadable) = ThrottleRecord::load(&config.daemon.state_dir);
+    if let Some(problem) = unreadable {
+        // Fail closed: the count is unknown, so the next unlock waits the longest.
+        let policy = throttle_policy(&config);
+        let longest =
+            vault_core::throttle::wait_after(u32::MAX, policy.initial_secs, policy.max_secs);
+        tracing::error!(
+            "{problem}: counted as the longest wait, {longest} s (unlock.backoff_max_secs), before the next passphrase is checked"
+        );
+    }
     let host_for_check = host.clone();
     let host_for_health = host.clone();
     let (supervisor, handle) = Supervisor::new(
