@@ -102,7 +102,26 @@ pub fn ensure_test_accounts() {
             }
             run_ok(cmd.arg(user));
         }
+        // A test that edits the groups restores them; should one have died half-way, the
+        // memberships are put back here.
+        for group in groups.split(',').filter(|g| !g.is_empty()) {
+            if !in_group(user, group) {
+                run_ok(Command::new("gpasswd").args(["--add", user, group]));
+            }
+        }
     }
+}
+
+/// Whether `user` is a member of `group` by the group database.
+pub fn in_group(user: &str, group: &str) -> bool {
+    Command::new("id")
+        .args(["-nG", user])
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .any(|g| g == group)
+        })
 }
 
 /// A running vaultd on a private socket, killed on drop.
@@ -114,6 +133,8 @@ pub struct Daemon {
     pub config: PathBuf,
     pub stderr_path: PathBuf,
     pub mountpoint: PathBuf,
+    /// `storage.mapping_name`, unique to this daemon.
+    pub mapping: String,
     /// Extra environment for the daemon (e.g. DBUS_SYSTEM_BUS_ADDRESS).
     pub env: Vec<(String, String)>,
     /// The network namespace vaultd runs in, if not the test's.
@@ -121,16 +142,33 @@ pub struct Daemon {
     child: Option<Child>,
 }
 
+/// A mapping name no other test daemon uses: vaultd locks the name (one daemon per volume), and
+/// the tests of one binary may run side by side.
+pub fn unique_mapping_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("vaultd-it-{}-{n}", std::process::id())
+}
+
+/// vaultd's lock for a mapping name (vaultd::lock::MAPPING_LOCK_DIR).
+pub fn mapping_lock(mapping: &str) -> PathBuf {
+    Path::new("/run/lock/vaultd").join(format!("{mapping}.lock"))
+}
+
 /// A config for the test daemon. `extra` is appended (e.g. a `[power]` table).
 pub fn test_config(dir: &Path, socket_mode: &str, extra: &str) -> String {
+    test_config_for(dir, socket_mode, extra, &unique_mapping_name())
+}
+
+/// The same, with the mapping name `mapping`.
+pub fn test_config_for(dir: &Path, socket_mode: &str, extra: &str, mapping: &str) -> String {
     // `extra` may add keys to [storage] (it comes right after it) and further tables.
     format!(
         "[daemon]\nsocket_path = \"{}\"\nsocket_mode = \"{socket_mode}\"\nsocket_group = \"{READERS}\"\n\
          state_dir = \"{}\"\n\n[access]\nreader_group = \"{READERS}\"\nadmin_group = \"{ADMINS}\"\n\n\
-         [storage]\nmapping_name = \"vaultd-it-{}\"\nmountpoint = \"{}\"\n{extra}",
+         [storage]\nmapping_name = \"{mapping}\"\nmountpoint = \"{}\"\n{extra}",
         dir.join("run/vaultd.sock").display(),
         dir.join("state").display(),
-        std::process::id(),
         dir.join("srv").display(),
     )
 }
@@ -153,11 +191,31 @@ impl Daemon {
         Self::start_full("0660", extra, &[], Some(netns))
     }
 
+    /// With `access.admin_group` set to `group`, which need not exist (yet).
+    pub fn start_with_admin_group(group: &str) -> Daemon {
+        Self::start_edited("0660", "", &[], None, &|config| {
+            config.replace(
+                &format!("admin_group = \"{ADMINS}\""),
+                &format!("admin_group = \"{group}\""),
+            )
+        })
+    }
+
     fn start_full(
         socket_mode: &str,
         extra: &str,
         env: &[(&str, &str)],
         netns: Option<&str>,
+    ) -> Daemon {
+        Self::start_edited(socket_mode, extra, env, netns, &|config| config)
+    }
+
+    fn start_edited(
+        socket_mode: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+        netns: Option<&str>,
+        edit: &dyn Fn(String) -> String,
     ) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("vaultd-it-")
@@ -168,7 +226,12 @@ impl Daemon {
         let mountpoint = dir.path().join("srv");
         fs::create_dir_all(&mountpoint).expect("mountpoint");
         let config = dir.path().join("vaultd.toml");
-        fs::write(&config, test_config(dir.path(), socket_mode, extra)).expect("config");
+        let mapping = unique_mapping_name();
+        fs::write(
+            &config,
+            edit(test_config_for(dir.path(), socket_mode, extra, &mapping)),
+        )
+        .expect("config");
         let stderr_path = dir.path().join("vaultd.stderr");
         let socket = dir.path().join("run/vaultd.sock");
         let state_dir = dir.path().join("state");
@@ -179,6 +242,7 @@ impl Daemon {
             config,
             stderr_path,
             mountpoint,
+            mapping,
             env: env
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -292,6 +356,8 @@ impl Drop for Daemon {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // The daemon is gone and the name was this daemon's alone: its lock file goes too.
+        let _ = fs::remove_file(mapping_lock(&self.mapping));
     }
 }
 
@@ -407,6 +473,20 @@ impl Watcher {
             }
         }
         Err(seen)
+    }
+}
+
+impl Watcher {
+    /// The watch's exit status, if it ends within `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 }
 

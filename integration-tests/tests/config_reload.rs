@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use vault_integration_tests::{
-    Daemon, Watcher, ensure_test_accounts, is_root, require, test_config,
+    Daemon, Watcher, ensure_test_accounts, is_root, require, test_config_for,
 };
 
 fn threshold(daemon: &Daemon) -> serde_json::Value {
@@ -42,11 +42,13 @@ fn save_by_rename(path: &Path, text: &str) {
     fs::rename(&temp, path).expect("rename");
 }
 
-fn with_threshold(dir: &Path, value: &str) -> String {
-    test_config(
-        dir,
+/// The daemon's config (its mapping name kept) with `threshold_percent = value`.
+fn with_threshold(daemon: &Daemon, value: &str) -> String {
+    test_config_for(
+        daemon.dir.path(),
         "0660",
         &format!("\n[power]\nthreshold_percent = {value}\n"),
+        &daemon.mapping,
     )
 }
 
@@ -58,16 +60,15 @@ fn an_edit_of_the_config_file_is_applied_and_a_malformed_one_is_refused_with_an_
     ensure_test_accounts();
     let mut daemon = Daemon::start_with("0660", "\n[power]\nthreshold_percent = 30\n");
     assert_eq!(threshold(&daemon), 30);
-    let dir = daemon.dir.path().to_path_buf();
 
     // Saved by rename (a new inode in the watched directory).
-    save_by_rename(&daemon.config, &with_threshold(&dir, "25"));
+    save_by_rename(&daemon.config, &with_threshold(&daemon, "25"));
     wait_threshold(&daemon, 25);
 
     // Malformed: an out-of-range value. The alarm names the file, the line and the key; the
     // daemon keeps the previous configuration and keeps answering.
     let watcher = Watcher::start(&daemon.socket, None);
-    let bad = with_threshold(&dir, "250");
+    let bad = with_threshold(&daemon, "250");
     let bad_line = bad
         .lines()
         .position(|l| l.starts_with("threshold_percent"))
@@ -91,13 +92,13 @@ fn an_edit_of_the_config_file_is_applied_and_a_malformed_one_is_refused_with_an_
     assert_eq!(threshold(&daemon), 25, "the old config stays in force");
 
     // Written in place (truncate and write, as `echo >` does): seen too, and applied.
-    fs::write(&daemon.config, with_threshold(&dir, "20")).expect("write");
+    fs::write(&daemon.config, with_threshold(&daemon, "20")).expect("write");
     wait_threshold(&daemon, 20);
 
     // Touching the file without changing it reloads nothing.
     let reloads = |d: &Daemon| d.stderr().matches("(file-change): applied").count();
     let before = reloads(&daemon);
-    fs::write(&daemon.config, with_threshold(&dir, "20")).expect("rewrite");
+    fs::write(&daemon.config, with_threshold(&daemon, "20")).expect("rewrite");
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(
         reloads(&daemon),

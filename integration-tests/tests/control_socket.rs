@@ -295,20 +295,127 @@ fn sigterm_while_locked_exits_cleanly_even_with_a_watcher_and_removes_the_socket
     assert!(!daemon.socket.exists(), "socket removed");
 }
 
+/// Run a second vaultd on `config` (the first still running): it must refuse at once.
+fn second_daemon(config: &std::path::Path) -> (Option<i32>, String) {
+    let out = std::process::Command::new(vault_integration_tests::bin("vaultd"))
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("vaultd");
+    (out.status.code(), text(&out.stderr))
+}
+
 #[test]
 fn a_second_daemon_never_takes_over_a_live_socket() {
     if !root_ready() {
         return;
     }
     let daemon = Daemon::start("0660");
-    let out = std::process::Command::new(vault_integration_tests::bin("vaultd"))
-        .arg("--config")
-        .arg(&daemon.config)
-        .output()
-        .expect("vaultd");
-    let stderr = text(&out.stderr);
-    assert!(!out.status.success());
-    assert!(stderr.contains("another vaultd already serves"), "{stderr}");
+    // Its own state directory and mapping, the same socket: the socket's lock refuses it,
+    // before the stale-socket check could race with the first.
+    let config = std::fs::read_to_string(&daemon.config).expect("config");
+    let other = daemon.dir.path().join("other.toml");
+    std::fs::write(
+        &other,
+        config
+            .replace(
+                &daemon.state_dir.display().to_string(),
+                &format!("{}-2", daemon.state_dir.display()),
+            )
+            .replace(&daemon.mapping, &format!("{}-2", daemon.mapping)),
+    )
+    .expect("write");
+    let (code, stderr) = second_daemon(&other);
+    assert_eq!(code, Some(1), "a startup error: {stderr}");
+    let pid = daemon.pid();
+    assert!(
+        stderr.contains(&format!(
+            "another vaultd (pid {pid}) already serves {}",
+            daemon.socket.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}.lock", daemon.socket.display())),
+        "{stderr}"
+    );
     let out = daemon.vaultctl(None, &["status"]);
     assert_eq!(out.status.code(), Some(0), "the first daemon still serves");
+    let _ = std::fs::remove_file(vault_integration_tests::mapping_lock(&format!(
+        "{}-2",
+        daemon.mapping
+    )));
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_directory_or_mapping_refuses_naming_the_first_s_pid() {
+    if !root_ready() {
+        return;
+    }
+    let daemon = Daemon::start("0660");
+    let pid = daemon.pid();
+    let config = std::fs::read_to_string(&daemon.config).expect("config");
+    let socket = daemon.socket.display().to_string();
+
+    // Another socket, the same state directory (and mapping): the state directory's lock.
+    let other_socket = daemon.dir.path().join("run2/vaultd.sock");
+    let same_state = daemon.dir.path().join("same-state.toml");
+    std::fs::write(
+        &same_state,
+        config.replace(&socket, &other_socket.display().to_string()),
+    )
+    .expect("write");
+    let (code, stderr) = second_daemon(&same_state);
+    assert_eq!(code, Some(1), "a startup error: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "another vaultd (pid {pid}) already runs on the state directory {}",
+            daemon.state_dir.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&daemon.state_dir.join("vaultd.lock").display().to_string()),
+        "the lock is named: {stderr}"
+    );
+    assert!(!other_socket.exists(), "the second never bound its socket");
+
+    // Another socket and state directory, the same mapping: the volume's lock.
+    let other_state = daemon.dir.path().join("state2");
+    let same_mapping = daemon.dir.path().join("same-mapping.toml");
+    std::fs::write(
+        &same_mapping,
+        config
+            .replace(&socket, &other_socket.display().to_string())
+            .replace(
+                &daemon.state_dir.display().to_string(),
+                &other_state.display().to_string(),
+            ),
+    )
+    .expect("write");
+    let (code, stderr) = second_daemon(&same_mapping);
+    assert_eq!(code, Some(1), "a startup error: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "another vaultd (pid {pid}) already supervises the mapping `{}`",
+            daemon.mapping
+        )),
+        "{stderr}"
+    );
+    assert!(!other_socket.exists(), "the second never bound its socket");
+
+    // The first is untouched, and once it is gone the same config starts.
+    let out = daemon.vaultctl(None, &["status"]);
+    assert_eq!(out.status.code(), Some(0), "the first daemon still serves");
+    let mut daemon = daemon;
+    daemon.kill();
+    daemon.spawn();
+    let out = daemon.vaultctl(None, &["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let held = std::fs::read_to_string(daemon.state_dir.join("vaultd.lock")).expect("lock");
+    assert_eq!(
+        held.trim(),
+        daemon.pid().to_string(),
+        "the new holder's pid"
+    );
 }

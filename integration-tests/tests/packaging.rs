@@ -163,6 +163,13 @@ fn tmpfiles_and_sysusers_make_what_the_docs_say() {
     );
     let state = std::fs::metadata(root.path().join("var/lib/vaultd")).expect("/var/lib/vaultd");
     assert_eq!(state.mode() & 0o7777, 0o700);
+    let locks = std::fs::metadata(root.path().join("run/lock/vaultd")).expect("/run/lock/vaultd");
+    assert_eq!(
+        locks.mode() & 0o7777,
+        0o700,
+        "the per-mapping locks: root only"
+    );
+    assert_eq!(locks.uid(), 0);
 }
 
 /// Lintian tags that stay, each with its reason (docs/operations.md repeats them).

@@ -122,7 +122,14 @@ fn wrong_passphrase_is_refused_audited_and_throttled_across_a_restart() {
         "{stderr}"
     );
 
-    // The wait survives a restart of the daemon (kept in the state directory).
+    // The wait survives a restart of the daemon (kept in the state directory). The count is
+    // written (and fsynced) off the supervisor's loop once the check failed: on a busy disk
+    // that can take longer than the calls above, and a SIGKILL before it would lose it.
+    let record_path = daemon.state_dir.join("unlock-failures");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !record_path.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     daemon.kill();
     daemon.spawn();
     let out = unlock(&daemon, b"right horse\n");
@@ -134,6 +141,47 @@ fn wrong_passphrase_is_refused_audited_and_throttled_across_a_restart() {
     assert!(log.contains("vaultd_result=\"wrong-passphrase\""), "{log}");
     assert!(log.contains("vaultd_result=\"throttled\""), "{log}");
     assert!(!log.contains("horse"), "the passphrase reached the log");
+}
+
+#[test]
+fn an_unreadable_throttle_record_counts_as_the_longest_wait_and_says_so_at_start() {
+    if !ready() {
+        return;
+    }
+    let images = tempfile::tempdir().expect("tempdir");
+    let image = luks_image(images.path(), "right horse", false);
+    // backoff 30 s, at most 600 s (storage_extra).
+    let mut daemon = Daemon::start_with("0660", &storage_extra(&image, 30));
+    daemon.kill();
+    let record = daemon.state_dir.join("unlock-failures");
+    std::fs::write(&record, "garbage\n").expect("garbage");
+    daemon.spawn();
+
+    let log = daemon.stderr();
+    let line = log
+        .lines()
+        .find(|l| l.contains("failed-unlock record"))
+        .unwrap_or_else(|| panic!("a line about the record: {log}"));
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(line.contains(&record.display().to_string()), "{line}");
+    assert!(line.contains("longest wait, 600 s"), "{line}");
+
+    // Not reset to 0: the right passphrase waits the longest.
+    let out = unlock(&daemon, b"right horse\n");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    let wait: u64 = stderr
+        .split("try again in ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a wait in {stderr}"));
+    assert!((590..=600).contains(&wait), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&record).expect("record"),
+        "garbage\n",
+        "left as it is for the owner to look at, until a passphrase is checked"
+    );
 }
 
 /// Every readable, writable mapping of the process, searched for `needle`.

@@ -100,6 +100,12 @@ impl UnlockThrottle {
         had
     }
 
+    /// The count is unknown (its record is unreadable): the longest wait, from now.
+    pub fn assume_the_worst(&mut self, now: Millis) {
+        self.failures = self.failures.max(1);
+        self.next_try_at = now.saturating_add(Millis::from_secs(self.policy.max_secs));
+    }
+
     /// New limits from a reload: a wait under way is cut to the new maximum.
     pub fn set_policy(&mut self, policy: ThrottlePolicy, now: Millis) {
         self.policy = policy;

@@ -203,6 +203,19 @@ pub fn judge(
     findings
 }
 
+/// Where `nft`, `ip` and `wg` are looked up: the system's directories, never the inherited PATH
+/// (a daemon must not run whatever comes first in its environment). vault-storage's fsck uses
+/// the same (`vault_storage::mount::TOOL_PATH`).
+pub const TOOL_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// `name`, found on [`TOOL_PATH`] (which is also its children's PATH).
+fn tool(name: &str) -> Command {
+    let mut command = Command::new(name);
+    // std looks the program up on the PATH given to the child when one is set.
+    command.env("PATH", TOOL_PATH);
+    command
+}
+
 /// The listeners of the reading process's network namespace.
 pub fn read_listeners() -> std::io::Result<Vec<Listener>> {
     listeners::read(Path::new("/proc/self/net"), Path::new("/proc"))
@@ -210,7 +223,7 @@ pub fn read_listeners() -> std::io::Result<Vec<Listener>> {
 
 /// `nft -j list ruleset`, judged; or why it cannot be read.
 pub fn read_firewall(trusted_ifaces: &[&str]) -> Result<Inbound, String> {
-    let out = Command::new("nft")
+    let out = tool("nft")
         .args(["-j", "list", "ruleset"])
         .output()
         .map_err(|e| {
@@ -243,7 +256,7 @@ pub fn read_wireguard(iface: &str) -> WireGuard {
         .ok()
         .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
         .is_some_and(|f| f & IFF_UP != 0);
-    let addrs = Command::new("ip")
+    let addrs = tool("ip")
         .args(["-j", "addr", "show", "dev", iface])
         .output()
         .ok()
@@ -257,7 +270,7 @@ pub fn read_wireguard(iface: &str) -> WireGuard {
                 .collect()
         })
         .unwrap_or_default();
-    let listen_port = Command::new("wg")
+    let listen_port = tool("wg")
         .args(["show", iface, "listen-port"])
         .output()
         .ok()
@@ -300,6 +313,19 @@ pub fn check(policy: &HostPolicy) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tools_are_found_on_a_fixed_path_never_the_inherited_one() {
+        for name in ["nft", "ip", "wg"] {
+            let command = tool(name);
+            let path = command
+                .get_envs()
+                .find(|(k, _)| *k == "PATH")
+                .and_then(|(_, v)| v);
+            assert_eq!(path, Some(std::ffi::OsStr::new(TOOL_PATH)), "{name}");
+            assert!(TOOL_PATH.split(':').all(|d| d.starts_with('/')));
+        }
+    }
 
     fn listener(proto: Proto, addr: &str, port: u16, who: &str) -> Listener {
         Listener {

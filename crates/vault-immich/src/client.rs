@@ -1,10 +1,8 @@
 //! The HTTP client: one short-lived HTTP/1.1 connection per request to the server on a local
 //! address (Immich listens on 127.0.0.1:2283 in the owner's compose file), each request bounded
-//! by a timeout. The API key is read from a root-owned file that others cannot read, and sent
-//! as `x-api-key`; it never appears in a log or an error.
+//! by a timeout, and only to this host's loopback. The API key ([`crate::key`]) is sent as
+//! `x-api-key`; it never appears in a log or an error.
 
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,27 +10,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
+use crate::key::ApiKey;
 use crate::queues::{self, Family, QueueState, ServerVersion};
 use crate::record::RecordError;
-
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("cannot read the Immich API key file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "the Immich API key file {path} is owned by uid {uid}: it must be owned by root (chown root: {path})"
-    )]
-    Owner { path: PathBuf, uid: u32 },
-    #[error(
-        "the Immich API key file {path} has mode {mode:04o}: it must be 0600 or 0640 (chmod 600 {path})"
-    )]
-    Mode { path: PathBuf, mode: u32 },
-    #[error("the Immich API key file {path} is empty")]
-    Empty { path: PathBuf },
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImmichError {
@@ -61,49 +41,6 @@ pub enum ImmichError {
     NoKey { what: String },
     #[error(transparent)]
     Record(RecordError),
-}
-
-/// The API key. Its `Debug` does not show it.
-#[derive(Clone)]
-pub struct ApiKey(String);
-
-impl std::fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ApiKey(…)")
-    }
-}
-
-/// Read the API key from `path`: owned by root, mode 0600 or 0640 (or stricter), not empty.
-pub fn read_api_key(path: &Path) -> Result<ApiKey, KeyError> {
-    let meta = std::fs::metadata(path).map_err(|source| KeyError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    if meta.uid() != 0 {
-        return Err(KeyError::Owner {
-            path: path.to_owned(),
-            uid: meta.uid(),
-        });
-    }
-    let mode = meta.mode() & 0o7777;
-    // Group may read (0640: the vaultd group's admins), nobody may write but root, others nothing.
-    if mode & 0o7137 != 0 {
-        return Err(KeyError::Mode {
-            path: path.to_owned(),
-            mode,
-        });
-    }
-    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let key = text.trim();
-    if key.is_empty() {
-        return Err(KeyError::Empty {
-            path: path.to_owned(),
-        });
-    }
-    Ok(ApiKey(key.to_owned()))
 }
 
 /// The server: `http://HOST:PORT` (its API under `/api`).
@@ -135,6 +72,16 @@ impl Immich {
         } else {
             format!("{authority}:80")
         };
+        // The key goes over plain HTTP: only to this host's loopback. (An opt-in for another
+        // address, for a deliberate setup, would need a config key; there is none yet.)
+        let host = authority.rsplit_once(':').map_or("", |(h, _)| h);
+        if !is_loopback_host(host) {
+            return Err(format!(
+                "{url:?}: {host} is not this host's loopback: vaultd sends the API key over plain \
+                 HTTP, so immich.url must be http://127.0.0.1:PORT, http://[::1]:PORT or \
+                 http://localhost:PORT (publish Immich on loopback in the compose file)"
+            ));
+        }
         Ok(Self {
             authority,
             base: url.trim_end_matches('/').to_owned(),
@@ -174,7 +121,19 @@ impl Immich {
             detail,
         };
         let exchange = async {
-            let tcp = tokio::net::TcpStream::connect(&self.authority)
+            // `localhost` is a name: whatever it resolves to, only loopback addresses are used.
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(&self.authority)
+                .await
+                .map_err(|e| unreachable(e.to_string()))?
+                .filter(|a| a.ip().to_canonical().is_loopback())
+                .collect();
+            if addrs.is_empty() {
+                return Err(unreachable(format!(
+                    "{} resolves to no loopback address",
+                    self.authority
+                )));
+            }
+            let tcp = tokio::net::TcpStream::connect(addrs.as_slice())
                 .await
                 .map_err(|e| unreachable(e.to_string()))?;
             let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
@@ -341,10 +300,24 @@ impl Immich {
     }
 }
 
+/// 127.0.0.0/8, ::1 (also as ::ffff:127.x.y.z), or the name `localhost` (its addresses are
+/// filtered to loopback when connecting).
+fn is_loopback_host(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let literal = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    literal
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.to_canonical().is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn urls_name_a_local_server_and_nothing_else() {
@@ -357,6 +330,22 @@ mod tests {
         assert_eq!(ok("http://127.0.0.1:2283/api/"), "127.0.0.1:2283");
         assert_eq!(ok("http://localhost"), "localhost:80");
         assert_eq!(ok("http://[::1]:2283"), "[::1]:2283");
+        assert_eq!(ok("http://127.0.0.2:2283"), "127.0.0.2:2283");
+        assert_eq!(ok("http://LOCALHOST:2283"), "LOCALHOST:2283");
+        assert_eq!(ok("http://[::ffff:127.0.0.1]:1"), "[::ffff:127.0.0.1]:1");
+        // Not loopback: refused, naming the rule.
+        for remote in [
+            "http://192.168.1.5:2283",
+            "http://10.0.0.1",
+            "http://[fe80::1]:2283",
+            "http://0.0.0.0:2283",
+            "http://immich.example:2283",
+            "http://localhost.example:2283",
+            "http://[::]:2283",
+        ] {
+            let e = Immich::new(remote, None, Duration::from_secs(1)).expect_err(remote);
+            assert!(e.contains("not this host's loopback"), "{remote}: {e}");
+        }
         for bad in [
             "https://x:1",
             "127.0.0.1:2283",
@@ -369,39 +358,5 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn the_key_file_must_be_root_s_and_unreadable_by_others_and_the_key_never_shows() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("key");
-        std::fs::write(&path, "s3cr3t-key\n").expect("write");
-        let running_as_root = nix_uid() == 0;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        let e = read_api_key(&path).unwrap_err().to_string();
-        if running_as_root {
-            assert!(e.contains("mode 0644") && e.contains("chmod 600"), "{e}");
-        } else {
-            assert!(e.contains("owned by uid"), "{e}");
-        }
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
-        if running_as_root {
-            let key = read_api_key(&path).expect("0640 root");
-            assert_eq!(key.0, "s3cr3t-key");
-            assert!(!format!("{key:?}").contains("s3cr3t"));
-            std::fs::write(&path, "  \n").expect("write");
-            let e = read_api_key(&path).unwrap_err().to_string();
-            assert!(e.contains("is empty"), "{e}");
-        }
-        let e = read_api_key(&dir.path().join("none"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("cannot read"), "{e}");
-    }
-
-    fn nix_uid() -> u32 {
-        std::fs::metadata("/proc/self")
-            .map(|m| m.uid())
-            .unwrap_or(u32::MAX)
     }
 }

@@ -12,10 +12,12 @@
 //! what the caller allows.
 
 pub mod client;
+pub mod key;
 pub mod queues;
 pub mod record;
 
-pub use client::{ApiKey, Immich, ImmichError, KeyError, read_api_key};
+pub use client::{Immich, ImmichError};
+pub use key::{ApiKey, KeyError, read_api_key};
 pub use queues::{Family, QueueState, ServerVersion};
 pub use record::{PauseRecord, RecordError};
 

@@ -17,11 +17,12 @@ use vault_core::{Millis, PowerPolicy};
 
 use crate::access::AccessPolicy;
 use crate::host::{Host, ImmichHealth};
+use crate::lock::{self, LockError};
 use crate::peer::PeerStream;
 use crate::service::{Describe, VaultService};
 use crate::socket::{self, SocketError};
 use crate::sources::{self, Tasks};
-use crate::supervisor::Supervisor;
+use crate::supervisor::{Msg, Supervisor};
 use crate::throttle::ThrottleRecord;
 
 /// Why the daemon could not run.
@@ -37,6 +38,8 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Socket(#[from] SocketError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
 }
 
 /// How long open Watch streams may hold the gRPC server after the supervisor ended.
@@ -94,8 +97,21 @@ pub async fn run<H: Host + ImmichHealth>(
     // A crash dump of the daemon must never carry a passphrase.
     nix::sys::prctl::set_dumpable(false).map_err(DaemonError::NotDumpable)?;
 
+    // One daemon per state directory, mapping and socket: locked before any of them is touched.
+    // One daemon per state directory, mapping and socket. A simulation guards no real mapping:
+    // its per-mapping lock lives in its own state directory, so that it needs no root.
+    let mapping_locks = match &inputs {
+        Sources::Real => PathBuf::from(lock::MAPPING_LOCK_DIR),
+        Sources::Sim(_) => config.daemon.state_dir.join("sim-mappings"),
+    };
+    let _instance = lock::take_in(
+        &mapping_locks,
+        &config.daemon.state_dir,
+        &config.storage.mapping_name,
+        &config.daemon.socket_path,
+    )?;
     let access = Arc::new(RwLock::new(resolve_access(&config)));
-    let throttle_record = ThrottleRecord::load(&config.daemon.state_dir);
+    let (throttle_record, unreadable) = ThrottleRecord::load(&config.daemon.state_dir);
     let host_for_check = host.clone();
     let host_for_health = host.clone();
     let (supervisor, handle) = Supervisor::new(
@@ -105,6 +121,21 @@ pub async fn run<H: Host + ImmichHealth>(
         throttle_policy(&config),
         throttle_record,
     );
+    if let Some(problem) = unreadable {
+        let policy = throttle_policy(&config);
+        let longest =
+            vault_core::throttle::wait_after(u32::MAX, policy.initial_secs, policy.max_secs);
+        tracing::error!(
+            "{problem}: counted as the longest wait, {longest} s (unlock.backoff_max_secs), before the next passphrase is checked"
+        );
+        // Fail closed: the count is unknown, so the core has the next unlock wait the longest,
+        // with an alarm until the record is written again. Queued before anything else runs.
+        let _ = handle
+            .tx
+            .try_send(Msg::Event(vault_core::Event::ThrottleRecordUnreadable(
+                problem,
+            )));
+    }
 
     let listener = socket::bind(
         &config.daemon.socket_path,

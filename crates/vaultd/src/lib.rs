@@ -20,7 +20,9 @@
 //! - [`service`]: the gRPC control API (tonic). It parses, authorises, and hands commands to
 //!   the supervisor; it decides nothing itself.
 //! - [`peer`] and [`access`]: the caller's kernel credentials (SO_PEERCRED, SO_PEERGROUPS) and
-//!   who may do what; [`origin`]: whether the caller is under an SSH session (for the audit).
+//!   who may do what, the groups looked up at every call; [`reauth`]: a Watch authorised again
+//!   while it runs; [`origin`]: whether the caller is under an SSH session (for the audit).
+//! - [`lock`]: one daemon per state directory, mapping and socket (flock, the holder's PID).
 //! - [`socket`]: binding the control socket with its mode and group, without a window in which
 //!   it is more open than configured.
 //! - [`audit`]: structured audit records (journald fields, stable MESSAGE_IDs).
@@ -34,10 +36,12 @@ pub mod access;
 pub mod audit;
 pub mod daemon;
 pub mod host;
+pub mod lock;
 pub mod logging;
 pub mod notify;
 pub mod origin;
 pub mod peer;
+pub mod reauth;
 pub mod secret;
 pub mod service;
 pub mod sim;

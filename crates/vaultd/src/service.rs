@@ -21,6 +21,7 @@ use crate::access::{AccessPolicy, Need};
 use crate::audit;
 use crate::host::Host;
 use crate::peer::PeerCredentials;
+use crate::reauth::{self, Reauthorized};
 use crate::secret::{MAX_PASSPHRASE_BYTES, Secret};
 use crate::supervisor::{Broadcast, Handle, Msg, Snapshot};
 
@@ -233,6 +234,11 @@ impl<H: Host> Vault for VaultService<H> {
             Ok(pb::WatchEvent { event: Some(event) })
         });
         let stream = tokio_stream::once(Ok(first)).chain(updates);
+        // Authorised again before each event and while quiet: it ends once the caller may no
+        // longer read.
+        let access = self.access.clone();
+        let check = move || reauth::recheck(&access, &peer, "Watch", Need::Read);
+        let stream = Reauthorized::new(Box::pin(stream), reauth::RECHECK, Box::new(check));
         Ok(Response::new(Box::pin(stream)))
     }
 

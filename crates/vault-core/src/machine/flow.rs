@@ -135,17 +135,23 @@ impl Core {
         }
         // The throttle counts what the passphrase check said, whatever came of the step.
         if step == Step::OpenMapping && flow.kind == FlowKind::Unlock {
-            match &result {
-                Ok(()) => {
-                    if self.throttle.succeeded() {
-                        actions.push(Action::RecordUnlockFailures(0));
-                    }
-                }
+            let record = match &result {
+                Ok(()) => self.throttle.succeeded().then_some(0),
                 Err(StepError::WrongPassphrase(_)) => {
                     self.throttle.failed(now);
-                    actions.push(Action::RecordUnlockFailures(self.throttle.failures()));
+                    Some(self.throttle.failures())
                 }
-                Err(_) => {}
+                Err(_) => None,
+            };
+            if let Some(failures) = record {
+                actions.push(Action::RecordUnlockFailures(failures));
+                if self
+                    .active_alarms
+                    .contains_key(AlarmKind::ThrottleRecordUnreadable.name())
+                {
+                    let message = "the failed-unlock record is written again".to_owned();
+                    self.alarm(AlarmKind::ThrottleRecordWritten, message, actions);
+                }
             }
         }
         match result {

@@ -199,6 +199,9 @@ pub enum Event {
     ConfigRejected(String),
     /// A reloaded config was applied.
     ConfigApplied,
+    /// The failed-unlock record could not be read at start (why): the throttle counts the
+    /// longest wait, and the alarm stays until the record is written again.
+    ThrottleRecordUnreadable(String),
     /// Immich answers its API while RUNNING; `holds_paused`: vaultd still holds queues it
     /// paused (the resume after a start could not reach it, or a restart adopted the stack).
     ImmichAnswers { holds_paused: bool },
@@ -228,6 +231,10 @@ pub enum AlarmKind {
     PowerSourceGone,
     /// UPower (or, without it, the kernel's class) answers again.
     PowerSourceBack,
+    /// The failed-unlock record could not be read: counted as the longest wait.
+    ThrottleRecordUnreadable,
+    /// The failed-unlock record was written again.
+    ThrottleRecordWritten,
 }
 
 impl AlarmKind {
@@ -248,6 +255,8 @@ impl AlarmKind {
             AlarmKind::PowerReadingSane => "power-reading-sane",
             AlarmKind::PowerSourceGone => "power-source-gone",
             AlarmKind::PowerSourceBack => "power-source-back",
+            AlarmKind::ThrottleRecordUnreadable => "throttle-record-unreadable",
+            AlarmKind::ThrottleRecordWritten => "throttle-record-written",
         }
     }
 
@@ -261,7 +270,11 @@ impl AlarmKind {
             | AlarmKind::CannotObserve
             | AlarmKind::ConfigInvalid
             | AlarmKind::PowerReadingSuspect
-            | AlarmKind::PowerSourceGone => AlarmEffect::Raise,
+            | AlarmKind::PowerSourceGone
+            | AlarmKind::ThrottleRecordUnreadable => AlarmEffect::Raise,
+            AlarmKind::ThrottleRecordWritten => {
+                AlarmEffect::Clear(&[AlarmKind::ThrottleRecordUnreadable])
+            }
             AlarmKind::PowerSourceBack => AlarmEffect::Clear(&[AlarmKind::PowerSourceGone]),
             AlarmKind::ForbiddenCleared => AlarmEffect::Clear(&[
                 AlarmKind::Forbidden,
@@ -639,6 +652,13 @@ impl Core {
                     let reason = self.status.reason.clone();
                     self.begin(FlowKind::Resume, steps, None, reason, now, &mut actions);
                 }
+            }
+            Event::ThrottleRecordUnreadable(why) => {
+                self.throttle.assume_the_worst(now);
+                let message = format!(
+                    "{why}: counted as the longest wait before the next passphrase is checked"
+                );
+                self.alarm(AlarmKind::ThrottleRecordUnreadable, message, &mut actions);
             }
             Event::ConfigRejected(message) => {
                 self.alarm(AlarmKind::ConfigInvalid, message, &mut actions);

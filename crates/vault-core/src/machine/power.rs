@@ -61,16 +61,14 @@ impl Core {
             }
             Verdict::Debouncing { until, wait } => {
                 self.power_critical = false;
-                let left = until.saturating_sub(now).0.div_ceil(1000);
                 self.power_note = Some(match wait {
                     Wait::OnBatteryDebounce => format!(
-                        "low, but on battery for less than {} s (power flickers are ignored): \
-                         judged again in {left} s",
+                        "low, but on battery for less than {} s: not acted on before that \
+                         (power flickers are ignored)",
                         self.policy.on_battery_debounce.0 / 1000
                     ),
                     Wait::LowHold => format!(
-                        "low, but a low reading must hold {} s before it counts (gauges jump): \
-                         judged again in {left} s",
+                        "low, but a low reading must hold {} s before it counts (gauges jump)",
                         self.policy.low_hold.0 / 1000
                     ),
                 });

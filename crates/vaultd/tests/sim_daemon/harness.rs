@@ -19,7 +19,7 @@ use vault_api::v1::vault_client::VaultClient;
 use vault_api::v1::vault_server::VaultServer;
 use vault_core::throttle::ThrottlePolicy;
 use vault_core::{Millis, PowerPolicy};
-use vaultd::access::AccessPolicy;
+use vaultd::access::{AccessPolicy, Groups};
 use vaultd::peer::PeerStream;
 use vaultd::service::VaultService;
 use vaultd::sim::{FakeHost, SimControl, SimSettings};
@@ -60,6 +60,21 @@ impl Default for Options {
     }
 }
 
+/// The group database of the sim: `sim-admins` is the test process's own group, and its
+/// account is in it.
+#[derive(Debug)]
+struct OwnGroup;
+
+impl Groups for OwnGroup {
+    fn gid(&self, name: &str) -> Option<u32> {
+        (name == "sim-admins").then(|| nix::unistd::getgid().as_raw())
+    }
+
+    fn member(&self, uid: u32, gid: u32) -> bool {
+        uid == nix::unistd::getuid().as_raw() && gid == nix::unistd::getgid().as_raw()
+    }
+}
+
 /// A running daemon over a [`FakeHost`].
 pub struct Daemon {
     pub control: SimControl,
@@ -86,15 +101,12 @@ impl Daemon {
             options.policy,
             options.power_off_after_drain,
             options.throttle,
-            ThrottleRecord::load(dir.path()),
+            ThrottleRecord::load(dir.path()).0,
         );
 
         // Root is always authorised; the caller's own group is the admin group, so the tests
         // also pass where they do not run as root.
-        let access = AccessPolicy {
-            admin_gid: Some(nix::unistd::getgid().as_raw()),
-            reader_gid: None,
-        };
+        let access = AccessPolicy::with_groups("sim-admins", "", Arc::new(OwnGroup));
         let service = VaultService {
             handle: handle.clone(),
             host: host.clone(),
