@@ -9,6 +9,7 @@
 //!   battery can carry.
 //! - [`power_source`]: which power source counts (UPower, else the kernel's class), and the
 //!   alarm when one goes away.
+//! - [`reload`]: whether a change of the config file is applied.
 //! - [`throttle`]: the growing wait after wrong passphrases, decided where an unlock is accepted.
 //! - [`gate`]: the start gate's verdict on what the adapters found (binds off the volume,
 //!   the containers' and the host's posture), and the database's stop-time rule.
@@ -24,6 +25,7 @@ pub mod machine;
 pub mod observation;
 pub mod power;
 pub mod power_source;
+pub mod reload;
 pub mod state;
 pub mod throttle;
 

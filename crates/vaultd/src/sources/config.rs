@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use vault_core::reload::FileChange;
+
 use crate::access::AccessPolicy;
 use crate::audit;
 use crate::daemon::{policy_of, resolve_access, throttle_policy};
@@ -81,17 +83,16 @@ pub fn spawn(
                 );
                 continue;
             };
-            if applied.as_deref() == Some(now.as_slice()) {
-                continue;
-            }
-            // Empty is valid TOML (all defaults): far more likely a writer that truncated the
-            // file and has not written it yet than an owner who wants every default.
-            if now.iter().all(u8::is_ascii_whitespace) {
-                tracing::warn!(
-                    file = %config_path.display(),
-                    "the config file is empty; not applied (still running on the previous configuration)"
-                );
-                continue;
+            match vault_core::reload::on_file_change(applied.as_deref(), &now) {
+                FileChange::Apply => {}
+                FileChange::Unchanged => continue,
+                FileChange::Blank => {
+                    tracing::warn!(
+                        file = %config_path.display(),
+                        "the config file is empty; not applied (still running on the previous configuration)"
+                    );
+                    continue;
+                }
             }
             applied = Some(now);
             reload(&handle, &config_path, &access, "file-change").await;
