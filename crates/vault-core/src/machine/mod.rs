@@ -36,143 +36,6 @@ impl Command {
     }
 }
 
-/// One step an adapter carries out. Its result comes back as [`Event::StepDone`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Step {
-    /// Verify the passphrase and activate the mapping. The driver holds the passphrase.
-    OpenMapping,
-    CheckFilesystem,
-    Mount,
-    /// Start the project's containers in dependency order (after the posture gate).
-    StartStack,
-    /// Resume exactly the Immich queues vaultd paused.
-    ResumeQueues,
-    /// Pause the running Immich queues, recording which before pausing.
-    PauseQueues,
-    /// Wait until no Immich job is active, or until the deadline.
-    WaitForJobs,
-    /// Stop the project's containers in reverse dependency order, within the deadline.
-    StopStack,
-    Sync,
-    Unmount,
-    CloseMapping,
-    /// Power the host off through logind.
-    PowerOff,
-}
-
-impl Step {
-    pub fn name(self) -> &'static str {
-        self.phase().name()
-    }
-
-    fn phase(self) -> Phase {
-        match self {
-            Step::OpenMapping => Phase::OpeningMapping,
-            Step::CheckFilesystem => Phase::CheckingFilesystem,
-            Step::Mount => Phase::Mounting,
-            Step::StartStack => Phase::StartingStack,
-            Step::ResumeQueues => Phase::ResumingQueues,
-            Step::PauseQueues => Phase::PausingQueues,
-            Step::WaitForJobs => Phase::WaitingForJobs,
-            Step::StopStack => Phase::StoppingContainers,
-            Step::Sync => Phase::Syncing,
-            Step::Unmount => Phase::Unmounting,
-            Step::CloseMapping => Phase::ClosingMapping,
-            Step::PowerOff => Phase::PoweringOff,
-        }
-    }
-
-    /// The step of a drain phase; none for a phase that is not a drain's (never a destructive
-    /// step by default).
-    fn of_drain_phase(phase: Phase) -> Option<Step> {
-        match phase {
-            Phase::PausingQueues => Some(Step::PauseQueues),
-            Phase::WaitingForJobs => Some(Step::WaitForJobs),
-            Phase::StoppingContainers => Some(Step::StopStack),
-            Phase::Syncing => Some(Step::Sync),
-            Phase::Unmounting => Some(Step::Unmount),
-            Phase::ClosingMapping => Some(Step::CloseMapping),
-            Phase::Idle
-            | Phase::OpeningMapping
-            | Phase::CheckingFilesystem
-            | Phase::Mounting
-            | Phase::StartingStack
-            | Phase::ResumingQueues
-            | Phase::PoweringOff
-            | Phase::RollingBack => None,
-        }
-    }
-}
-
-/// Why a step failed, as far as the core's decisions go.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StepError {
-    /// The passphrase does not open the volume (counts towards the unlock throttle); the
-    /// adapter's words.
-    #[error("{0}")]
-    WrongPassphrase(String),
-    /// The step did not end by its deadline; the driver gave up on it.
-    #[error("did not finish in time ({0})")]
-    TimedOut(String),
-    /// Cut short by [`Action::Cancel`]: a drain was wanted while it ran.
-    #[error("interrupted: a drain was wanted")]
-    Interrupted,
-    /// Anything else, in the adapter's words.
-    #[error("{0}")]
-    Failed(String),
-}
-
-impl From<String> for StepError {
-    fn from(message: String) -> Self {
-        StepError::Failed(message)
-    }
-}
-
-impl From<&str> for StepError {
-    fn from(message: &str) -> Self {
-        StepError::Failed(message.to_owned())
-    }
-}
-
-/// The longest each step of an unlock, a start or a rollback may take (drain steps share the
-/// drain's deadline instead). A step that runs past it is given up on (an fsck is killed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StepLimits {
-    pub open_mapping: Millis,
-    pub check_filesystem: Millis,
-    pub mount: Millis,
-    pub start_stack: Millis,
-    pub resume_queues: Millis,
-    /// Sync, unmount and close in a rollback; the power-off call.
-    pub other: Millis,
-}
-
-impl Default for StepLimits {
-    fn default() -> Self {
-        Self {
-            open_mapping: Millis::from_secs(120),
-            check_filesystem: Millis::from_secs(1800),
-            mount: Millis::from_secs(120),
-            start_stack: Millis::from_secs(900),
-            resume_queues: Millis::from_secs(330),
-            other: Millis::from_secs(120),
-        }
-    }
-}
-
-impl StepLimits {
-    fn of(&self, step: Step) -> Millis {
-        match step {
-            Step::OpenMapping => self.open_mapping,
-            Step::CheckFilesystem => self.check_filesystem,
-            Step::Mount => self.mount,
-            Step::StartStack => self.start_stack,
-            Step::ResumeQueues => self.resume_queues,
-            _ => self.other,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     /// What the adapters see, pushed on change (Docker events, udev, mountinfo) or polled.
@@ -207,94 +70,6 @@ pub enum Event {
     ImmichAnswers { holds_paused: bool },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlarmKind {
-    Forbidden,
-    ForbiddenCleared,
-    CannotObserve,
-    ObservationRestored,
-    StepFailed,
-    DrainAborted,
-    /// A running container writes through a bind mount that is not on the mounted volume.
-    MisplacedBind,
-    /// Containers of the project started outside vaultd while it is not RUNNING.
-    UnsanctionedStart,
-    /// A reloaded config was refused.
-    ConfigInvalid,
-    /// A valid config was applied after a refused one.
-    ConfigValid,
-    /// The power readings cannot be trusted as they are (0 % on AC: a broken gauge).
-    PowerReadingSuspect,
-    /// The power readings make sense again.
-    PowerReadingSane,
-    /// The power source that counted went away (another may stand in).
-    PowerSourceGone,
-    /// UPower (or, without it, the kernel's class) answers again.
-    PowerSourceBack,
-    /// The failed-unlock record could not be read: counted as the longest wait.
-    ThrottleRecordUnreadable,
-    /// The failed-unlock record was written again.
-    ThrottleRecordWritten,
-}
-
-impl AlarmKind {
-    /// The stable name in the audit (VAULTD_ALARM), status and watch.
-    pub fn name(self) -> &'static str {
-        match self {
-            AlarmKind::Forbidden => "forbidden",
-            AlarmKind::ForbiddenCleared => "forbidden-cleared",
-            AlarmKind::CannotObserve => "cannot-observe",
-            AlarmKind::ObservationRestored => "observation-restored",
-            AlarmKind::StepFailed => "step-failed",
-            AlarmKind::DrainAborted => "drain-aborted",
-            AlarmKind::MisplacedBind => "misplaced-bind",
-            AlarmKind::UnsanctionedStart => "unsanctioned-start",
-            AlarmKind::ConfigInvalid => "config-invalid",
-            AlarmKind::ConfigValid => "config-valid",
-            AlarmKind::PowerReadingSuspect => "power-reading-suspect",
-            AlarmKind::PowerReadingSane => "power-reading-sane",
-            AlarmKind::PowerSourceGone => "power-source-gone",
-            AlarmKind::PowerSourceBack => "power-source-back",
-            AlarmKind::ThrottleRecordUnreadable => "throttle-record-unreadable",
-            AlarmKind::ThrottleRecordWritten => "throttle-record-written",
-        }
-    }
-
-    /// Whether the alarm stays active (in status) until cleared, and which kinds a clearing
-    /// event clears. Events that are neither (a failed step) are only told.
-    fn effect(self) -> AlarmEffect {
-        match self {
-            AlarmKind::Forbidden
-            | AlarmKind::MisplacedBind
-            | AlarmKind::UnsanctionedStart
-            | AlarmKind::CannotObserve
-            | AlarmKind::ConfigInvalid
-            | AlarmKind::PowerReadingSuspect
-            | AlarmKind::PowerSourceGone
-            | AlarmKind::ThrottleRecordUnreadable => AlarmEffect::Raise,
-            AlarmKind::ThrottleRecordWritten => {
-                AlarmEffect::Clear(&[AlarmKind::ThrottleRecordUnreadable])
-            }
-            AlarmKind::PowerSourceBack => AlarmEffect::Clear(&[AlarmKind::PowerSourceGone]),
-            AlarmKind::ForbiddenCleared => AlarmEffect::Clear(&[
-                AlarmKind::Forbidden,
-                AlarmKind::MisplacedBind,
-                AlarmKind::UnsanctionedStart,
-            ]),
-            AlarmKind::ObservationRestored => AlarmEffect::Clear(&[AlarmKind::CannotObserve]),
-            AlarmKind::ConfigValid => AlarmEffect::Clear(&[AlarmKind::ConfigInvalid]),
-            AlarmKind::PowerReadingSane => AlarmEffect::Clear(&[AlarmKind::PowerReadingSuspect]),
-            AlarmKind::StepFailed | AlarmKind::DrainAborted => AlarmEffect::Tell,
-        }
-    }
-}
-
-enum AlarmEffect {
-    Raise,
-    Clear(&'static [AlarmKind]),
-    Tell,
-}
-
 /// Which containers an emergency stop takes down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopScope {
@@ -302,12 +77,6 @@ pub enum StopScope {
     All,
     /// Only the running containers with a writable bind mount off the mounted volume.
     Misplaced,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Alarm {
-    pub kind: AlarmKind,
-    pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -708,7 +477,13 @@ fn percent_floor(p: f64) -> u8 {
     floor
 }
 
+mod alarm;
 mod command;
+mod step;
+
+use alarm::AlarmEffect;
+pub use alarm::{Alarm, AlarmKind};
+pub use step::{Step, StepError, StepLimits};
 mod flow;
 mod observe;
 mod power;

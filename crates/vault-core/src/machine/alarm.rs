@@ -1,0 +1,95 @@
+//! Alarms: their stable names, and which raise, clear or only tell.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlarmKind {
+    Forbidden,
+    ForbiddenCleared,
+    CannotObserve,
+    ObservationRestored,
+    StepFailed,
+    DrainAborted,
+    /// A running container writes through a bind mount that is not on the mounted volume.
+    MisplacedBind,
+    /// Containers of the project started outside vaultd while it is not RUNNING.
+    UnsanctionedStart,
+    /// A reloaded config was refused.
+    ConfigInvalid,
+    /// A valid config was applied after a refused one.
+    ConfigValid,
+    /// The power readings cannot be trusted as they are (0 % on AC: a broken gauge).
+    PowerReadingSuspect,
+    /// The power readings make sense again.
+    PowerReadingSane,
+    /// The power source that counted went away (another may stand in).
+    PowerSourceGone,
+    /// UPower (or, without it, the kernel's class) answers again.
+    PowerSourceBack,
+    /// The failed-unlock record could not be read: counted as the longest wait.
+    ThrottleRecordUnreadable,
+    /// The failed-unlock record was written again.
+    ThrottleRecordWritten,
+}
+
+impl AlarmKind {
+    /// The stable name in the audit (VAULTD_ALARM), status and watch.
+    pub fn name(self) -> &'static str {
+        match self {
+            AlarmKind::Forbidden => "forbidden",
+            AlarmKind::ForbiddenCleared => "forbidden-cleared",
+            AlarmKind::CannotObserve => "cannot-observe",
+            AlarmKind::ObservationRestored => "observation-restored",
+            AlarmKind::StepFailed => "step-failed",
+            AlarmKind::DrainAborted => "drain-aborted",
+            AlarmKind::MisplacedBind => "misplaced-bind",
+            AlarmKind::UnsanctionedStart => "unsanctioned-start",
+            AlarmKind::ConfigInvalid => "config-invalid",
+            AlarmKind::ConfigValid => "config-valid",
+            AlarmKind::PowerReadingSuspect => "power-reading-suspect",
+            AlarmKind::PowerReadingSane => "power-reading-sane",
+            AlarmKind::PowerSourceGone => "power-source-gone",
+            AlarmKind::PowerSourceBack => "power-source-back",
+            AlarmKind::ThrottleRecordUnreadable => "throttle-record-unreadable",
+            AlarmKind::ThrottleRecordWritten => "throttle-record-written",
+        }
+    }
+
+    /// Whether the alarm stays active (in status) until cleared, and which kinds a clearing
+    /// event clears. Events that are neither (a failed step) are only told.
+    pub(super) fn effect(self) -> AlarmEffect {
+        match self {
+            AlarmKind::Forbidden
+            | AlarmKind::MisplacedBind
+            | AlarmKind::UnsanctionedStart
+            | AlarmKind::CannotObserve
+            | AlarmKind::ConfigInvalid
+            | AlarmKind::PowerReadingSuspect
+            | AlarmKind::PowerSourceGone
+            | AlarmKind::ThrottleRecordUnreadable => AlarmEffect::Raise,
+            AlarmKind::ThrottleRecordWritten => {
+                AlarmEffect::Clear(&[AlarmKind::ThrottleRecordUnreadable])
+            }
+            AlarmKind::PowerSourceBack => AlarmEffect::Clear(&[AlarmKind::PowerSourceGone]),
+            AlarmKind::ForbiddenCleared => AlarmEffect::Clear(&[
+                AlarmKind::Forbidden,
+                AlarmKind::MisplacedBind,
+                AlarmKind::UnsanctionedStart,
+            ]),
+            AlarmKind::ObservationRestored => AlarmEffect::Clear(&[AlarmKind::CannotObserve]),
+            AlarmKind::ConfigValid => AlarmEffect::Clear(&[AlarmKind::ConfigInvalid]),
+            AlarmKind::PowerReadingSane => AlarmEffect::Clear(&[AlarmKind::PowerReadingSuspect]),
+            AlarmKind::StepFailed | AlarmKind::DrainAborted => AlarmEffect::Tell,
+        }
+    }
+}
+
+pub(super) enum AlarmEffect {
+    Raise,
+    Clear(&'static [AlarmKind]),
+    Tell,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alarm {
+    pub kind: AlarmKind,
+    pub message: String,
+}
