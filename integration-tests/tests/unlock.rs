@@ -495,3 +495,43 @@ fn wrong_unlocks_fired_for_a_minute_by_admins_get_one_check_per_throttle_window(
     );
     assert!(!log.contains("horse"), "the passphrase reached the log");
 }
+
+/// A right passphrase resets the count, even when device-mapper then fails (as on this host,
+/// whose kernel has none): the docs say a right one does.
+#[test]
+fn a_right_passphrase_that_device_mapper_then_refuses_resets_the_count() {
+    if !ready() {
+        return;
+    }
+    let images = tempfile::tempdir().expect("tempdir");
+    let image = luks_image(images.path(), "right horse", false);
+    let daemon = Daemon::start_with("0660", &storage_extra(&image, 1));
+    let record = daemon.state_dir.join("unlock-failures");
+    let out = unlock(&daemon, b"wrong horse\n");
+    assert_eq!(out.status.code(), Some(8), "{}", text(&out.stderr));
+    let until = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&record).is_ok_and(|r| r.starts_with("1 ")) {
+        assert!(Instant::now() < until, "the failure was never recorded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = unlock(&daemon, b"right horse\n");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("device-mapper"), "{stderr}");
+    let until = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&record).is_ok_and(|r| r.starts_with("0 ")) {
+        assert!(
+            Instant::now() < until,
+            "the count was not reset: {:?}",
+            std::fs::read_to_string(&record)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // And the next attempt waits for nothing.
+    let out = unlock(&daemon, b"right horse\n");
+    assert!(
+        !text(&out.stderr).contains("try again in"),
+        "{}",
+        text(&out.stderr)
+    );
+}

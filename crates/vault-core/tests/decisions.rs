@@ -105,6 +105,36 @@ fn a_wrong_passphrase_makes_the_next_unlock_wait_where_it_is_accepted() {
 }
 
 #[test]
+fn a_right_passphrase_resets_the_count_even_when_device_mapper_then_fails() {
+    let mut core = core_seeing(LOCKED);
+    core.command(Millis(1), UNLOCK, ADMIN);
+    step_done(
+        &mut core,
+        2,
+        Step::OpenMapping,
+        Err(StepError::WrongPassphrase("wrong passphrase".into())),
+        LOCKED,
+    );
+    assert_eq!(core.unlock_failures(), 1);
+    core.command(Millis(2000), UNLOCK, ADMIN);
+    let actions = step_done(
+        &mut core,
+        2001,
+        Step::OpenMapping,
+        Err(StepError::FailedAfterPassphrase("no device-mapper".into())),
+        LOCKED,
+    );
+    assert!(actions.contains(&Action::RecordUnlockFailures(0)));
+    assert_eq!(core.unlock_failures(), 0);
+    let (outcome, _) = core.command(Millis(2002), UNLOCK, ADMIN);
+    assert_eq!(
+        outcome,
+        CommandOutcome::Accepted,
+        "no wait after a right passphrase"
+    );
+}
+
+#[test]
 fn unlocks_fired_continuously_get_one_passphrase_check_per_throttle_window() {
     let mut core = core_seeing(LOCKED);
     let check_takes = 300; // ms of PBKDF per check

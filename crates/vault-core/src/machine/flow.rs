@@ -136,7 +136,9 @@ impl Core {
         // The throttle counts what the passphrase check said, whatever came of the step.
         if step == Step::OpenMapping && flow.kind == FlowKind::Unlock {
             let record = match &result {
-                Ok(()) => self.throttle.succeeded().then_some(0),
+                Ok(()) | Err(StepError::FailedAfterPassphrase(_)) => {
+                    self.throttle.succeeded().then_some(0)
+                }
                 Err(StepError::WrongPassphrase(_)) => {
                     self.throttle.failed(now);
                     Some(self.throttle.failures())

@@ -84,6 +84,10 @@ pub enum StepError {
     /// Cut short by [`Action::Cancel`]: a drain was wanted while it ran.
     #[error("interrupted: a drain was wanted")]
     Interrupted,
+    /// The passphrase opened a keyslot, then the step failed (device-mapper): a right
+    /// passphrase for the throttle.
+    #[error("{0}")]
+    FailedAfterPassphrase(String),
     /// Anything else, in the adapter's words.
     #[error("{0}")]
     Failed(String),

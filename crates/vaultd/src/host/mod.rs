@@ -77,6 +77,9 @@ pub struct Observed {
 pub struct StepFailure {
     pub message: String,
     pub wrong_passphrase: bool,
+    /// The passphrase opened a keyslot, and the step failed after that (device-mapper): a
+    /// right passphrase, which resets the throttle's count.
+    pub passphrase_accepted: bool,
 }
 
 impl StepFailure {
@@ -84,6 +87,18 @@ impl StepFailure {
         Self {
             message: message.into(),
             wrong_passphrase: false,
+            passphrase_accepted: false,
+        }
+    }
+
+    /// A storage step's failure, with what it says of the passphrase.
+    pub fn of_storage(e: &vault_storage::StorageError) -> Self {
+        use vault_storage::StorageError;
+        Self {
+            message: e.to_string(),
+            wrong_passphrase: matches!(e, StorageError::WrongPassphrase { .. }),
+            // Reported only after the keyslots were tried and one opened.
+            passphrase_accepted: matches!(e, StorageError::NoDeviceMapper { .. }),
         }
     }
 }

@@ -70,10 +70,7 @@ impl RealHost {
         secret: Option<&Secret>,
         stop: &AtomicBool,
     ) -> Result<(), StepFailure> {
-        let failed = |e: StorageError| StepFailure {
-            wrong_passphrase: matches!(e, StorageError::WrongPassphrase { .. }),
-            message: e.to_string(),
-        };
+        let failed = |e: StorageError| StepFailure::of_storage(&e);
         match step {
             Step::OpenMapping => {
                 let spec = self.storage.device.as_deref().ok_or_else(|| {

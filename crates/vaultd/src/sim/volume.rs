@@ -14,10 +14,7 @@ use super::FakeHost;
 use super::world::{SimEvent, SimMount};
 
 fn failed(e: &StorageError) -> StepFailure {
-    StepFailure {
-        wrong_passphrase: matches!(e, StorageError::WrongPassphrase { .. }),
-        message: e.to_string(),
-    }
+    StepFailure::of_storage(e)
 }
 
 impl FakeHost {

@@ -156,6 +156,8 @@ const STEP_GRACE: Duration = Duration::from_secs(10);
 pub(super) fn step_error(failure: StepFailure) -> StepError {
     if failure.wrong_passphrase {
         StepError::WrongPassphrase(failure.message)
+    } else if failure.passphrase_accepted {
+        StepError::FailedAfterPassphrase(failure.message)
     } else {
         StepError::Failed(failure.message)
     }
