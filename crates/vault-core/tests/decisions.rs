@@ -500,3 +500,13 @@ fn a_drain_never_runs_beside_a_resume_it_cuts_it_short_and_follows() {
         }
     );
 }
+
+#[test]
+fn without_a_device_every_unlock_is_refused_saying_so() {
+    let mut core = Core::new(PowerPolicy::default(), true, Millis(0)).without_device();
+    core.handle(Millis(0), Event::Observed(LOCKED));
+    let (outcome, actions) = core.command(Millis(1), UNLOCK, ADMIN);
+    assert_eq!(outcome, CommandOutcome::Refused(Refusal::NoDevice));
+    assert!(actions.is_empty());
+    assert!(Refusal::NoDevice.to_string().contains("storage.device"));
+}

@@ -114,13 +114,16 @@ pub async fn run<H: Host + ImmichHealth>(
     let (throttle_record, unreadable) = ThrottleRecord::load(&config.daemon.state_dir);
     let host_for_check = host.clone();
     let host_for_health = host.clone();
-    let (supervisor, handle) = Supervisor::new(
+    let (mut supervisor, handle) = Supervisor::new(
         host,
         policy_of(&config),
         config.power.power_off_after_drain,
         throttle_policy(&config),
         throttle_record,
     );
+    if matches!(inputs, Sources::Real) && config.storage.device.is_none() {
+        supervisor = supervisor.without_device();
+    }
     if let Some(problem) = unreadable {
         let policy = throttle_policy(&config);
         let longest =

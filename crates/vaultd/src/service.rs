@@ -108,6 +108,7 @@ impl<H: Host> VaultService<H> {
                 // The throttle's refusal is decided by the core where the unlock is accepted.
                 let said = match refusal {
                     vault_core::Refusal::Throttled { .. } => "throttled",
+                    vault_core::Refusal::NoDevice => "no-device",
                     _ => "refused",
                 };
                 audit::control_call(peer, call, said);
@@ -147,12 +148,6 @@ impl<H: Host> Vault for VaultService<H> {
             return Err(Status::invalid_argument(format!(
                 "the passphrase must be 1 to {MAX_PASSPHRASE_BYTES} bytes long"
             )));
-        }
-        if !self.describe.device_configured {
-            audit::control_call(&peer, "Unlock", "no-device");
-            return Err(Status::failed_precondition(
-                "storage.device is not set in the config: name the LUKS partition first",
-            ));
         }
         let note = if request.no_start {
             " (to MOUNTED: the stack is not started)"

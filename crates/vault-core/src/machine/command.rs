@@ -17,6 +17,9 @@ impl Core {
             verb: command.verb(),
             caller,
         };
+        if matches!(command, Command::Unlock { .. }) && !self.device_configured {
+            return CommandOutcome::Refused(Refusal::NoDevice);
+        }
         let Some(seen) = self.seen else {
             return CommandOutcome::Refused(Refusal::CannotObserve {
                 what: "anything yet (the first reconciliation has not finished)",

@@ -122,6 +122,8 @@ pub enum Refusal {
     Throttled {
         wait_secs: u64,
     },
+    /// No LUKS device is configured: there is nothing to unlock.
+    NoDevice,
 }
 
 impl std::fmt::Display for Refusal {
@@ -135,6 +137,9 @@ impl std::fmt::Display for Refusal {
             Refusal::Throttled { wait_secs } => {
                 write!(f, "too many wrong passphrases: try again in {wait_secs} s")
             }
+            Refusal::NoDevice => f.write_str(
+                "storage.device is not set in the config: name the LUKS partition first",
+            ),
         }
     }
 }
@@ -218,6 +223,8 @@ pub struct Core {
     throttle: UnlockThrottle,
     limits: StepLimits,
     sources: crate::power_source::PowerSources,
+    /// Whether `storage.device` names a volume at all.
+    device_configured: bool,
     /// The alarms raised and not cleared: one list for status, watch and the audit.
     active_alarms: std::collections::BTreeMap<&'static str, String>,
 }
@@ -248,6 +255,7 @@ impl Core {
             throttle: UnlockThrottle::new(crate::throttle::ThrottlePolicy::default()),
             limits: StepLimits::default(),
             sources: crate::power_source::PowerSources::default(),
+            device_configured: true,
             active_alarms: std::collections::BTreeMap::new(),
         }
     }
@@ -256,6 +264,13 @@ impl Core {
     #[must_use]
     pub fn with_throttle(mut self, throttle: UnlockThrottle) -> Self {
         self.throttle = throttle;
+        self
+    }
+
+    /// No `storage.device` in the config: every unlock is refused, saying so.
+    #[must_use]
+    pub fn without_device(mut self) -> Self {
+        self.device_configured = false;
         self
     }
 

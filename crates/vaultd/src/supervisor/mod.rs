@@ -255,6 +255,13 @@ impl<H: Host> Supervisor<H> {
         (supervisor, handle)
     }
 
+    /// No `storage.device` in the config: the core refuses every unlock, saying so.
+    #[must_use]
+    pub fn without_device(mut self) -> Self {
+        self.core = self.core.without_device();
+        self
+    }
+
     fn now(&self) -> Millis {
         Millis(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
