@@ -2,6 +2,9 @@
 //! there: the unlock throttle, the logind inhibitor, drains wanted during an unlock, the low
 //! hold, unlock in MOUNTED, and the one alarm list.
 
+mod common;
+
+use common::{LOCKED, core_seeing, mounted, obs, opened, running, steps};
 use vault_core::machine::{Step, StepError};
 use vault_core::observation::MappingSeen;
 use vault_core::state::Caller;
@@ -13,40 +16,6 @@ use vault_core::{
 
 const ADMIN: Caller = Caller { uid: 1000, pid: 7 };
 const UNLOCK: Command = Command::Unlock { no_start: false };
-
-fn obs(mapping: MappingSeen, mount: MountSeen, running: u32) -> Observation {
-    Observation {
-        mapping,
-        mount,
-        containers: ContainersSeen::running(running),
-    }
-}
-const LOCKED: Observation = Observation::LOCKED;
-fn opened() -> Observation {
-    obs(MappingSeen::Open, MountSeen::NotMounted, 0)
-}
-fn mounted() -> Observation {
-    obs(MappingSeen::Open, MountSeen::FromMapping, 0)
-}
-fn running() -> Observation {
-    obs(MappingSeen::Open, MountSeen::FromMapping, 4)
-}
-
-fn core_seeing(seen: Observation) -> Core {
-    let mut core = Core::new(PowerPolicy::default(), true, Millis(0));
-    core.handle(Millis(0), Event::Observed(seen));
-    core
-}
-
-fn steps(actions: &[Action]) -> Vec<Step> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Run { step, .. } => Some(*step),
-            _ => None,
-        })
-        .collect()
-}
 
 fn step_done(
     core: &mut Core,

@@ -1,5 +1,8 @@
 //! The core's flows, step by step, with a fake clock.
 
+mod common;
+
+use common::{LOCKED, core_seeing, mounted, obs, opened, running, steps};
 use vault_core::machine::Step;
 use vault_core::observation::MappingSeen;
 use vault_core::state::Caller;
@@ -9,40 +12,6 @@ use vault_core::{
 };
 
 const ROOT: Caller = Caller { uid: 0, pid: 1 };
-
-fn obs(mapping: MappingSeen, mount: MountSeen, running: u32) -> Observation {
-    Observation {
-        mapping,
-        mount,
-        containers: ContainersSeen::running(running),
-    }
-}
-const LOCKED: Observation = Observation::LOCKED;
-fn opened() -> Observation {
-    obs(MappingSeen::Open, MountSeen::NotMounted, 0)
-}
-fn mounted() -> Observation {
-    obs(MappingSeen::Open, MountSeen::FromMapping, 0)
-}
-fn running() -> Observation {
-    obs(MappingSeen::Open, MountSeen::FromMapping, 4)
-}
-
-fn core_seeing(seen: Observation) -> Core {
-    let mut core = Core::new(PowerPolicy::default(), true, Millis(0));
-    core.handle(Millis(0), Event::Observed(seen));
-    core
-}
-
-fn steps(actions: &[Action]) -> Vec<Step> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Run { step, .. } => Some(*step),
-            _ => None,
-        })
-        .collect()
-}
 
 fn done(core: &mut Core, at: u64, step: Step, observed: Observation) -> Vec<Action> {
     core.handle(
