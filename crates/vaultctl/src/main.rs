@@ -11,32 +11,9 @@ use vaultctl::connect::{DEFAULT_SOCKET, connect};
 use vaultctl::exit::Failure;
 use vaultctl::{passphrase, print};
 
-/// Every freed allocation is zeroed first, as in vaultd: the buffers the passphrase passes
-/// through on its way out (the request, the protobuf encoding, the HTTP/2 frames, the
-/// terminal's line as it grew) keep no copy of it once they are freed.
-struct ZeroOnFree;
-
-// SAFETY: delegates to the system allocator; `dealloc` only writes within the block it frees.
-unsafe impl std::alloc::GlobalAlloc for ZeroOnFree {
-    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        // SAFETY: the caller's contract is passed through unchanged.
-        unsafe { std::alloc::System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-        // SAFETY: `ptr` is a live block of `layout.size()` bytes owned by the caller, which
-        // is handing it back; it is zeroed, then freed. black_box keeps the zeroing from being
-        // optimised away as a store to memory about to be freed.
-        unsafe {
-            std::ptr::write_bytes(ptr, 0, layout.size());
-            std::hint::black_box(ptr);
-            std::alloc::System.dealloc(ptr, layout);
-        }
-    }
-}
-
+/// Every freed allocation is zeroed first (see vault_zeroalloc).
 #[global_allocator]
-static ALLOCATOR: ZeroOnFree = ZeroOnFree;
+static ALLOCATOR: vault_zeroalloc::ZeroOnFree = vault_zeroalloc::ZeroOnFree;
 
 const EXIT_CODES: &str = "Exit codes: 0 ok · 1 other failure · 2 bad input or usage · \
 3 vaultd unreachable · 4 permission denied · 5 refused in the current state · \

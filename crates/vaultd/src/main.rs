@@ -12,31 +12,9 @@ use vaultd::daemon::{self, Sources};
 use vaultd::host::RealHost;
 use vaultd::sim::{FakeHost, SimSettings};
 
-/// Every freed allocation is zeroed first: buffers the passphrase passed through on its way in
-/// (the HTTP/2 frame, the protobuf decode) hold no copy of it once they are freed.
-struct ZeroOnFree;
-
-// SAFETY: delegates to the system allocator; `dealloc` only writes within the block it frees.
-unsafe impl std::alloc::GlobalAlloc for ZeroOnFree {
-    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        // SAFETY: the caller's contract is passed through unchanged.
-        unsafe { std::alloc::System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-        // SAFETY: `ptr` is a live block of `layout.size()` bytes owned by the caller, which
-        // is handing it back; it is zeroed, then freed. black_box keeps the zeroing from being
-        // optimised away as a store to memory about to be freed.
-        unsafe {
-            std::ptr::write_bytes(ptr, 0, layout.size());
-            std::hint::black_box(ptr);
-            std::alloc::System.dealloc(ptr, layout);
-        }
-    }
-}
-
+/// Every freed allocation is zeroed first (see vault_zeroalloc).
 #[global_allocator]
-static ALLOCATOR: ZeroOnFree = ZeroOnFree;
+static ALLOCATOR: vault_zeroalloc::ZeroOnFree = vault_zeroalloc::ZeroOnFree;
 
 /// The vault supervisor daemon: guards the LUKS volume and the compose stack on it.
 #[derive(Debug, Parser)]
