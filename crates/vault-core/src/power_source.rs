@@ -89,7 +89,14 @@ impl PowerSources {
     /// The source that counts now, its last reading (kept while no source answers) and, while
     /// none does, why.
     pub fn current(&self) -> (SourceName, Option<PowerReading>, Option<&str>) {
-        (self.current, self.last, self.gone.as_deref())
+        // The alarm's words name the source that left; while another stands in, status names
+        // that one, and the alarm says the rest.
+        let none_answers = self.current == SourceName::None;
+        (
+            self.current,
+            self.last,
+            self.gone.as_deref().filter(|_| none_answers),
+        )
     }
 
     pub fn update(&mut self, update: SourceUpdate) -> SourceChange {
@@ -230,6 +237,11 @@ mod tests {
         let change = s.update(SourceUpdate::UPowerGone("UPower left".into()));
         assert_eq!(change.reading, Some(reading(54.0)));
         assert!(matches!(change.alarm, Some(SourceAlarm::Gone(m)) if m.contains("takes over")));
+        assert_eq!(
+            s.current(),
+            (SourceName::Kernel, Some(reading(54.0)), None),
+            "status names the kernel, with no 'gone': the alarm says UPower left"
+        );
         // Kernel readings now count, without a new alarm.
         let change = s.update(SourceUpdate::Kernel(reading(53.0)));
         assert_eq!(change.reading, Some(reading(53.0)));
