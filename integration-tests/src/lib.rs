@@ -3,6 +3,8 @@
 //! test needs loudly (under `CI=true` a missing capability fails the test; elsewhere it is
 //! reported as SKIPPED on stderr).
 
+pub mod flood;
+
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;

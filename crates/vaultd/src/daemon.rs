@@ -8,16 +8,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::UnixListenerStream;
-use vault_api::v1::vault_server::VaultServer;
 use vault_config::Config;
 use vault_core::throttle::ThrottlePolicy;
 use vault_core::{Millis, PowerPolicy};
 
 use crate::access::AccessPolicy;
+use crate::control;
 use crate::host::{Host, ImmichHealth};
-use crate::peer::PeerStream;
 use crate::service::{Describe, VaultService};
 use crate::socket::{self, SocketError};
 use crate::sources::{self, Tasks};
@@ -103,6 +100,16 @@ pub async fn run<H: Host + ImmichHealth>(
         &config.daemon.socket_group,
     )?;
     let socket_path = config.daemon.socket_path.clone();
+    // Root's own socket (0600): no other user can fill its listen queue, so a flood of the
+    // shared one never keeps root out. Without it, root shares the group's socket.
+    let root_socket_path = vault_api::root_socket_path(&socket_path);
+    let root_listener = match socket::bind(&root_socket_path, 0o600, "root") {
+        Ok(listener) => Some(listener),
+        Err(error) => {
+            tracing::warn!(%error, "root's own control socket is unavailable");
+            None
+        }
+    };
 
     let service = VaultService {
         handle: handle.clone(),
@@ -115,25 +122,15 @@ pub async fn run<H: Host + ImmichHealth>(
             device_configured: config.storage.device.is_some(),
         }),
     };
-    let incoming = UnixListenerStream::new(listener).filter_map(|conn| {
-        match conn.and_then(PeerStream::new) {
-            Ok(stream) => Some(Ok::<_, io::Error>(stream)),
-            // One bad connection must not end the server: drop it and go on.
-            Err(error) => {
-                tracing::warn!(%error, "control connection dropped");
-                None
-            }
-        }
-    });
     let tasks = Tasks::default();
     // However this ends (an error below too), the server and the sources are told to stop.
     let _stop = tasks.shutdown.clone().drop_guard();
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .concurrency_limit_per_connection(32)
-            .add_service(VaultServer::new(service))
-            .serve_with_incoming_shutdown(incoming, tasks.shutdown.clone().cancelled_owned()),
-    );
+    let server = tokio::spawn(control::serve(
+        listener,
+        root_listener,
+        service,
+        tasks.shutdown.clone(),
+    ));
 
     sources::config::spawn(&tasks, handle.clone(), config_path.clone(), access.clone());
     sources::signals::spawn(&tasks, handle.clone(), config_path, access)?;
@@ -178,6 +175,7 @@ pub async fn run<H: Host + ImmichHealth>(
         );
     }
     let _ = std::fs::remove_file(&socket_path);
+    let _ = std::fs::remove_file(&root_socket_path);
     tracing::info!("stopped");
     Ok(())
 }
