@@ -3,6 +3,7 @@
 //! test needs loudly (under `CI=true` a missing capability fails the test; elsewhere it is
 //! reported as SKIPPED on stderr).
 
+pub mod flood;
 pub mod luks;
 
 use std::fs;

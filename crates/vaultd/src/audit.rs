@@ -11,6 +11,7 @@ pub mod message_id {
     pub const ALARM: &str = "4f1c7c55a3e94f6c9d0f1b5e2f6a9c04";
     pub const CONFIG_RELOAD: &str = "4f1c7c55a3e94f6c9d0f1b5e2f6a9c05";
     pub const UNLOCK_RESULT: &str = "4f1c7c55a3e94f6c9d0f1b5e2f6a9c06";
+    pub const CONTROL_LIMIT: &str = "4f1c7c55a3e94f6c9d0f1b5e2f6a9c07";
 }
 
 use crate::origin::Origin;
@@ -49,6 +50,50 @@ pub fn control_denied(peer: &PeerCredentials, call: &str, why: &str) {
         peer.uid,
         peer.pid,
         shown_origin(&origin),
+    );
+}
+
+/// A connection refused at accept because its user (or everyone, or root) holds as many
+/// connections as allowed. `limit`: `uid-limit`, `connection-limit`, `root-limit`.
+pub fn connection_refused(peer: &PeerCredentials, limit: &str, why: &str) {
+    let origin = origin_of(peer);
+    tracing::warn!(
+        message_id = message_id::CONTROL_LIMIT,
+        vaultd_event = "connection-refused",
+        vaultd_uid = peer.uid,
+        vaultd_pid = peer.pid,
+        vaultd_via = origin.via(),
+        vaultd_ssh_from = origin.ssh_from(),
+        vaultd_result = limit,
+        "connection by uid {} (pid {}, {}) refused: {why}",
+        peer.uid,
+        peer.pid,
+        shown_origin(&origin),
+    );
+}
+
+/// The end of a burst whose first record was written in full: how many more came, and over
+/// how long. `kind`: `no-access` and `denied` (refusals, as control-denied), `read` (Watch and
+/// Check calls carried out, as control-call), or one of connection_refused's limits.
+pub fn repeated(kind: &str, uid: u32, call: &str, more: u64, lasted: std::time::Duration) {
+    let (message_id, event, result) = match kind {
+        "no-access" | "denied" => (
+            message_id::CONTROL_DENIED,
+            "control-denied",
+            "permission-denied",
+        ),
+        "read" => (message_id::CONTROL_CALL, "control-call", "ok"),
+        limit => (message_id::CONTROL_LIMIT, "connection-refused", limit),
+    };
+    let secs = lasted.as_secs_f64();
+    tracing::warn!(
+        message_id,
+        vaultd_event = event,
+        vaultd_uid = uid,
+        vaultd_call = call,
+        vaultd_result = result,
+        vaultd_repeated = more,
+        "{call} by uid {uid}: {more} more ({result}) in {secs:.1} s"
     );
 }
 

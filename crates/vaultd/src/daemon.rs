@@ -8,17 +8,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::UnixListenerStream;
-use vault_api::v1::vault_server::VaultServer;
 use vault_config::Config;
 use vault_core::throttle::ThrottlePolicy;
 use vault_core::{Millis, PowerPolicy};
 
 use crate::access::AccessPolicy;
+use crate::control;
 use crate::host::{Host, ImmichHealth};
 use crate::lock::{self, LockError};
-use crate::peer::PeerStream;
 use crate::service::{Describe, VaultService};
 use crate::socket::{self, SocketError};
 use crate::sources::{self, Tasks};
@@ -97,8 +94,8 @@ pub async fn run<H: Host + ImmichHealth>(
     // A crash dump of the daemon must never carry a passphrase.
     nix::sys::prctl::set_dumpable(false).map_err(DaemonError::NotDumpable)?;
 
-    // One daemon per state directory, mapping and socket: locked before any of them is touched.
-    // One daemon per state directory, mapping and socket. A simulation guards no real mapping:
+    // One daemon per state directory, mapping and socket, locked before any of them is touched.
+    // A simulation guards no real mapping:
     // its per-mapping lock lives in its own state directory, so that it needs no root.
     let mapping_locks = match &inputs {
         Sources::Real => PathBuf::from(lock::MAPPING_LOCK_DIR),
@@ -146,6 +143,16 @@ pub async fn run<H: Host + ImmichHealth>(
         &config.daemon.socket_group,
     )?;
     let socket_path = config.daemon.socket_path.clone();
+    // Root's own socket (0600): no other user can fill its listen queue, so a flood of the
+    // shared one never keeps root out. Without it, root shares the group's socket.
+    let root_socket_path = vault_api::root_socket_path(&socket_path);
+    let root_listener = match socket::bind(&root_socket_path, 0o600, "root") {
+        Ok(listener) => Some(listener),
+        Err(error) => {
+            tracing::warn!(%error, "root's own control socket is unavailable");
+            None
+        }
+    };
 
     let service = VaultService {
         handle: handle.clone(),
@@ -161,25 +168,15 @@ pub async fn run<H: Host + ImmichHealth>(
             Sources::Sim(fake) => fake.describe(),
         }),
     };
-    let incoming = UnixListenerStream::new(listener).filter_map(|conn| {
-        match conn.and_then(PeerStream::new) {
-            Ok(stream) => Some(Ok::<_, io::Error>(stream)),
-            // One bad connection must not end the server: drop it and go on.
-            Err(error) => {
-                tracing::warn!(%error, "control connection dropped");
-                None
-            }
-        }
-    });
     let tasks = Tasks::default();
     // However this ends (an error below too), the server and the sources are told to stop.
     let _stop = tasks.shutdown.clone().drop_guard();
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .concurrency_limit_per_connection(32)
-            .add_service(VaultServer::new(service))
-            .serve_with_incoming_shutdown(incoming, tasks.shutdown.clone().cancelled_owned()),
-    );
+    let server = tokio::spawn(control::serve(
+        listener,
+        root_listener,
+        service,
+        tasks.shutdown.clone(),
+    ));
 
     sources::config::spawn(&tasks, handle.clone(), config_path.clone(), access.clone());
     sources::signals::spawn(&tasks, handle.clone(), config_path, access)?;
@@ -232,6 +229,7 @@ pub async fn run<H: Host + ImmichHealth>(
         );
     }
     let _ = std::fs::remove_file(&socket_path);
+    let _ = std::fs::remove_file(&root_socket_path);
     tracing::info!("stopped");
     Ok(())
 }

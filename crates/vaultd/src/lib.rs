@@ -19,6 +19,10 @@
 //!   (the findings of `check`) and poweroff (logind).
 //! - [`service`]: the gRPC control API (tonic). It parses, authorises, and hands commands to
 //!   the supervisor; it decides nothing itself.
+//! - [`control`]: the control socket's server around it: the accept loop (credentials and
+//!   access checked at accept, connections bounded per uid, accept errors backed off), HTTP/2
+//!   limits and timeouts per connection, each call authorised before its body is read, and
+//!   the `:authority` of stock gRPC clients made acceptable.
 //! - [`peer`] and [`access`]: the caller's kernel credentials (SO_PEERCRED, SO_PEERGROUPS) and
 //!   who may do what, the groups looked up at every call; [`reauth`]: a Watch authorised again
 //!   while it runs; [`origin`]: whether the caller is under an SSH session (for the audit).
@@ -34,6 +38,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod control;
 pub mod daemon;
 pub mod host;
 pub mod lock;

@@ -38,6 +38,29 @@ struct Args {
     sim: bool,
 }
 
+/// Raise the soft limit on open files to the hard one (systemd's default soft limit is 1024).
+/// The control socket's connection caps are then set far below it (`control::limits`), so the
+/// power sources, Docker and the rest always find a descriptor.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the one struct they are given.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+        }
+    };
+    if !raised {
+        tracing::warn!(
+            error = %io::Error::last_os_error(),
+            "cannot raise the open files limit; the control socket takes fewer connections"
+        );
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(page) = &args.generate_man {
@@ -76,6 +99,7 @@ fn main() -> ExitCode {
         };
     }
     vaultd::logging::init();
+    raise_fd_limit();
     let config = match checked.into_result() {
         Ok(config) => config,
         Err(errors) => {

@@ -1,13 +1,10 @@
-//! The caller's kernel credentials, taken from the socket when the connection is accepted.
+//! The caller's kernel credentials, taken from the socket when the connection is accepted
+//! (`control::serve`), and put into each request's extensions.
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UnixStream;
-use tonic::transport::server::Connected;
 
 /// Who is at the other end of a control connection, as the kernel says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,67 +64,5 @@ fn peer_groups(stream: &UnixStream) -> io::Result<Vec<u32>> {
             continue;
         }
         return Err(err);
-    }
-}
-
-/// A Unix stream that carries its peer's credentials into every request's extensions.
-#[derive(Debug)]
-pub struct PeerStream {
-    inner: UnixStream,
-    credentials: PeerCredentials,
-}
-
-impl PeerStream {
-    pub fn new(inner: UnixStream) -> io::Result<Self> {
-        let credentials = PeerCredentials::of(&inner)?;
-        Ok(Self { inner, credentials })
-    }
-}
-
-impl Connected for PeerStream {
-    type ConnectInfo = PeerCredentials;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.credentials.clone()
-    }
-}
-
-impl AsyncRead for PeerStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for PeerStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
     }
 }

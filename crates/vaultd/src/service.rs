@@ -19,6 +19,7 @@ use vault_core::{Command, CommandOutcome};
 
 use crate::access::{AccessPolicy, Need};
 use crate::audit;
+use crate::control::Repeated;
 use crate::host::Host;
 use crate::peer::PeerCredentials;
 use crate::reauth::{self, Reauthorized};
@@ -53,7 +54,7 @@ impl<H: Host> VaultService<H> {
         need: Need,
     ) -> Result<PeerCredentials, Status> {
         let Some(peer) = request.extensions().get::<PeerCredentials>().cloned() else {
-            // Only reachable if the server is wired without PeerStream: refuse, never guess.
+            // Only reachable if the server is wired without control::serve: refuse, never guess.
             return Err(Status::unauthenticated(
                 "the caller's credentials are unknown",
             ));
@@ -197,7 +198,10 @@ impl<H: Host> Vault for VaultService<H> {
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let peer = self.authorize(&request, "Watch", Need::Read)?;
-        audit::control_call(&peer, "Watch", "ok");
+        // A repeat within a burst is counted in the burst's summary (control::bursts).
+        if request.extensions().get::<Repeated>().is_none() {
+            audit::control_call(&peer, "Watch", "ok");
+        }
         // Subscribe before taking the snapshot, so nothing falls between the two.
         let updates = BroadcastStream::new(self.handle.broadcast.subscribe());
         let first = pb::WatchEvent {
@@ -242,16 +246,19 @@ impl<H: Host> Vault for VaultService<H> {
         request: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckReply>, Status> {
         let peer = self.authorize(&request, "Check", Need::Read)?;
+        let repeated = request.extensions().get::<Repeated>().is_some();
         let findings = self.host.check().await;
         let errors = findings
             .iter()
             .filter(|f| f.severity == Severity::Error)
             .count();
-        audit::control_call(
-            &peer,
-            "Check",
-            &format!("{} findings, {errors} errors", findings.len()),
-        );
+        if !repeated {
+            audit::control_call(
+                &peer,
+                "Check",
+                &format!("{} findings, {errors} errors", findings.len()),
+            );
+        }
         Ok(Response::new(pb::CheckReply {
             findings: findings
                 .into_iter()

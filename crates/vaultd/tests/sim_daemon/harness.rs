@@ -11,16 +11,13 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::UnixListenerStream;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 use vault_api::v1 as pb;
 use vault_api::v1::vault_client::VaultClient;
-use vault_api::v1::vault_server::VaultServer;
 use vault_core::throttle::ThrottlePolicy;
 use vault_core::{Millis, PowerPolicy};
 use vaultd::access::{AccessPolicy, Groups};
-use vaultd::peer::PeerStream;
 use vaultd::service::VaultService;
 use vaultd::sim::{FakeHost, SimControl, SimSettings};
 use vaultd::supervisor::{Handle, Supervisor};
@@ -81,8 +78,8 @@ pub struct Daemon {
     pub handle: Handle,
     pub client: VaultClient<Channel>,
     supervisor: Option<JoinHandle<()>>,
-    server: JoinHandle<Result<(), tonic::transport::Error>>,
-    stop_server: Option<oneshot::Sender<()>>,
+    server: JoinHandle<()>,
+    stop_server: CancellationToken,
     _dir: tempfile::TempDir,
 }
 
@@ -115,21 +112,13 @@ impl Daemon {
         };
         let socket = dir.path().join("vaultd.sock");
         let listener = UnixListener::bind(&socket).expect("bind the control socket");
-        let incoming = UnixListenerStream::new(listener).filter_map(|conn| {
-            match conn.and_then(PeerStream::new) {
-                Ok(stream) => Some(Ok::<_, io::Error>(stream)),
-                Err(_) => None,
-            }
-        });
-        let (stop_server, server_stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(
-            tonic::transport::Server::builder()
-                .concurrency_limit_per_connection(32)
-                .add_service(VaultServer::new(service))
-                .serve_with_incoming_shutdown(incoming, async {
-                    let _ = server_stopped.await;
-                }),
-        );
+        let stop_server = CancellationToken::new();
+        let server = tokio::spawn(vaultd::control::serve(
+            listener,
+            None,
+            service,
+            stop_server.clone(),
+        ));
 
         // The simulated Docker events and mountinfo changes.
         host.feed_observations(handle.tx.clone());
@@ -148,7 +137,7 @@ impl Daemon {
             client,
             supervisor: Some(supervisor),
             server,
-            stop_server: Some(stop_server),
+            stop_server,
             _dir: dir,
         }
     }
@@ -253,9 +242,7 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop_server.take() {
-            let _ = stop.send(());
-        }
+        self.stop_server.cancel();
         self.server.abort();
         if let Some(supervisor) = &self.supervisor {
             supervisor.abort();
