@@ -44,7 +44,7 @@ fn upower_is_followed_by_signal_and_a_low_battery_is_critical_after_the_debounce
     bus.upower_display("1", "80", "0");
     let daemon = Daemon::start_with_env(
         "0660",
-        "\n[power]\non_battery_debounce_secs = 2\nthreshold_percent = 30\n",
+        "\n[power]\non_battery_debounce_secs = 2\nlow_hold_secs = 0\nthreshold_percent = 30\n",
         &[("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)],
     );
     let watcher = Watcher::start(&daemon.socket, None);
@@ -125,7 +125,7 @@ fn a_burst_of_upower_signals_ends_on_the_last_reading_and_start_raises_no_false_
     bus.mock("upower", r#"{"OnBattery": true}"#, UPOWER);
     let daemon = Daemon::start_with_env(
         "0660",
-        "\n[power]\non_battery_debounce_secs = 0\nthreshold_percent = 30\n",
+        "\n[power]\non_battery_debounce_secs = 0\nlow_hold_secs = 0\nthreshold_percent = 30\n",
         &[("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)],
     );
     bus.upower_display("2", "80", "0");
