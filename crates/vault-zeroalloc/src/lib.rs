@@ -2,7 +2,7 @@
 //! buffers a passphrase passes through (the request, the protobuf encoding, the HTTP/2 frames,
 //! a terminal line as it grew) keep no copy of it once they are freed.
 //!
-//! ```ignore
+//! ```text
 //! #[global_allocator]
 //! static ALLOCATOR: vault_zeroalloc::ZeroOnFree = vault_zeroalloc::ZeroOnFree;
 //! ```
