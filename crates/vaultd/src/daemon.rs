@@ -163,7 +163,6 @@ pub async fn run<H: Host + ImmichHealth>(
                 mapping_name: config.storage.mapping_name.clone(),
                 mountpoint: config.storage.mountpoint.display().to_string(),
                 project: config.stack.project.clone(),
-                device_configured: config.storage.device.is_some(),
             },
             Sources::Sim(fake) => fake.describe(),
         }),

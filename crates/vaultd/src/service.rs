@@ -32,7 +32,6 @@ pub struct Describe {
     pub mapping_name: String,
     pub mountpoint: String,
     pub project: String,
-    pub device_configured: bool,
 }
 
 #[derive(Debug)]

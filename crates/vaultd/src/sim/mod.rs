@@ -134,7 +134,6 @@ impl FakeHost {
             mapping_name: w.settings.mapping_name.clone(),
             mountpoint: w.settings.mountpoint.display().to_string(),
             project: w.settings.project.clone(),
-            device_configured: true,
         })
     }
 
