@@ -5,6 +5,7 @@
 
 pub mod flood;
 pub mod luks;
+pub mod nut;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -142,6 +143,9 @@ pub struct Daemon {
     pub env: Vec<(String, String)>,
     /// The network namespace vaultd runs in, if not the test's.
     pub netns: Option<String>,
+    /// `vaultd --sim`: the simulated volume, stack and battery, with the real sources that
+    /// need no host (the control socket, the config, upsd over TCP).
+    pub sim: bool,
     child: Option<Child>,
 }
 
@@ -194,9 +198,14 @@ impl Daemon {
         Self::start_full("0660", extra, &[], Some(netns))
     }
 
+    /// `vaultd --sim` on a config with `extra` appended.
+    pub fn start_sim(extra: &str) -> Daemon {
+        Self::start_edited("0660", extra, &[], None, true, &|config| config)
+    }
+
     /// With `access.admin_group` set to `group`, which need not exist (yet).
     pub fn start_with_admin_group(group: &str) -> Daemon {
-        Self::start_edited("0660", "", &[], None, &|config| {
+        Self::start_edited("0660", "", &[], None, false, &|config| {
             config.replace(
                 &format!("admin_group = \"{ADMINS}\""),
                 &format!("admin_group = \"{group}\""),
@@ -210,7 +219,7 @@ impl Daemon {
         env: &[(&str, &str)],
         netns: Option<&str>,
     ) -> Daemon {
-        Self::start_edited(socket_mode, extra, env, netns, &|config| config)
+        Self::start_edited(socket_mode, extra, env, netns, false, &|config| config)
     }
 
     fn start_edited(
@@ -218,6 +227,7 @@ impl Daemon {
         extra: &str,
         env: &[(&str, &str)],
         netns: Option<&str>,
+        sim: bool,
         edit: &dyn Fn(String) -> String,
     ) -> Daemon {
         let dir = tempfile::Builder::new()
@@ -251,6 +261,7 @@ impl Daemon {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             netns: netns.map(str::to_owned),
+            sim,
             child: None,
         };
         daemon.spawn();
@@ -273,6 +284,9 @@ impl Daemon {
             }
             None => Command::new(bin("vaultd")),
         };
+        if self.sim {
+            command.arg("--sim");
+        }
         let child = command
             .arg("--config")
             .arg(&self.config)

@@ -178,6 +178,23 @@ pub(crate) fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
         "power.charge_end_threshold_percent" => {
             c.power.charge_end_threshold_percent = Some(at.integer()?);
         }
+        "nut.upses" => {
+            c.nut.upses = at.list(|s| {
+                s.parse::<vault_nut::UpsAddress>()
+                    .map(|a| a.to_string())
+                    .map_err(|e| e.to_string())
+            })?;
+        }
+        "nut.username" => {
+            let name = at.string()?;
+            if name.is_empty() || name.chars().any(char::is_whitespace) {
+                return Err(at.invalid(format!("{name:?} is not a upsd.users name")));
+            }
+            c.nut.username = Some(name);
+        }
+        "nut.password_file" => c.nut.password_file = Some(at.absolute_path()?),
+        "nut.poll_interval_ms" => c.nut.poll_interval_ms = at.integer()?,
+        "nut.request_timeout_ms" => c.nut.request_timeout_ms = at.integer()?,
         // SCHEMA and this match are kept together; a key in one but not the other is a bug
         // caught by the `schema_defaults_are_valid_and_consistent` test.
         other => return Err(at.invalid(format!("{other} is in the schema but not applied"))),

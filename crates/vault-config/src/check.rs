@@ -131,6 +131,19 @@ impl Checked {
             self.conflict(THRESHOLD, CHARGE_END, why);
         }
 
+        const USERNAME: &str = "nut.username";
+        const PASSWORD: &str = "nut.password_file";
+        let nut = &self.config.nut;
+        let login = (nut.username.is_some(), nut.password_file.is_some());
+        if both(self, USERNAME, PASSWORD) && login.0 != login.1 {
+            let why = format!(
+                "{} and {} go together: upsd takes a USERNAME only with its PASSWORD",
+                self.named(USERNAME, if login.0 { "set" } else { "unset" }),
+                self.named(PASSWORD, if login.1 { "set" } else { "unset" })
+            );
+            self.conflict(USERNAME, PASSWORD, why);
+        }
+
         let power = &self.config.power;
         let (tte, margin) = (power.min_time_to_empty_secs, power.drain_safety_margin_secs);
         if both(self, TIME_TO_EMPTY, MARGIN) && tte != 0 && tte <= margin {

@@ -20,6 +20,7 @@ pub struct Config {
     pub unlock: UnlockConfig,
     pub stack: StackConfig,
     pub power: PowerConfig,
+    pub nut: NutConfig,
     pub immich: ImmichConfig,
     pub host: HostConfig,
 }
@@ -145,6 +146,17 @@ pub struct PowerConfig {
     pub charge_end_threshold_percent: Option<u32>,
 }
 
+/// UPSes followed through NUT's upsd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NutConfig {
+    /// `UPSNAME@HOST:PORT`, each as written back in that canonical form.
+    pub upses: Vec<String>,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub poll_interval_ms: u64,
+    pub request_timeout_ms: u64,
+}
+
 impl Default for Config {
     /// [`SCHEMA`]'s defaults. Each is applied as if it were written in the file; that every one
     /// is a valid value is the `schema_defaults_are_valid_and_consistent` test.
@@ -221,6 +233,13 @@ impl Config {
                 drain_safety_margin_secs: 0,
                 power_off_after_drain: false,
                 charge_end_threshold_percent: None,
+            },
+            nut: NutConfig {
+                upses: Vec::new(),
+                username: None,
+                password_file: None,
+                poll_interval_ms: 0,
+                request_timeout_ms: 0,
             },
             immich: ImmichConfig {
                 url: String::new(),

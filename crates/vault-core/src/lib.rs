@@ -28,6 +28,7 @@ pub mod power_source;
 pub mod reload;
 pub mod state;
 pub mod throttle;
+pub mod ups;
 
 pub use machine::{
     Action, Alarm, AlarmKind, Command, CommandOutcome, Core, Event, Refusal, Step, StopScope,

@@ -140,6 +140,70 @@ impl PowerPolicy {
     }
 }
 
+/// One source's readings over time: its last reading, since when it has been on battery and
+/// since when low, without a break (the debounce and the low hold count from these).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PowerTrack {
+    last: Option<PowerReading>,
+    on_battery_since: Option<Millis>,
+    low_since: Option<Millis>,
+}
+
+impl PowerTrack {
+    /// A new reading at `now`.
+    pub fn note(&mut self, policy: &PowerPolicy, reading: PowerReading, now: Millis) {
+        match (reading.on_battery, self.on_battery_since) {
+            (true, None) => self.on_battery_since = Some(now),
+            (false, _) => self.on_battery_since = None,
+            _ => {}
+        }
+        let on_battery_for = self
+            .on_battery_since
+            .map_or(Millis(0), |since| now.saturating_sub(since));
+        if policy.is_low(&reading, on_battery_for) {
+            self.low_since.get_or_insert(now);
+        } else {
+            self.low_since = None;
+        }
+        self.last = Some(reading);
+    }
+
+    /// The source no longer answers: its last reading no longer counts.
+    pub fn forget(&mut self) {
+        *self = Self::default();
+    }
+
+    pub fn last(&self) -> Option<PowerReading> {
+        self.last
+    }
+
+    /// The policy on the last reading at `now` (fine without a reading or off battery).
+    pub fn judge(&self, policy: &PowerPolicy, now: Millis) -> Verdict {
+        match (self.last, self.on_battery_since) {
+            (Some(reading), Some(since)) => {
+                policy.judge(&reading, since, self.low_since.unwrap_or(now), now)
+            }
+            _ => Verdict::Fine,
+        }
+    }
+}
+
+impl Verdict {
+    /// Of two sources' verdicts, the one that acts first: a critical one (the tighter deadline)
+    /// over a wait (the earlier one) over fine. `true` when `other` wins.
+    pub fn is_overtaken_by(&self, other: &Verdict) -> bool {
+        match (self, other) {
+            (Verdict::Critical { deadline: a }, Verdict::Critical { deadline: b }) => b < a,
+            (Verdict::Critical { .. }, _) => false,
+            (_, Verdict::Critical { .. }) => true,
+            (Verdict::Debouncing { until: a, .. }, Verdict::Debouncing { until: b, .. }) => b < a,
+            (Verdict::Debouncing { .. }, Verdict::Fine) => false,
+            (Verdict::Fine, Verdict::Debouncing { .. }) => true,
+            (Verdict::Fine, Verdict::Fine) => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -124,6 +124,8 @@ pub enum Reason {
     Command { verb: &'static str, caller: Caller },
     /// Power critical: on battery and below the threshold or the minimum time to empty.
     PowerCritical {
+        /// The source that decided: `upower`, `kernel`, or `ups NAME@HOST:PORT (STATUS)`.
+        source: String,
         percent: Option<u8>,
         time_to_empty_secs: Option<u64>,
     },
@@ -148,10 +150,11 @@ impl fmt::Display for Reason {
                 write!(f, "`{verb}` by uid {} (pid {})", caller.uid, caller.pid)
             }
             Reason::PowerCritical {
+                source,
                 percent,
                 time_to_empty_secs,
             } => {
-                f.write_str("power critical: on battery")?;
+                write!(f, "power critical ({source}): on battery")?;
                 if let Some(p) = percent {
                     write!(f, ", {p} %")?;
                 }

@@ -146,7 +146,7 @@ impl Immich {
                 .header("host", &self.authority)
                 .header("accept", "application/json");
             if let Some(key) = key {
-                request = request.header("x-api-key", &key.0);
+                request = request.header("x-api-key", key.0.expose());
             }
             let payload = match body {
                 Some(b) => {

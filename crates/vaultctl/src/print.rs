@@ -121,6 +121,34 @@ pub fn status_table(s: &pb::StatusReply, now: SystemTime) -> String {
                 p.source, p.threshold_percent
             ),
         ));
+        // Each UPS (the laptop's battery is the line above), and which source decides.
+        for ups in p.sources.iter().filter(|src| src.name.starts_with("ups ")) {
+            let name = ups.name.trim_start_matches("ups ");
+            let said = if ups.gone.is_empty() {
+                let mut r = format!(
+                    "{} ({})",
+                    if ups.on_battery {
+                        "on battery"
+                    } else {
+                        "on line"
+                    },
+                    ups.status
+                );
+                if ups.percent >= 0.0 {
+                    r.push_str(&format!(", {:.0} %", ups.percent));
+                }
+                if ups.time_to_empty_secs > 0 {
+                    r.push_str(&format!(", {} min runtime", ups.time_to_empty_secs / 60));
+                }
+                r
+            } else {
+                format!("does not answer: {}", ups.gone)
+            };
+            rows.push(("ups", format!("{name}: {said}")));
+        }
+        if !p.deciding.is_empty() {
+            rows.push(("deciding", p.deciding.clone()));
+        }
         if !p.note.is_empty() {
             rows.push(("power note", p.note.clone()));
         }
@@ -173,6 +201,15 @@ pub fn status_json(s: &pb::StatusReply) -> Value {
             "critical": p.critical,
             "battery_care": p.battery_care,
             "note": p.note,
+            "deciding": (!p.deciding.is_empty()).then_some(&p.deciding),
+            "sources": p.sources.iter().map(|src| json!({
+                "name": src.name,
+                "on_battery": src.on_battery,
+                "percent": (src.percent >= 0.0).then_some(src.percent),
+                "time_to_empty_secs": (src.time_to_empty_secs > 0).then_some(src.time_to_empty_secs),
+                "status": (!src.status.is_empty()).then_some(&src.status),
+                "gone": (!src.gone.is_empty()).then_some(&src.gone),
+            })).collect::<Vec<_>>(),
         })),
         "active_alarms": s.active_alarms,
         "daemon_version": s.daemon_version,

@@ -118,6 +118,7 @@ pub async fn run<H: Host + ImmichHealth>(
         throttle_policy(&config),
         throttle_record,
     );
+    supervisor = supervisor.with_upses(config.nut.upses.iter().cloned());
     if matches!(inputs, Sources::Real) && config.storage.device.is_none() {
         supervisor = supervisor.without_device();
     }
@@ -179,6 +180,8 @@ pub async fn run<H: Host + ImmichHealth>(
 
     sources::config::spawn(&tasks, handle.clone(), config_path.clone(), access.clone());
     sources::signals::spawn(&tasks, handle.clone(), config_path, access)?;
+    // upsd is reached over TCP whatever the host is: the simulated world follows a real UPS too.
+    sources::nut::spawn(&tasks, handle.tx.clone(), &config.nut);
     match &inputs {
         Sources::Real => {
             sources::mounts::spawn(&tasks, handle.tx.clone());

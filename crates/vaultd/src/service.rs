@@ -350,6 +350,8 @@ pub fn status_reply(snapshot: &Snapshot, describe: &Describe) -> pb::StatusReply
             critical: snapshot.power_critical,
             battery_care: snapshot.battery_care.clone(),
             note: snapshot.power_note.clone().unwrap_or_default(),
+            sources: power_sources(snapshot),
+            deciding: snapshot.deciding.clone().unwrap_or_default(),
         }),
         active_alarms: snapshot
             .active_alarms
@@ -359,4 +361,42 @@ pub fn status_reply(snapshot: &Snapshot, describe: &Describe) -> pb::StatusReply
         daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
         drain_deadline_unix: snapshot.drain_deadline_unix.unwrap_or(0),
     }
+}
+
+/// Every power source for status: the laptop's battery first, then each UPS.
+fn power_sources(snapshot: &Snapshot) -> Vec<pb::PowerSource> {
+    let secs = |t: Option<u64>| t.and_then(|t| i64::try_from(t).ok()).unwrap_or(0);
+    let battery = pb::PowerSource {
+        name: snapshot.power.source.to_owned(),
+        on_battery: snapshot.power.reading.is_some_and(|r| r.on_battery),
+        percent: snapshot
+            .power
+            .reading
+            .and_then(|r| r.percent)
+            .unwrap_or(-1.0),
+        time_to_empty_secs: secs(snapshot.power.reading.and_then(|r| r.time_to_empty_secs)),
+        status: String::new(),
+        gone: snapshot.power.gone.clone().unwrap_or_default(),
+    };
+    let upses = snapshot.upses.iter().map(|ups| pb::PowerSource {
+        name: format!("ups {}", ups.name),
+        on_battery: ups.last.as_ref().is_some_and(|r| r.on_battery && !r.online),
+        percent: ups
+            .last
+            .as_ref()
+            .and_then(|r| r.charge_percent)
+            .unwrap_or(-1.0),
+        time_to_empty_secs: secs(ups.last.as_ref().and_then(|r| r.runtime_secs)),
+        status: ups
+            .last
+            .as_ref()
+            .map(|r| r.status.clone())
+            .unwrap_or_default(),
+        gone: match (&ups.gone, &ups.last) {
+            (Some(why), _) => why.clone(),
+            (None, None) => "not read yet".to_owned(),
+            (None, Some(_)) => String::new(),
+        },
+    });
+    std::iter::once(battery).chain(upses).collect()
 }

@@ -102,6 +102,22 @@ fn cases(s: &Scratch) -> Vec<Case> {
             errors: vec![(Some(7), Some("power.drain_safety_margin_secs"), "no time left")],
         },
         Case {
+            name: "a UPS address that is not UPSNAME@HOST[:PORT], and a user without a password",
+            bytes: text("[nut]\nupses = [\"myups\"]\nusername = \"vaultd\"\n"),
+            errors: vec![
+                (Some(6), Some("nut.upses"), "\"myups\": no @HOST"),
+                (Some(7), Some("nut.username"), "go together"),
+            ],
+        },
+        Case {
+            name: "a UPS listed twice under two spellings of the same address",
+            bytes: text("[nut]\nupses = [\"u@h\", \"u@h:3493\"]\npoll_interval_ms = 10\n"),
+            errors: vec![
+                (Some(6), Some("nut.upses"), "listed twice"),
+                (Some(7), Some("nut.poll_interval_ms"), "out of range (200–60000)"),
+            ],
+        },
+        Case {
             name: "a refused value is not judged again across keys or on the host",
             bytes: format!(
                 "[daemon]\nsocket_group = \"1bad\"\nstate_dir = \"{file}\"\n[unlock]\nbackoff_initial_secs = 61\nbackoff_max_secs = 1\n"

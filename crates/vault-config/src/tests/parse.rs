@@ -87,6 +87,13 @@ drain_safety_margin_secs = 120
 power_off_after_drain = false
 charge_end_threshold_percent = 60
 
+[nut]
+upses = ["myups@127.0.0.1", "rack@[fd00::2]:3500"]
+username = "vaultd"
+password_file = "/etc/vaultd/nut-password"
+poll_interval_ms = 1000
+request_timeout_ms = 500
+
 [immich]
 url = "http://127.0.0.1:3001"
 api_key_file = "/etc/vaultd/immich-api-key"
@@ -149,6 +156,13 @@ gate = "warn"
             drain_safety_margin_secs: 120,
             power_off_after_drain: false,
             charge_end_threshold_percent: Some(60),
+        },
+        nut: NutConfig {
+            upses: vec!["myups@127.0.0.1:3493".into(), "rack@[fd00::2]:3500".into()],
+            username: Some("vaultd".into()),
+            password_file: Some("/etc/vaultd/nut-password".into()),
+            poll_interval_ms: 1000,
+            request_timeout_ms: 500,
         },
         immich: ImmichConfig {
             url: "http://127.0.0.1:3001".into(),

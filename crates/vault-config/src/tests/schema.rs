@@ -96,6 +96,8 @@ fn only_optional_keys_are_unset_by_default() {
         [
             "storage.device",
             "power.charge_end_threshold_percent",
+            "nut.username",
+            "nut.password_file",
             "immich.api_key_file",
             "immich.upload_location",
             "host.wireguard_port",

@@ -24,6 +24,10 @@ pub enum AlarmKind {
     PowerSourceGone,
     /// UPower (or, without it, the kernel's class) answers again.
     PowerSourceBack,
+    /// A UPS followed through NUT does not answer (upsd gone, refusing, or its data stale).
+    UpsGone,
+    /// Every UPS answers again.
+    UpsBack,
     /// The failed-unlock record could not be read: counted as the longest wait.
     ThrottleRecordUnreadable,
     /// The failed-unlock record was written again.
@@ -48,6 +52,8 @@ impl AlarmKind {
             AlarmKind::PowerReadingSane => "power-reading-sane",
             AlarmKind::PowerSourceGone => "power-source-gone",
             AlarmKind::PowerSourceBack => "power-source-back",
+            AlarmKind::UpsGone => "ups-gone",
+            AlarmKind::UpsBack => "ups-back",
             AlarmKind::ThrottleRecordUnreadable => "throttle-record-unreadable",
             AlarmKind::ThrottleRecordWritten => "throttle-record-written",
         }
@@ -64,7 +70,9 @@ impl AlarmKind {
             | AlarmKind::ConfigInvalid
             | AlarmKind::PowerReadingSuspect
             | AlarmKind::PowerSourceGone
+            | AlarmKind::UpsGone
             | AlarmKind::ThrottleRecordUnreadable => AlarmEffect::Raise,
+            AlarmKind::UpsBack => AlarmEffect::Clear(&[AlarmKind::UpsGone]),
             AlarmKind::ThrottleRecordWritten => {
                 AlarmEffect::Clear(&[AlarmKind::ThrottleRecordUnreadable])
             }

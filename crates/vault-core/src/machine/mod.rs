@@ -44,6 +44,8 @@ pub enum Event {
     Power(PowerReading),
     /// What a power source task saw; the core decides which source counts.
     PowerSource(crate::power_source::SourceUpdate),
+    /// A UPS followed through NUT.
+    Ups(crate::ups::UpsUpdate),
     StepDone {
         step: Step,
         result: Result<(), StepError>,
@@ -212,12 +214,14 @@ pub struct Core {
     /// The fail-closed alarm raised and not yet cleared.
     fail_closed: Option<AlarmKind>,
     unobservable: Option<&'static str>,
-    last_power: Option<PowerReading>,
-    on_battery_since: Option<Millis>,
+    /// The laptop's battery (UPower, else the kernel's class): its readings over time.
+    battery: crate::power::PowerTrack,
+    /// The UPSes followed through NUT, each judged on its own.
+    upses: crate::ups::Upses,
+    /// The source whose verdict counts now (critical, or the first to be), for status.
+    deciding: Option<String>,
     wake_at: Option<Millis>,
     power_critical: bool,
-    /// Since when the power readings have been low without a break (the low hold).
-    low_since: Option<Millis>,
     /// Why the last reading was not acted on, for status.
     power_note: Option<String>,
     throttle: UnlockThrottle,
@@ -246,11 +250,11 @@ impl Core {
             exit_requested: false,
             fail_closed: None,
             unobservable: None,
-            last_power: None,
-            on_battery_since: None,
+            battery: crate::power::PowerTrack::default(),
+            upses: crate::ups::Upses::default(),
+            deciding: None,
             wake_at: None,
             power_critical: false,
-            low_since: None,
             power_note: None,
             throttle: UnlockThrottle::new(crate::throttle::ThrottlePolicy::default()),
             limits: StepLimits::default(),
@@ -292,22 +296,6 @@ impl Core {
     /// The alarms raised and not yet cleared, by name.
     pub fn active_alarms(&self) -> &std::collections::BTreeMap<&'static str, String> {
         &self.active_alarms
-    }
-
-    /// The power source that counts, its last reading, and why none answers (while none does).
-    pub fn power_source(
-        &self,
-    ) -> (
-        crate::power_source::SourceName,
-        Option<PowerReading>,
-        Option<&str>,
-    ) {
-        self.sources.current()
-    }
-
-    /// Why the last power reading was not acted on, if it was not.
-    pub fn power_note(&self) -> Option<&str> {
-        self.power_note.as_deref()
     }
 
     /// Whether a logind delay inhibitor should be held: whenever the mapping may be open (an
@@ -353,11 +341,6 @@ impl Core {
             .as_ref()
             .filter(|f| matches!(f.kind, FlowKind::Drain(_)))
             .and_then(|f| f.deadline)
-    }
-
-    /// Whether the power policy currently judges the battery critical.
-    pub fn power_critical(&self) -> bool {
-        self.power_critical
     }
 
     pub fn set_policy(&mut self, policy: PowerPolicy, power_off_after_power_drain: bool) {
@@ -415,6 +398,7 @@ impl Core {
                     self.power_reading(now, reading, &mut actions);
                 }
             }
+            Event::Ups(update) => self.ups_update(now, update, &mut actions),
             Event::Timer => {
                 self.wake_at = None;
                 self.judge_power(now, &mut actions);

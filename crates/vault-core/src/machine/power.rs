@@ -2,29 +2,57 @@
 
 use super::*;
 use crate::Millis;
+use crate::ups::{UpsAlarm, UpsUpdate};
 
 impl Core {
-    /// A new reading: keep when on battery and low began, flag a gauge that cannot be right,
-    /// then judge.
+    /// The UPSes the config names (`ups@host:port`), each a power source of its own.
+    #[must_use]
+    pub fn with_upses<I: IntoIterator<Item = String>>(mut self, names: I) -> Self {
+        self.upses = crate::ups::Upses::new(names);
+        self
+    }
+
+    /// What status shows of each UPS.
+    pub fn upses(&self) -> Vec<crate::ups::UpsView> {
+        self.upses.views()
+    }
+
+    /// The source whose verdict counts now: the one that made (or will first make) the power
+    /// critical, if any is low.
+    pub fn deciding_source(&self) -> Option<&str> {
+        self.deciding.as_deref()
+    }
+
+    /// The power source that counts, its last reading, and why none answers (while none does).
+    pub fn power_source(
+        &self,
+    ) -> (
+        crate::power_source::SourceName,
+        Option<PowerReading>,
+        Option<&str>,
+    ) {
+        self.sources.current()
+    }
+
+    /// Why the last power reading was not acted on, if it was not.
+    pub fn power_note(&self) -> Option<&str> {
+        self.power_note.as_deref()
+    }
+
+    /// Whether the power policy currently judges the battery critical.
+    pub fn power_critical(&self) -> bool {
+        self.power_critical
+    }
+
+    /// A new reading of the laptop's battery: keep when on battery and low began, flag a gauge
+    /// that cannot be right, then judge.
     pub(super) fn power_reading(
         &mut self,
         now: Millis,
         reading: PowerReading,
         actions: &mut Vec<Action>,
     ) {
-        match (reading.on_battery, self.on_battery_since) {
-            (true, None) => self.on_battery_since = Some(now),
-            (false, _) => self.on_battery_since = None,
-            _ => {}
-        }
-        let on_battery_for = self
-            .on_battery_since
-            .map_or(Millis(0), |since| now.saturating_sub(since));
-        if self.policy.is_low(&reading, on_battery_for) {
-            self.low_since.get_or_insert(now);
-        } else {
-            self.low_since = None;
-        }
+        self.battery.note(&self.policy, reading, now);
         // 0 % with line power online: the battery would be flat while charging, which a real
         // battery never reports for long; the gauge is broken or being recalibrated.
         let suspect = !reading.on_battery && reading.percent.is_some_and(|p| p <= 0.0);
@@ -40,28 +68,72 @@ impl Core {
             let message = "the battery's readings make sense again".to_owned();
             self.alarm(AlarmKind::PowerReadingSane, message, actions);
         }
-        self.last_power = Some(reading);
         self.judge_power(now, actions);
     }
 
-    pub(super) fn judge_power(&mut self, now: Millis, actions: &mut Vec<Action>) {
-        let (Some(reading), Some(since)) = (self.last_power, self.on_battery_since) else {
-            self.power_critical = false;
-            self.power_note = self
-                .last_power
-                .is_some_and(|r| r.percent.is_some_and(|p| p <= 0.0))
-                .then(|| "0 % on AC: the gauge is not trusted".to_owned());
-            return;
+    /// A UPS's reading, or its silence: raise or clear the gone alarm, then judge.
+    pub(super) fn ups_update(&mut self, now: Millis, update: UpsUpdate, actions: &mut Vec<Action>) {
+        let alarm = match update {
+            UpsUpdate::Reading { name, reading } => {
+                self.upses.reading(&self.policy, &name, reading, now)
+            }
+            UpsUpdate::Gone { name, why } => self.upses.gone(&name, why),
         };
-        let low_since = self.low_since.unwrap_or(now);
-        match self.policy.judge(&reading, since, low_since, now) {
+        match alarm {
+            Some(UpsAlarm::Gone(message)) => self.alarm(AlarmKind::UpsGone, message, actions),
+            Some(UpsAlarm::Back(message)) => self.alarm(AlarmKind::UpsBack, message, actions),
+            None => {}
+        }
+        self.judge_power(now, actions);
+    }
+
+    /// Every source's verdict; the one that acts first counts: any source critical by its own
+    /// rules drains, with the tightest deadline.
+    pub(super) fn judge_power(&mut self, now: Millis, actions: &mut Vec<Action>) {
+        let battery = (
+            self.sources.current().0.name().to_owned(),
+            self.battery.judge(&self.policy, now),
+            self.battery.last(),
+        );
+        let upses =
+            self.upses
+                .judge(&self.policy, now)
+                .into_iter()
+                .map(|(name, verdict, reading)| {
+                    let power = PowerReading {
+                        on_battery: reading.on_battery,
+                        percent: reading.charge_percent,
+                        time_to_empty_secs: reading.runtime_secs,
+                    };
+                    (
+                        format!("ups {name} ({})", reading.status),
+                        verdict,
+                        Some(power),
+                    )
+                });
+        let (source, verdict, reading) = std::iter::once(battery)
+            .chain(upses)
+            .reduce(|first, other| {
+                if first.1.is_overtaken_by(&other.1) {
+                    other
+                } else {
+                    first
+                }
+            })
+            .unwrap_or_else(|| (String::new(), Verdict::Fine, None));
+        match verdict {
             Verdict::Fine => {
                 self.power_critical = false;
-                self.power_note = None;
+                self.deciding = None;
+                self.power_note = self
+                    .battery
+                    .last()
+                    .is_some_and(|r| !r.on_battery && r.percent.is_some_and(|p| p <= 0.0))
+                    .then(|| "0 % on AC: the gauge is not trusted".to_owned());
             }
             Verdict::Debouncing { until, wait } => {
                 self.power_critical = false;
-                self.power_note = Some(match wait {
+                let why = match wait {
                     Wait::OnBatteryDebounce => format!(
                         "low, but on battery for less than {} s: not acted on before that \
                          (power flickers are ignored)",
@@ -71,7 +143,14 @@ impl Core {
                         "low, but a low reading must hold {} s before it counts (gauges jump)",
                         self.policy.low_hold.0 / 1000
                     ),
+                };
+                // The laptop's battery alone needs no name; beside a UPS, say whose reading.
+                self.power_note = Some(if self.upses.is_empty() {
+                    why
+                } else {
+                    format!("{source}: {why}")
                 });
+                self.deciding = Some(source);
                 if self.wake_at != Some(until) {
                     self.wake_at = Some(until);
                     actions.push(Action::WakeAt(until));
@@ -80,9 +159,11 @@ impl Core {
             Verdict::Critical { deadline } => {
                 self.power_critical = true;
                 self.power_note = None;
+                self.deciding = Some(source.clone());
                 let reason = Reason::PowerCritical {
-                    percent: reading.percent.map(percent_floor),
-                    time_to_empty_secs: reading.time_to_empty_secs,
+                    source,
+                    percent: reading.and_then(|r| r.percent).map(percent_floor),
+                    time_to_empty_secs: reading.and_then(|r| r.time_to_empty_secs),
                 };
                 let power_off = self.power_off_after_power_drain;
                 self.request_drain(reason, deadline, power_off, now, actions);

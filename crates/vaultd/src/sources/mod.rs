@@ -7,6 +7,7 @@
 //! - [`mounts`]: the mount table's changes (mountinfo's POLLPRI);
 //! - [`docker`]: Docker's events for the project;
 //! - [`power`]: UPower, else the kernel's power_supply class, and the battery's charge cap;
+//! - [`nut`]: each UPS named in `[nut]`, polled through upsd;
 //! - [`logind`]: the delay inhibitor, and the host going down (PrepareForShutdown/Sleep);
 //! - [`immich_health`]: Immich while RUNNING (and the resume of held queues);
 //! - [`sim`]: for `vaultd --sim`, the simulated world's changes and battery.
@@ -24,6 +25,7 @@ pub mod docker;
 pub mod immich_health;
 pub mod logind;
 pub mod mounts;
+pub mod nut;
 pub mod power;
 pub mod signals;
 pub mod sim;

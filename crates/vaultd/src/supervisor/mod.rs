@@ -103,6 +103,10 @@ pub struct Snapshot {
     pub drain_deadline_unix: Option<i64>,
     /// Why the last power reading was not acted on, if it was not.
     pub power_note: Option<String>,
+    /// Each UPS followed through NUT.
+    pub upses: Vec<vault_core::ups::UpsView>,
+    /// The source whose verdict counts now, while one is low.
+    pub deciding: Option<String>,
     /// Whether logind's delay inhibitor should be held (the core's rule: the mapping may be
     /// open).
     pub inhibitor_wanted: bool,
@@ -219,6 +223,8 @@ impl<H: Host> Supervisor<H> {
             battery_care: String::new(),
             drain_deadline_unix: None,
             power_note: None,
+            upses: core.upses(),
+            deciding: None,
             inhibitor_wanted: core.inhibitor_wanted(),
         });
         let (status_tx, status_rx) = watch::channel(snapshot);
@@ -253,6 +259,13 @@ impl<H: Host> Supervisor<H> {
             awaiting: std::collections::VecDeque::new(),
         };
         (supervisor, handle)
+    }
+
+    /// The UPSes the config names, each a power source the core judges.
+    #[must_use]
+    pub fn with_upses(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.core = self.core.with_upses(names);
+        self
     }
 
     /// No `storage.device` in the config: the core refuses every unlock, saying so.

@@ -63,6 +63,8 @@ impl<H: Host> Supervisor<H> {
             battery_care: self.battery_care.clone(),
             drain_deadline_unix: self.core.drain_deadline().map(|d| self.unix_at(d)),
             power_note: self.core.power_note().map(str::to_owned),
+            upses: self.core.upses(),
+            deciding: self.core.deciding_source().map(str::to_owned),
             inhibitor_wanted: self.core.inhibitor_wanted(),
         });
         if *snapshot == *previous {
