@@ -27,6 +27,8 @@ pub struct Upsd {
     pub dir: tempfile::TempDir,
     pub port: u16,
     dev: PathBuf,
+    /// The `.dev` file's last modification time, whole seconds since the epoch.
+    dev_mtime: std::cell::Cell<u64>,
     upsd_pid: Option<u32>,
     driver_pid: Option<u32>,
 }
@@ -70,6 +72,7 @@ impl Upsd {
             dir,
             port,
             dev,
+            dev_mtime: std::cell::Cell::new(0),
             upsd_pid: None,
             driver_pid: None,
         };
@@ -155,6 +158,18 @@ impl Upsd {
         // Written whole and renamed over: the driver never reads half a file.
         let tmp = self.dev.with_extension("tmp");
         fs::write(&tmp, text).expect("write the .dev file");
+        // dummy-ups reads the file again when its mtime changes, in whole seconds: two writes
+        // within one second would look like one. Each write gets a later second.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mtime = now.max(self.dev_mtime.get() + 1);
+        self.dev_mtime.set(mtime);
+        fs::File::options()
+            .write(true)
+            .open(&tmp)
+            .and_then(|f| f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(mtime)))
+            .expect("set the .dev file's mtime");
         fs::rename(&tmp, &self.dev).expect("rename the .dev file");
     }
 
@@ -170,7 +185,8 @@ impl Upsd {
                 "upsd never served ups.status {status:?} (it serves {:?})",
                 self.status()
             );
-            std::thread::sleep(Duration::from_millis(20));
+            // Fine-grained: bench-nut times from this moment.
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 
