@@ -538,38 +538,49 @@ impl DockerEngine {
             .tempdir()
             .expect("tempdir");
         let socket = dir.path().join("docker.sock");
-        let log = fs::File::create(dir.path().join("dockerd.log")).expect("log");
+        let mut engine = DockerEngine {
+            dir,
+            socket,
+            child: None,
+        };
+        engine.start_again();
+        engine.import_busybox();
+        engine
+    }
+
+    /// Start dockerd (again, after [`DockerEngine::stop`]) on the same socket and data root;
+    /// its log is appended.
+    pub fn start_again(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("dockerd.log"))
+            .expect("log");
         let child = Command::new("dockerd")
             .arg("--data-root")
-            .arg(dir.path().join("data"))
+            .arg(self.dir.path().join("data"))
             .arg("--exec-root")
-            .arg(dir.path().join("exec"))
+            .arg(self.dir.path().join("exec"))
             .arg("--pidfile")
-            .arg(dir.path().join("docker.pid"))
+            .arg(self.dir.path().join("docker.pid"))
             .arg("--host")
-            .arg(format!("unix://{}", socket.display()))
+            .arg(format!("unix://{}", self.socket.display()))
             .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
             .expect("spawn dockerd");
-        let engine = DockerEngine {
-            dir,
-            socket,
-            child: Some(child),
-        };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !engine.docker(&["version"]).status.success() {
+        while !self.docker(&["version"]).status.success() {
             assert!(
                 Instant::now() < deadline,
                 "dockerd did not start:\n{}",
-                fs::read_to_string(engine.dir.path().join("dockerd.log")).unwrap_or_default()
+                fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        engine.import_busybox();
-        engine
     }
 
     pub fn docker(&self, args: &[&str]) -> Output {

@@ -112,6 +112,26 @@ fn a_project_container_started_while_locked_is_stopped_at_once() {
         gone["status"]["observed"]["containers_running"],
         serde_json::Value::Null
     );
+    // With the socket gone, vaultd waits for it to appear (inotify), not on a timer…
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !daemon.stderr().contains("is absent: waiting for it to appear") {
+        assert!(
+            Instant::now() < deadline,
+            "vaultd does not wait for the socket:\n{}",
+            daemon.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // …and sees the engine as soon as it is back.
+    engine.start_again();
+    let back = watcher.wait_for(Duration::from_secs(20), |v| {
+        v["status"]["observed"]["containers_running"].is_number()
+            && v["status"]["active_alarms"].as_array().is_some_and(|a| {
+                !a.iter()
+                    .any(|m| m.as_str().unwrap_or("").contains("cannot observe"))
+            })
+    });
+    assert_eq!(back["status"]["state"], "LOCKED");
 }
 
 /// `vaultctl check` through the real daemon: a container published on every address and a
