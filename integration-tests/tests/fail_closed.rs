@@ -114,7 +114,10 @@ fn a_project_container_started_while_locked_is_stopped_at_once() {
     );
     // With the socket gone, vaultd waits for it to appear (inotify), not on a timer…
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !daemon.stderr().contains("is absent: waiting for it to appear") {
+    while !daemon
+        .stderr()
+        .contains("is absent: waiting for it to appear")
+    {
         assert!(
             Instant::now() < deadline,
             "vaultd does not wait for the socket:\n{}",
