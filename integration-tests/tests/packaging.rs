@@ -16,7 +16,7 @@ fn repo(path: &str) -> std::path::PathBuf {
 }
 
 /// The exposure docs/security.md states; a change of the unit that raises it fails here.
-const DOCUMENTED_EXPOSURE: f64 = 3.3;
+const DOCUMENTED_EXPOSURE: f64 = 3.2;
 
 #[test]
 fn the_unit_verifies_and_its_exposure_is_the_documented_one() {
@@ -149,7 +149,8 @@ fn tmpfiles_and_sysusers_make_what_the_docs_say() {
     );
     use std::os::unix::fs::MetadataExt;
     let run = std::fs::metadata(root.path().join("run/vaultd")).expect("/run/vaultd");
-    assert_eq!(run.mode() & 0o7777, 0o750);
+    // setgid: a socket bound inside is born with the group (no CAP_CHOWN for vaultd).
+    assert_eq!(run.mode() & 0o7777, 0o2750);
     let vaultd_gid: u32 = groups
         .lines()
         .find_map(|l| l.strip_prefix("vaultd:x:"))

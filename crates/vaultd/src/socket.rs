@@ -21,7 +21,9 @@ pub enum SocketError {
     Bind { path: PathBuf, source: io::Error },
     #[error("socket group `{group}` does not exist (create it, e.g. with systemd-sysusers)")]
     NoGroup { group: String },
-    #[error("cannot give {path} to group `{group}` with mode {mode:04o}: {source}")]
+    #[error(
+        "cannot give {path} to group `{group}` with mode {mode:04o}: {source} (under the packaged unit, which has no CAP_CHOWN, the socket's directory must be group `{group}`'s and setgid: see tmpfiles.d/vaultd.conf)"
+    )]
     Permissions {
         path: PathBuf,
         group: String,
@@ -73,7 +75,15 @@ pub fn bind(path: &Path, mode: u32, group: &str) -> Result<UnixListener, SocketE
         mode,
         source,
     };
-    chown(path, None, Some(Gid::from_raw(gid.as_raw()))).map_err(|e| perms(e.into()))?;
+    // Under the packaged unit the directory is setgid and the group's (tmpfiles.d): the socket
+    // is born with it, and the unit grants no CAP_CHOWN. Elsewhere (vaultd by hand) set it.
+    let born_with = std::fs::metadata(path).is_ok_and(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.gid() == gid.as_raw()
+    });
+    if !born_with {
+        chown(path, None, Some(Gid::from_raw(gid.as_raw()))).map_err(|e| perms(e.into()))?;
+    }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(perms)?;
     Ok(listener)
 }
