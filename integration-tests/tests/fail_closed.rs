@@ -231,3 +231,57 @@ fn check_reports_risky_containers_of_the_project() {
     engine.docker_ok(&["rm", "-f", "exposed"]);
     engine.docker_ok(&["network", "rm", "vaultd-it-check"]);
 }
+
+/// The emergency stop sends the configured stop signal, not Docker's default: a database
+/// started by hand while LOCKED gets SIGINT (Postgres' fast shutdown) like any other stop.
+#[test]
+fn the_emergency_stop_sends_the_configured_signal() {
+    if !require(
+        "root, dockerd (docker.io) and busybox-static",
+        DockerEngine::available(),
+    ) {
+        return;
+    }
+    ensure_test_accounts();
+    let engine = DockerEngine::start();
+    let project = format!("vaultd-it-sig-{}", std::process::id());
+    let extra = format!(
+        "\n[stack]\nproject = \"{project}\"\ndocker_socket = \"{}\"\nstop_signals = {{ database = \"SIGINT\" }}\n",
+        engine.socket.display()
+    );
+    let daemon = Daemon::start_with("0660", &extra);
+    let watcher = Watcher::start(&daemon.socket, None);
+    watcher.wait_for(Duration::from_secs(10), |v| {
+        v["status"]["observed"]["containers_running"] == 0
+    });
+    engine.docker_ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--label",
+        &format!("com.docker.compose.project={project}"),
+        "--label",
+        "com.docker.compose.service=database",
+        "--name",
+        "db-by-hand",
+        TEST_IMAGE,
+        "sh",
+        "-c",
+        "trap 'echo got INT; exit 0' INT; trap 'echo got TERM; exit 0' TERM; echo ready; while true; do sleep 1; done",
+    ]);
+    watcher.wait_for(Duration::from_secs(10), |v| {
+        v["alarm"]["kind"] == "forbidden"
+    });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while engine.docker_ok(&["inspect", "-f", "{{.State.Running}}", "db-by-hand"]) != "false" {
+        assert!(Instant::now() < deadline, "the database still runs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let logs = engine.docker(&["logs", "db-by-hand"]);
+    let said = String::from_utf8_lossy(&logs.stdout).into_owned();
+    assert!(
+        said.contains("got INT") && !said.contains("got TERM"),
+        "the emergency stop sent another signal: {said:?}"
+    );
+}

@@ -17,6 +17,9 @@ pub struct StartFindings {
     /// Writable bind sources of the project's containers that are not on the mounted volume:
     /// "source (container)". Never waived: containers would write photos to the root disk.
     pub off_volume: Vec<String>,
+    /// Writable bind sources under the mountpoint that do not exist yet (a freshly formatted
+    /// volume): not elsewhere, missing; the owner makes them.
+    pub missing: Vec<String>,
     /// Error-level findings about the containers ("container: what").
     pub stack_errors: Vec<String>,
     /// Error-level findings about the host ("area: what").
@@ -39,11 +42,31 @@ pub fn judge_start(
     host_gate: GateMode,
     mountpoint: &str,
 ) -> GateVerdict {
+    let missing = (!found.missing.is_empty()).then(|| {
+        let paths: Vec<&str> = found
+            .missing
+            .iter()
+            .map(|m| m.split(" (").next().unwrap_or(m))
+            .collect();
+        format!(
+            "these bind-mount sources do not exist on the mounted volume {mountpoint} yet: {}; create them first (mkdir -p {}): vaultd starts nothing whose data path it cannot see on the volume",
+            found.missing.join(", "),
+            paths.join(" ")
+        )
+    });
     if !found.off_volume.is_empty() {
-        return GateVerdict::Block(format!(
+        let mut why = format!(
             "not starting: these bind-mount sources are not on the mounted volume {mountpoint}: {}",
             found.off_volume.join(", ")
-        ));
+        );
+        if let Some(missing) = missing {
+            why.push_str("; and ");
+            why.push_str(&missing);
+        }
+        return GateVerdict::Block(why);
+    }
+    if let Some(missing) = missing {
+        return GateVerdict::Block(format!("not starting: {missing}"));
     }
     let mut warnings = Vec::new();
     for (errors, mode, blocks, warns) in [
@@ -89,6 +112,7 @@ mod tests {
         let v = |s: &[&str]| s.iter().map(|x| (*x).to_owned()).collect();
         StartFindings {
             off_volume: v(off),
+            missing: Vec::new(),
             stack_errors: v(stack),
             host_errors: v(host),
         }
@@ -141,5 +165,24 @@ mod tests {
     fn a_database_needs_thirty_seconds_to_stop() {
         assert!(database_stop_too_short(10));
         assert!(!database_stop_too_short(30));
+    }
+
+    #[test]
+    fn missing_sources_on_the_volume_are_said_to_be_missing_with_how_to_make_them() {
+        let found = StartFindings {
+            missing: vec!["/srv/immich/postgres (immich_postgres)".into()],
+            ..StartFindings::default()
+        };
+        let GateVerdict::Block(why) =
+            judge_start(&found, GateMode::Block, GateMode::Block, "/srv/immich")
+        else {
+            panic!("a missing source must block");
+        };
+        assert!(
+            why.contains("do not exist on the mounted volume /srv/immich yet"),
+            "{why}"
+        );
+        assert!(why.contains("mkdir -p /srv/immich/postgres"), "{why}");
+        assert!(!why.contains("not on the mounted volume"), "{why}");
     }
 }

@@ -269,20 +269,35 @@ impl Stack {
     /// fail-closed rule: not ordered, only fast. Returns the names stopped.
     pub async fn stop_now(
         &self,
-        ids: &[String],
+        targets: &[&ListedContainer],
         grace: Duration,
+        signals: &BTreeMap<String, String>,
     ) -> Result<Vec<String>, DockerError> {
         let secs = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
-        let stops: Vec<_> = ids
+        let stops: Vec<_> = targets
             .iter()
-            .map(|id| {
-                let options = StopContainerOptionsBuilder::new().t(secs).build();
+            .map(|c| {
                 let docker = self.docker.clone();
-                let id = id.clone();
-                tokio::spawn(async move {
-                    let result = docker.stop_container(&id, Some(options)).await;
-                    (id, result)
-                })
+                let id = c.id.clone();
+                // The configured signal applies to every stop (e.g. SIGINT: Postgres' fast
+                // shutdown, not its smart one that waits for clients); Docker's stop sends the
+                // container's own.
+                match signals.get(&c.service).cloned() {
+                    Some(signal) => {
+                        let stack = self.clone();
+                        tokio::spawn(async move {
+                            let result = stack.stop_one(&id, grace, Some(signal)).await;
+                            (id, result.map(|_| ()).map_err(|e| e.to_string()))
+                        })
+                    }
+                    None => {
+                        let options = StopContainerOptionsBuilder::new().t(secs).build();
+                        tokio::spawn(async move {
+                            let result = docker.stop_container(&id, Some(options)).await;
+                            (id, result.map_err(|e| e.to_string()))
+                        })
+                    }
+                }
             })
             .collect();
         let mut stopped = Vec::new();
@@ -305,15 +320,14 @@ impl Stack {
     }
 
     /// Stop every container of the project that may write, now.
-    pub async fn stop_all(&self, grace: Duration) -> Result<Vec<String>, DockerError> {
-        let ids: Vec<String> = self
-            .list()
-            .await?
-            .into_iter()
-            .filter(ListedContainer::may_write)
-            .map(|c| c.id)
-            .collect();
-        self.stop_now(&ids, grace).await
+    pub async fn stop_all(
+        &self,
+        grace: Duration,
+        signals: &BTreeMap<String, String>,
+    ) -> Result<Vec<String>, DockerError> {
+        let listed = self.list().await?;
+        let writing: Vec<&ListedContainer> = listed.iter().filter(|c| c.may_write()).collect();
+        self.stop_now(&writing, grace, signals).await
     }
 
     /// Set a container's restart policy to "no" (the owner's compose file is not touched).

@@ -71,17 +71,33 @@ impl RealHost {
             .collect()
     }
 
-    /// Bind sources of any container of the project (running or not) that are off the volume:
-    /// checked before every start.
-    fn off_volume(containers: &[ContainerInfo], mapping_dev: Option<(u32, u32)>) -> Vec<String> {
-        containers
-            .iter()
-            .flat_map(|c| {
-                c.writable_binds()
-                    .filter(|m| !on_volume(&m.source, mapping_dev))
-                    .map(|m| format!("{} ({})", m.source.display(), c.name))
-            })
-            .collect()
+    /// Bind sources of any container of the project (running or not) that are off the volume,
+    /// and those under the mountpoint that do not exist yet: checked before every start.
+    fn off_volume(
+        containers: &[ContainerInfo],
+        mapping_dev: Option<(u32, u32)>,
+        mountpoint: &Path,
+    ) -> (Vec<String>, Vec<String>) {
+        let mut off = Vec::new();
+        let mut missing = Vec::new();
+        for c in containers {
+            for m in c.writable_binds() {
+                if on_volume(&m.source, mapping_dev) {
+                    continue;
+                }
+                let said = format!("{} ({})", m.source.display(), c.name);
+                let absent = std::fs::symlink_metadata(&m.source)
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+                // Under the mounted volume and absent: not elsewhere, only not made yet (the
+                // mountpoint itself is on the volume, or the caller would not be starting).
+                if absent && m.source.starts_with(mountpoint) && m.source != mountpoint {
+                    missing.push(said);
+                } else {
+                    off.push(said);
+                }
+            }
+        }
+        (off, missing)
     }
 
     /// The start: bind sources on the volume, the posture gate, restart policies, then the
@@ -98,8 +114,8 @@ impl RealHost {
             .and_then(|m| m.dm_device);
         // The adapters report; the core's gate decides. With a bind off the volume nothing else
         // matters (the host check, which runs nft, is not even run).
-        let off_volume = Self::off_volume(&containers, mapping_dev);
-        let host_errors = if off_volume.is_empty() {
+        let (off_volume, missing) = Self::off_volume(&containers, mapping_dev, &self.mountpoint);
+        let host_errors = if off_volume.is_empty() && missing.is_empty() {
             self.host_findings()
                 .await
                 .into_iter()
@@ -111,6 +127,7 @@ impl RealHost {
         };
         let found = StartFindings {
             off_volume,
+            missing,
             stack_errors: containers
                 .iter()
                 .flat_map(|c| vault_docker::posture::judge(c, &self.stack.posture))
@@ -207,19 +224,17 @@ impl RealHost {
     /// Stop containers of the project now (the fail-closed rule).
     pub(super) async fn emergency_stop_now(&self, scope: StopScope) -> Result<(), String> {
         let stack = self.connection().await.map_err(|e| e.to_string())?;
+        let signals = &self.stack.stop.signals;
         let result = match scope {
-            StopScope::All => stack.stop_all(EMERGENCY_GRACE).await,
+            StopScope::All => stack.stop_all(EMERGENCY_GRACE, signals).await,
             StopScope::Misplaced => {
                 let listed = stack.list().await.map_err(|e| e.to_string())?;
                 let mapping_dev = vault_storage::observe_mapping(&self.sysfs, &self.mapping_name)
                     .ok()
                     .filter(|m| m.active)
                     .and_then(|m| m.dm_device);
-                let ids: Vec<String> = Self::misplaced(&listed, mapping_dev)
-                    .into_iter()
-                    .map(|c| c.id.clone())
-                    .collect();
-                stack.stop_now(&ids, EMERGENCY_GRACE).await
+                let misplaced = Self::misplaced(&listed, mapping_dev);
+                stack.stop_now(&misplaced, EMERGENCY_GRACE, signals).await
             }
         };
         match result {
