@@ -9,6 +9,7 @@
 //! - [`mount`]: mount(2), syncfs, unmount that is never forced, the holders of a busy
 //!   filesystem, and fsck.
 
+pub mod bare;
 pub mod luks;
 pub mod mapping;
 pub mod mount;

@@ -89,6 +89,38 @@ impl RealHost {
         }]
     }
 
+    /// The bare mountpoint while unmounted: can a container Docker starts at boot write there?
+    fn bare_mountpoint_finding(&self) -> Option<CheckFinding> {
+        let shown = self.mountpoint.display();
+        let (severity, finding, fix) = match vault_storage::bare::is_immutable(&self.mountpoint) {
+            Ok(true) => return None,
+            // A warning: the harm needs a container Docker starts by itself (see the restart
+            // policy findings), and a locked vault is not an error.
+            Ok(false) => (
+                Severity::Warning,
+                format!(
+                    "the bare mountpoint {shown} can be written: a container Docker starts by itself while the vault is locked (restart: always, at boot) writes the photos' folders onto the unencrypted root disk until vaultd stops it"
+                ),
+                format!(
+                    "while it is unmounted: `chattr +i {shown}` (mounting over it still works; nothing can be created in the bare directory, so such a container fails to start)"
+                ),
+            ),
+            Err(e) => (
+                Severity::Warning,
+                format!("cannot read the attributes of the bare mountpoint {shown}: {e}"),
+                format!(
+                    "make {shown} a directory on a filesystem with `chattr` attributes (ext4, xfs, btrfs)"
+                ),
+            ),
+        };
+        Some(CheckFinding {
+            severity,
+            area: "data path".into(),
+            finding,
+            fix,
+        })
+    }
+
     /// `vaultctl check`: the data path and the containers' posture.
     pub async fn check_findings(&self) -> Vec<CheckFinding> {
         let mut findings = Vec::new();
@@ -100,15 +132,18 @@ impl RealHost {
         };
         match observed.as_ref().map(|o| o.core.mount) {
             Some(MountSeen::FromMapping) => findings.extend(self.marker_findings()),
-            Some(MountSeen::NotMounted) => findings.push(CheckFinding {
-                severity: Severity::Info,
-                area: "data path".into(),
-                finding: format!(
-                    "{} is not mounted: the vault is locked, and the directory is on the root disk",
-                    self.mountpoint.display()
-                ),
-                fix: "`vaultctl unlock` mounts the encrypted volume there".into(),
-            }),
+            Some(MountSeen::NotMounted) => {
+                findings.push(CheckFinding {
+                    severity: Severity::Info,
+                    area: "data path".into(),
+                    finding: format!(
+                        "{} is not mounted: the vault is locked, and the directory is on the root disk",
+                        self.mountpoint.display()
+                    ),
+                    fix: "`vaultctl unlock` mounts the encrypted volume there".into(),
+                });
+                findings.extend(self.bare_mountpoint_finding());
+            }
             Some(MountSeen::FromOther) => findings.push(CheckFinding {
                 severity: Severity::Error,
                 area: "data path".into(),
