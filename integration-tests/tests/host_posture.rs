@@ -200,12 +200,18 @@ fn listeners_firewall_and_wireguard_yield_exactly_the_expected_findings() {
         "error firewall: inbound default is accept (inet filter input: policy accept)".into(),
     );
     want.push("warning firewall: inet filter input accepts tcp dport 22 from any interface".into());
+    // Outbound and forwarded traffic read like the input policy: the seed denies both.
+    want.push("warning firewall: outbound traffic is accepted by default (no output chain)".into());
+    want.push(
+        "warning firewall: forwarded traffic is accepted by default (no forward chain)".into(),
+    );
     want.sort();
     assert_eq!(found, want, "policy accept");
 
-    // Policy drop; loopback, replies and WireGuard's port only: the firewall is fine.
+    // Policy drop; loopback, replies and WireGuard's port only, and output and forward denied
+    // by default as the seed has them: the firewall is fine.
     ns.nft(
-        "table inet filter {\n chain input { type filter hook input priority 0; policy drop;\n  iif lo accept\n  ct state established,related accept\n  udp dport 51820 accept\n }\n}\n",
+        "table inet filter {\n chain input { type filter hook input priority 0; policy drop;\n  iif lo accept\n  ct state established,related accept\n  udp dport 51820 accept\n }\n chain output { type filter hook output priority 0; policy drop;\n  oif lo accept\n  ct state established,related accept\n }\n chain forward { type filter hook forward priority 0; policy drop;\n }\n}\n",
     );
     let found = strip_pids(&host_findings(&daemon));
     let mut want: Vec<String> = listeners_and_wg.iter().map(|s| (*s).to_owned()).collect();

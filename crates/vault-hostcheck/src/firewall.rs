@@ -1,5 +1,6 @@
-//! The inbound firewall, from `nft -j list ruleset` (nftables' JSON; UFW and iptables-nft write
-//! nftables rules too): the input hook's default policy, and which inbound accepts there are.
+//! The firewall, from `nft -j list ruleset` (nftables' JSON; UFW and iptables-nft write nftables
+//! rules too): the input hook's default policy and which inbound accepts there are, and the
+//! output and forward hooks' defaults (the seed denies both).
 
 use serde_json::Value;
 
@@ -18,6 +19,50 @@ pub struct Inbound {
     pub open_accepts: Vec<(String, String)>,
     /// UDP ports accepted from anywhere (the WireGuard port should be one).
     pub udp_ports_accepted: Vec<u16>,
+    /// The output hook's default.
+    pub output: HookDefault,
+    /// The forward hook's default.
+    pub forward: HookDefault,
+}
+
+/// A hook's base chains and whether what no rule accepts is dropped there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HookDefault {
+    /// (family table chain, policy).
+    pub chains: Vec<(String, String)>,
+    /// Some base chain on the hook drops by default (policy drop, or a final unconditional
+    /// drop or reject): a packet must pass every base chain, so one decides.
+    pub drops: bool,
+}
+
+/// The default of `hook`'s base chains.
+fn hook_default(items: &[Value], hook: &str) -> HookDefault {
+    let mut result = HookDefault::default();
+    for chain in items.iter().filter_map(|i| i.get("chain")) {
+        if chain["hook"].as_str() != Some(hook) {
+            continue;
+        }
+        let policy = chain["policy"].as_str().unwrap_or("accept").to_owned();
+        let last_verdict = items
+            .iter()
+            .filter_map(|i| i.get("rule"))
+            .filter(|r| {
+                r["family"] == chain["family"]
+                    && r["table"] == chain["table"]
+                    && r["chain"] == chain["name"]
+            })
+            .next_back()
+            .map(|r| r["expr"].as_array().cloned().unwrap_or_default());
+        let final_drop = last_verdict.is_some_and(|expr| {
+            !expr.iter().any(|e| e.get("match").is_some())
+                && expr
+                    .iter()
+                    .any(|e| e.get("drop").is_some() || e.get("reject").is_some())
+        });
+        result.drops |= policy == "drop" || final_drop;
+        result.chains.push((chain_id(chain), policy));
+    }
+    result
 }
 
 fn chain_id(c: &Value) -> String {
@@ -175,6 +220,8 @@ pub fn inbound(ruleset: &Value, trusted_ifaces: &[&str]) -> Inbound {
     }
     result.udp_ports_accepted.sort_unstable();
     result.udp_ports_accepted.dedup();
+    result.output = hook_default(&items, "output");
+    result.forward = hook_default(&items, "forward");
     result
 }
 
@@ -253,5 +300,32 @@ mod tests {
         let v4_only = json!({"nftables": [{"chain": {"family": "ip", "table": "f", "name": "in",
             "hook": "input", "policy": "drop"}}]});
         assert!(!inbound(&v4_only, &["lo"]).default_drop);
+    }
+
+    #[test]
+    fn output_and_forward_defaults_are_read_like_the_input_policy() {
+        let set = json!({"nftables": [
+            {"chain": {"family": "inet", "table": "filter", "name": "output", "hook": "output", "policy": "accept"}},
+            {"chain": {"family": "ip", "table": "filter", "name": "FORWARD", "hook": "forward", "policy": "drop"}},
+        ]});
+        let i = inbound(&set, &["lo"]);
+        assert!(!i.output.drops);
+        assert_eq!(
+            i.output.chains,
+            vec![("inet filter output".to_owned(), "accept".to_owned())]
+        );
+        assert!(i.forward.drops);
+        // A final unconditional reject is a default deny too (UFW writes its policy that way).
+        let ufw = json!({"nftables": [
+            {"chain": {"family": "inet", "table": "f", "name": "out", "hook": "output", "policy": "accept"}},
+            {"rule": {"family": "inet", "table": "f", "chain": "out", "expr": [{"reject": null}]}},
+        ]});
+        assert!(inbound(&ufw, &["lo"]).output.drops);
+        assert!(
+            inbound(&json!({"nftables": []}), &["lo"])
+                .forward
+                .chains
+                .is_empty()
+        );
     }
 }
