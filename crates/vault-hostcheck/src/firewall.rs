@@ -46,12 +46,11 @@ fn hook_default(items: &[Value], hook: &str) -> HookDefault {
         let last_verdict = items
             .iter()
             .filter_map(|i| i.get("rule"))
-            .filter(|r| {
+            .rfind(|r| {
                 r["family"] == chain["family"]
                     && r["table"] == chain["table"]
                     && r["chain"] == chain["name"]
             })
-            .next_back()
             .map(|r| r["expr"].as_array().cloned().unwrap_or_default());
         let final_drop = last_verdict.is_some_and(|expr| {
             !expr.iter().any(|e| e.get("match").is_some())
