@@ -131,11 +131,7 @@ pub type Request = (String, Vec<(String, String)>, Vec<u8>);
 
 /// The request a notice makes on an HTTP channel: method `POST`, path, headers, body. Pure,
 /// for the tests. `token`: the secret, only ever put into its header.
-pub fn http_request(
-    target: &Target,
-    notice: &Notice,
-    token: Option<&str>,
-) -> Option<Request> {
+pub fn http_request(target: &Target, notice: &Notice, token: Option<&str>) -> Option<Request> {
     let mut headers = Vec::new();
     match target {
         Target::Ntfy { url, .. } => {
