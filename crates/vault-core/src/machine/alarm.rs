@@ -59,6 +59,16 @@ impl AlarmKind {
         }
     }
 
+    /// `raise`, `clear` or `tell`: what it does to the list, for the notices (a clear is
+    /// news of its own, told with less urgency).
+    pub fn effect_name(self) -> &'static str {
+        match self.effect() {
+            AlarmEffect::Raise => "raise",
+            AlarmEffect::Clear(_) => "clear",
+            AlarmEffect::Tell => "tell",
+        }
+    }
+
     /// Whether the alarm stays active (in status) until cleared, and which kinds a clearing
     /// event clears. Events that are neither (a failed step) are only told.
     pub(super) fn effect(self) -> AlarmEffect {

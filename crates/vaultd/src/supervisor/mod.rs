@@ -35,6 +35,9 @@ pub enum Msg {
         caller: Caller,
         /// The passphrase, with Unlock.
         secret: Option<Secret>,
+        /// Where the caller came from, in words (`local`, `over SSH from 10.8.0.2`): for the
+        /// notices and the history.
+        origin: String,
         reply: oneshot::Sender<CommandOutcome>,
     },
     /// The look taken for a command that arrived: the oldest waiting command is decided on it.
@@ -86,6 +89,7 @@ struct AwaitingCommand {
     command: Command,
     caller: Caller,
     secret: Option<Secret>,
+    origin: String,
     reply: oneshot::Sender<CommandOutcome>,
 }
 
@@ -188,6 +192,11 @@ pub struct Supervisor<H: Host> {
     running_step: Option<(Step, CancellationToken)>,
     /// Commands that arrived, waiting (in order) for the look they are decided on.
     awaiting: std::collections::VecDeque<AwaitingCommand>,
+    /// The notice task's queue (never waited on).
+    notices: vault_notify::Notifier,
+    telling: tell::Telling,
+    /// Where the unlock whose OpenMapping runs now was asked from.
+    unlocking_origin: String,
 }
 
 impl<H: Host> std::fmt::Debug for Supervisor<H> {
@@ -257,6 +266,9 @@ impl<H: Host> Supervisor<H> {
             throttle_record,
             running_step: None,
             awaiting: std::collections::VecDeque::new(),
+            notices: vault_notify::Notifier::off(),
+            telling: tell::Telling::default(),
+            unlocking_origin: String::new(),
         };
         (supervisor, handle)
     }
@@ -265,6 +277,19 @@ impl<H: Host> Supervisor<H> {
     #[must_use]
     pub fn with_upses(mut self, names: impl IntoIterator<Item = String>) -> Self {
         self.core = self.core.with_upses(names);
+        self
+    }
+
+    /// Tell the owner through `notices` (vault-notify's sender task); the power-off waits at
+    /// most `poweroff_wait` for its own notice.
+    #[must_use]
+    pub fn with_notices(
+        mut self,
+        notices: vault_notify::Notifier,
+        poweroff_wait: Duration,
+    ) -> Self {
+        self.notices = notices;
+        self.telling.poweroff_wait = poweroff_wait;
         self
     }
 
@@ -336,6 +361,7 @@ impl<H: Host> Supervisor<H> {
                 command,
                 caller,
                 secret,
+                origin,
                 reply,
             } => {
                 // Decided on a look taken after it arrived (a mapping opened or closed by hand
@@ -344,6 +370,7 @@ impl<H: Host> Supervisor<H> {
                     command,
                     caller,
                     secret,
+                    origin,
                     reply,
                 });
                 let host = self.host.clone();
@@ -366,11 +393,22 @@ impl<H: Host> Supervisor<H> {
                     command,
                     caller,
                     secret,
+                    origin,
                     reply,
                 }) = self.awaiting.pop_front()
                 {
                     let (outcome, command_actions) = self.core.command(now, command, caller);
                     actions.extend(command_actions);
+                    match &outcome {
+                        CommandOutcome::Accepted => self
+                            .telling
+                            .tracker
+                            .set_caller(format!("uid {}", caller.uid), origin.clone()),
+                        CommandOutcome::Refused(
+                            refusal @ vault_core::Refusal::Throttled { .. },
+                        ) => self.tell_throttled(caller, &origin, &refusal.to_string()),
+                        _ => {}
+                    }
                     let _ = reply.send(outcome);
                     // Keep the passphrase only if this unlock is about to use it; otherwise it
                     // is dropped (zeroised) here.
@@ -385,6 +423,7 @@ impl<H: Host> Supervisor<H> {
                     });
                     if let (true, Some(secret)) = (opens, secret) {
                         self.secret = Some((secret, caller));
+                        self.unlocking_origin = origin;
                     }
                 }
                 actions
@@ -426,6 +465,7 @@ impl<H: Host> Supervisor<H> {
                 if self.running_step.as_ref().is_some_and(|(s, _)| *s == step) {
                     self.running_step = None;
                 }
+                self.tell_step_done(step, &result);
                 let unlock_result = (step == Step::OpenMapping).then(|| result.clone());
                 // A step's look that is older than one applied since: the newer one is what
                 // the next step is judged against.
@@ -470,3 +510,4 @@ pub fn unix_now() -> i64 {
 
 mod act;
 mod publish;
+mod tell;
