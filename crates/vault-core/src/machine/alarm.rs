@@ -69,6 +69,14 @@ impl AlarmKind {
         }
     }
 
+    /// The alarms this one clears (none unless it is a clearing kind).
+    pub fn clears(self) -> &'static [AlarmKind] {
+        match self.effect() {
+            AlarmEffect::Clear(kinds) => kinds,
+            AlarmEffect::Raise | AlarmEffect::Tell => &[],
+        }
+    }
+
     /// Whether the alarm stays active (in status) until cleared, and which kinds a clearing
     /// event clears. Events that are neither (a failed step) are only told.
     pub(super) fn effect(self) -> AlarmEffect {

@@ -37,6 +37,12 @@ fn view_of(status: &Status) -> (String, bool, bool, String, Option<String>) {
     )
 }
 
+/// A step as the history and the notices name it: its phase's name as one word
+/// (`opening-mapping`, `stopping-containers`).
+fn step_name(step: Step) -> String {
+    step.name().replace(' ', "-")
+}
+
 impl<H: Host> Supervisor<H> {
     fn flow_events(&mut self, step: Option<Step>) -> Vec<FlowEvent> {
         let (state, draining, idle, reason, failed) = view_of(self.core.status());
@@ -53,7 +59,7 @@ impl<H: Host> Supervisor<H> {
             Some(step) => self
                 .telling
                 .tracker
-                .step_started(now, unix, step.name(), &view),
+                .step_started(now, unix, &step_name(step), &view),
             None => self.telling.tracker.status(now, unix, &view),
         }
     }
@@ -111,7 +117,7 @@ impl<H: Host> Supervisor<H> {
             Err(other) => StepEnd::Failed(other.to_string()),
         };
         let now = self.now().0;
-        self.telling.tracker.step_done(now, step.name(), end);
+        self.telling.tracker.step_done(now, &step_name(step), end);
     }
 
     /// After a message: flows begun or ended, the power changed.
@@ -162,7 +168,11 @@ impl<H: Host> Supervisor<H> {
             "clear" => AlarmChange::Cleared,
             _ => AlarmChange::Told,
         };
-        let (notice, record) = tell::alarm(kind.name(), message, change, unix_now());
+        // A clear is told under the name of the alarm it clears (`config-valid` clears
+        // `config-invalid`): the owner reads it as that alarm's end, and a flapping alarm's
+        // raises and clears are de-duplicated together.
+        let name = kind.clears().first().map_or(kind.name(), |k| k.name());
+        let (notice, record) = tell::alarm(name, message, change, unix_now());
         self.notices.notice(notice);
         self.notices.record(record);
     }
