@@ -6,6 +6,7 @@
 pub mod flood;
 pub mod luks;
 pub mod nut;
+pub mod receivers;
 
 use std::fs;
 use std::io::{BufRead, BufReader};

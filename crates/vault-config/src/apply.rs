@@ -195,11 +195,71 @@ pub(crate) fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
         "nut.password_file" => c.nut.password_file = Some(at.absolute_path()?),
         "nut.poll_interval_ms" => c.nut.poll_interval_ms = at.integer()?,
         "nut.request_timeout_ms" => c.nut.request_timeout_ms = at.integer()?,
+        "notify.command" => c.notify.command = Some(at.absolute_path()?),
+        "notify.command_user" => {
+            let name = at.string()?;
+            if name.is_empty()
+                || name.contains(|ch: char| ch.is_whitespace() || ch == ':' || ch == '/')
+            {
+                return Err(at.invalid(format!("{name:?} is not a user name")));
+            }
+            c.notify.command_user = name;
+        }
+        "notify.command_allow_root" => c.notify.command_allow_root = at.boolean()?,
+        "notify.command_timeout_secs" => c.notify.command_timeout_secs = at.integer()?,
+        "notify.command_min_severity" => c.notify.command_min_severity = severity(at)?,
+        "notify.ntfy_url" => c.notify.ntfy_url = Some(http_url(at, true)?),
+        "notify.ntfy_token_file" => c.notify.ntfy_token_file = Some(at.absolute_path()?),
+        "notify.ntfy_min_severity" => c.notify.ntfy_min_severity = severity(at)?,
+        "notify.gotify_url" => c.notify.gotify_url = Some(http_url(at, false)?),
+        "notify.gotify_token_file" => c.notify.gotify_token_file = Some(at.absolute_path()?),
+        "notify.gotify_min_severity" => c.notify.gotify_min_severity = severity(at)?,
+        "notify.webhook_url" => c.notify.webhook_url = Some(http_url(at, false)?),
+        "notify.webhook_min_severity" => c.notify.webhook_min_severity = severity(at)?,
+        "notify.rate_limit_per_hour" => c.notify.rate_limit_per_hour = at.integer()?,
+        "notify.dedup_secs" => c.notify.dedup_secs = at.integer()?,
+        "notify.retry_max_secs" => c.notify.retry_max_secs = at.integer()?,
+        "notify.http_timeout_secs" => c.notify.http_timeout_secs = at.integer()?,
+        "notify.poweroff_wait_secs" => c.notify.poweroff_wait_secs = at.integer()?,
+        "notify.unlock_reminder_mins" => c.notify.unlock_reminder_mins = at.integer()?,
+        "history.max_bytes" => c.history.max_bytes = at.integer()?,
         // SCHEMA and this match are kept together; a key in one but not the other is a bug
         // caught by the `schema_defaults_are_valid_and_consistent` test.
         other => return Err(at.invalid(format!("{other} is in the schema but not applied"))),
     }
     Ok(())
+}
+
+fn severity(at: &At<'_>) -> Result<String, ConfigError> {
+    let s = at.string()?;
+    match s.as_str() {
+        "info" | "warning" | "critical" => Ok(s),
+        other => Err(at.invalid(format!("{other:?} is not one of info, warning, critical"))),
+    }
+}
+
+/// `http://HOST[:PORT][/PATH]`; `path_needed`: ntfy's topic is the path. Plain HTTP only: the
+/// servers are reached over WireGuard, and vaultd carries no TLS stack.
+fn http_url(at: &At<'_>, path_needed: bool) -> Result<String, ConfigError> {
+    let url = at.string()?;
+    if url.starts_with("https://") {
+        return Err(at.invalid(format!(
+            "{url:?}: only http:// — reach the server over WireGuard, which encrypts (vaultd carries no TLS stack)"
+        )));
+    }
+    let rest = url.strip_prefix("http://").unwrap_or_default();
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if host.is_empty() || host.contains('@') || host.contains(char::is_whitespace) {
+        return Err(at.invalid(format!(
+            "{url:?} is not http://HOST[:PORT]/PATH (no user or password in the URL)"
+        )));
+    }
+    if path_needed && path.trim_matches('/').is_empty() {
+        return Err(at.invalid(format!(
+            "{url:?}: name the topic, as in http://HOST:PORT/TOPIC"
+        )));
+    }
+    Ok(url)
 }
 
 /// The longest path a Unix socket can be bound at: `sun_path` holds 108 bytes with the NUL.

@@ -144,6 +144,35 @@ impl Checked {
             self.conflict(USERNAME, PASSWORD, why);
         }
 
+        const HOOK_USER: &str = "notify.command_user";
+        const ALLOW_ROOT: &str = "notify.command_allow_root";
+        let notify = &self.config.notify;
+        if both(self, HOOK_USER, ALLOW_ROOT)
+            && notify.command_user == "root"
+            && !notify.command_allow_root
+        {
+            let why = format!(
+                "{} would run the hook with every privilege vaultd has, and {} does not allow it: name an unprivileged user (the default is \"nobody\")",
+                self.named(HOOK_USER, "root"),
+                self.named(ALLOW_ROOT, false)
+            );
+            self.conflict(HOOK_USER, ALLOW_ROOT, why);
+        }
+        const GOTIFY: &str = "notify.gotify_url";
+        const GOTIFY_TOKEN: &str = "notify.gotify_token_file";
+        let notify = &self.config.notify;
+        if both(self, GOTIFY, GOTIFY_TOKEN)
+            && notify.gotify_url.is_some()
+            && notify.gotify_token_file.is_none()
+        {
+            let why = format!(
+                "{} needs {}: Gotify takes messages only with an application token",
+                self.named(GOTIFY, "set"),
+                self.named(GOTIFY_TOKEN, "unset")
+            );
+            self.conflict(GOTIFY, GOTIFY_TOKEN, why);
+        }
+
         let power = &self.config.power;
         let (tte, margin) = (power.min_time_to_empty_secs, power.drain_safety_margin_secs);
         if both(self, TIME_TO_EMPTY, MARGIN) && tte != 0 && tte <= margin {

@@ -21,6 +21,8 @@ pub struct Config {
     pub stack: StackConfig,
     pub power: PowerConfig,
     pub nut: NutConfig,
+    pub notify: NotifyConfig,
+    pub history: HistoryConfig,
     pub immich: ImmichConfig,
     pub host: HostConfig,
 }
@@ -157,6 +159,37 @@ pub struct NutConfig {
     pub request_timeout_ms: u64,
 }
 
+/// Notices to the owner: the exec hook, ntfy, Gotify, a webhook, and their rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyConfig {
+    pub command: Option<PathBuf>,
+    pub command_user: String,
+    pub command_allow_root: bool,
+    pub command_timeout_secs: u64,
+    /// `info`, `warning` or `critical`, for each channel.
+    pub command_min_severity: String,
+    pub ntfy_url: Option<String>,
+    pub ntfy_token_file: Option<PathBuf>,
+    pub ntfy_min_severity: String,
+    pub gotify_url: Option<String>,
+    pub gotify_token_file: Option<PathBuf>,
+    pub gotify_min_severity: String,
+    pub webhook_url: Option<String>,
+    pub webhook_min_severity: String,
+    pub rate_limit_per_hour: u32,
+    pub dedup_secs: u64,
+    pub retry_max_secs: u64,
+    pub http_timeout_secs: u64,
+    pub poweroff_wait_secs: u64,
+    pub unlock_reminder_mins: u64,
+}
+
+/// The history file's budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryConfig {
+    pub max_bytes: u64,
+}
+
 impl Default for Config {
     /// [`SCHEMA`]'s defaults. Each is applied as if it were written in the file; that every one
     /// is a valid value is the `schema_defaults_are_valid_and_consistent` test.
@@ -241,6 +274,28 @@ impl Config {
                 poll_interval_ms: 0,
                 request_timeout_ms: 0,
             },
+            notify: NotifyConfig {
+                command: None,
+                command_user: String::new(),
+                command_allow_root: false,
+                command_timeout_secs: 0,
+                command_min_severity: String::new(),
+                ntfy_url: None,
+                ntfy_token_file: None,
+                ntfy_min_severity: String::new(),
+                gotify_url: None,
+                gotify_token_file: None,
+                gotify_min_severity: String::new(),
+                webhook_url: None,
+                webhook_min_severity: String::new(),
+                rate_limit_per_hour: 0,
+                dedup_secs: 0,
+                retry_max_secs: 0,
+                http_timeout_secs: 0,
+                poweroff_wait_secs: 0,
+                unlock_reminder_mins: 0,
+            },
+            history: HistoryConfig { max_bytes: 0 },
             immich: ImmichConfig {
                 url: String::new(),
                 api_key_file: None,

@@ -29,8 +29,8 @@ mod walk;
 
 pub use check::Checked;
 pub use config::{
-    AccessConfig, Config, DaemonConfig, Fsck, HostConfig, ImmichConfig, MountBy, NutConfig,
-    PostureGate, PowerConfig, StackConfig, StorageConfig, UnlockConfig,
+    AccessConfig, Config, DaemonConfig, Fsck, HistoryConfig, HostConfig, ImmichConfig, MountBy,
+    NotifyConfig, NutConfig, PostureGate, PowerConfig, StackConfig, StorageConfig, UnlockConfig,
 };
 pub use error::{ConfigError, ConfigErrors, ConfigWarning};
 pub use man::man_page;

@@ -3,5 +3,6 @@
 
 pub mod connect;
 pub mod exit;
+pub mod history;
 pub mod passphrase;
 pub mod print;

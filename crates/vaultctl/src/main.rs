@@ -20,7 +20,7 @@ const EXIT_CODES: &str = "Exit codes: 0 ok · 1 other failure · 2 bad input or 
 6 not implemented by this vaultd · 7 check found errors · \
 8 the operation failed part-way and was rolled back to the last safe state";
 
-/// Control the vault: status, unlock, start, stop, lock, watch, check.
+/// Control the vault: status, unlock, start, stop, lock, watch, check, history.
 #[derive(Debug, Parser)]
 #[command(version, about, after_help = EXIT_CODES)]
 struct Args {
@@ -57,6 +57,20 @@ enum Cmd {
     Lock,
     /// The security posture: listeners, firewall, containers, data path.
     Check,
+    /// What happened: every unlock, start, drain, alarm and power change, oldest first, from
+    /// the record vaultd keeps in its state directory (across restarts and reboots).
+    History {
+        /// Only since then: a duration back (2h, 3days), a UTC time ("2026-12-06 10:00:00"), or
+        /// seconds since the epoch.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this kind.
+        #[arg(long, value_parser = ["unlock", "start", "drain", "alarm", "power", "poweroff", "backup"])]
+        kind: Option<String>,
+        /// At most this many, the newest (default: all vaultd returns, up to 2000).
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+    },
     /// For packaging: print the man page (vaultctl.1) or a shell's completions.
     #[command(hide = true)]
     Generate {
@@ -234,6 +248,31 @@ async fn run(args: Args) -> Result<(), Failure> {
                 return Err(Failure::CheckFailed(format!(
                     "{errors} finding(s) at error level"
                 )));
+            }
+        }
+        Cmd::History { since, kind, limit } => {
+            let since_unix = match since {
+                Some(s) => {
+                    vaultctl::history::parse_since(&s, SystemTime::now()).map_err(Failure::Input)?
+                }
+                None => 0,
+            };
+            let reply = client
+                .history(pb::HistoryRequest {
+                    since_unix,
+                    kind: kind.unwrap_or_default(),
+                    limit,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            if args.json {
+                println!("{}", vaultctl::history::history_json(&reply));
+            } else {
+                print!(
+                    "{}",
+                    vaultctl::history::history_table(&reply, SystemTime::now())
+                );
             }
         }
         // Handled in main, before any connection.

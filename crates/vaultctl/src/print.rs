@@ -163,6 +163,9 @@ pub fn status_table(s: &pb::StatusReply, now: SystemTime) -> String {
     for (key, value) in rows {
         out.push_str(&format!("  {key:<11} {value}\n"));
     }
+    for (key, value) in crate::history::last_rows(&s.last, now) {
+        out.push_str(&format!("  {key:<11} {value}\n"));
+    }
     out
 }
 
@@ -213,6 +216,7 @@ pub fn status_json(s: &pb::StatusReply) -> Value {
         })),
         "active_alarms": s.active_alarms,
         "daemon_version": s.daemon_version,
+        "last": s.last.iter().map(crate::history::entry_json).collect::<Vec<_>>(),
     })
 }
 

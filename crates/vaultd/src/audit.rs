@@ -103,6 +103,12 @@ fn origin_of(peer: &PeerCredentials) -> Origin {
     crate::origin::origin_of(std::path::Path::new("/proc"), peer.pid)
 }
 
+/// Where the caller came from, in words (`local`, `over SSH from 10.8.0.2`), for the notices and
+/// the history.
+pub fn origin_words(peer: &PeerCredentials) -> String {
+    shown_origin(&origin_of(peer))
+}
+
 fn shown_origin(origin: &Origin) -> String {
     match origin {
         Origin::Ssh { from: Some(from) } => format!("over SSH from {from}"),

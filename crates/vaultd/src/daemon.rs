@@ -41,6 +41,8 @@ pub enum DaemonError {
 
 /// How long open Watch streams may hold the gRPC server after the supervisor ended.
 const SERVER_GRACE: Duration = Duration::from_secs(1);
+/// How long the notice task may take to send (or spool) what is left once the supervisor ended.
+const NOTICES_GRACE: Duration = Duration::from_secs(5);
 /// How long the event sources may take to end once told to.
 const SOURCES_GRACE: Duration = Duration::from_secs(2);
 
@@ -119,6 +121,13 @@ pub async fn run<H: Host + ImmichHealth>(
         throttle_record,
     );
     supervisor = supervisor.with_upses(config.nut.upses.iter().cloned());
+    // The notice task: the supervisor only enqueues to it.
+    let (notices, last_records, notice_task) =
+        vault_notify::worker::spawn(crate::host::notify::settings(&config));
+    supervisor = supervisor.with_notices(
+        notices.clone(),
+        Duration::from_secs(config.notify.poweroff_wait_secs),
+    );
     if matches!(inputs, Sources::Real) && config.storage.device.is_none() {
         supervisor = supervisor.without_device();
     }
@@ -167,6 +176,10 @@ pub async fn run<H: Host + ImmichHealth>(
             },
             Sources::Sim(fake) => fake.describe(),
         }),
+        history: Some(crate::history::HistoryAccess {
+            file: crate::host::notify::history(&config),
+            last: last_records,
+        }),
     };
     let tasks = Tasks::default();
     // However this ends (an error below too), the server and the sources are told to stop.
@@ -179,6 +192,12 @@ pub async fn run<H: Host + ImmichHealth>(
     ));
 
     sources::config::spawn(&tasks, handle.clone(), config_path.clone(), access.clone());
+    sources::reminder::spawn(
+        &tasks,
+        handle.status.clone(),
+        notices,
+        config.notify.unlock_reminder_mins,
+    );
     sources::signals::spawn(&tasks, handle.clone(), config_path, access)?;
     // upsd is reached over TCP whatever the host is: the simulated world follows a real UPS too.
     sources::nut::spawn(&tasks, handle.tx.clone(), &config.nut);
@@ -228,6 +247,16 @@ pub async fn run<H: Host + ImmichHealth>(
         tracing::warn!(
             "some event sources did not stop within {} s",
             SOURCES_GRACE.as_secs()
+        );
+    }
+    // The last notices (a SIGTERM drain's end) go out, or are spooled, before the exit; bounded.
+    if tokio::time::timeout(NOTICES_GRACE, notice_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the notice task did not finish within {} s; what it had not sent is lost unless spooled",
+            NOTICES_GRACE.as_secs()
         );
     }
     let _ = std::fs::remove_file(&socket_path);

@@ -30,7 +30,9 @@
 //! - [`socket`]: binding the control socket with its mode and group, without a window in which
 //!   it is more open than configured.
 //! - [`audit`]: structured audit records (journald fields, stable MESSAGE_IDs).
-//! - [`notify`]: sd_notify (READY, STATUS, WATCHDOG, STOPPING).
+//! - [`notify`]: sd_notify (READY, STATUS, WATCHDOG, STOPPING). Notices to the owner are
+//!   vault-notify's: the supervisor hands them to its sender task (see `supervisor/tell.rs`),
+//!   and [`history`] serves the record it keeps.
 //! - [`sim`]: a simulated host ([`sim::FakeHost`]) that runs the whole daemon without root,
 //!   disks or Docker, with a [`sim::SimControl`] handle for tests (`vaultd --sim`).
 //! - [`secret`] and [`throttle`]: the passphrase while it is held, and the growing wait after
@@ -40,6 +42,7 @@ pub mod access;
 pub mod audit;
 pub mod control;
 pub mod daemon;
+pub mod history;
 pub mod host;
 pub mod lock;
 pub mod logging;

@@ -41,6 +41,8 @@ pub struct VaultService<H: Host> {
     pub host: Arc<H>,
     pub access: Arc<RwLock<AccessPolicy>>,
     pub describe: Arc<Describe>,
+    /// The history file and the newest record of each kind; `None`: no history is kept.
+    pub history: Option<crate::history::HistoryAccess>,
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
@@ -69,7 +71,11 @@ impl<H: Host> VaultService<H> {
     }
 
     pub fn status_reply(&self, snapshot: &Snapshot) -> pb::StatusReply {
-        status_reply(snapshot, &self.describe)
+        let mut reply = status_reply(snapshot, &self.describe);
+        if let Some(history) = &self.history {
+            reply.last = history.last();
+        }
+        reply
     }
 
     /// Hand a command to the supervisor and turn its answer into the reply. Refusals are
@@ -90,6 +96,8 @@ impl<H: Host> VaultService<H> {
                 pid: peer.pid,
             },
             secret,
+            // Looked up while the caller waits for its answer (its ancestry is still there).
+            origin: audit::origin_words(peer),
             reply,
         };
         if self.handle.tx.send(msg).await.is_err() {
@@ -275,6 +283,26 @@ impl<H: Host> Vault for VaultService<H> {
                 .collect(),
         }))
     }
+
+    async fn history(
+        &self,
+        request: Request<pb::HistoryRequest>,
+    ) -> Result<Response<pb::HistoryReply>, Status> {
+        let peer = self.authorize(&request, "History", Need::Read)?;
+        let repeated = request.extensions().get::<Repeated>().is_some();
+        let Some(history) = &self.history else {
+            return Ok(Response::new(pb::HistoryReply::default()));
+        };
+        let reply = history.read(request.get_ref()).await?;
+        if !repeated {
+            audit::control_call(
+                &peer,
+                "History",
+                &format!("{} records", reply.entries.len()),
+            );
+        }
+        Ok(Response::new(reply))
+    }
 }
 
 fn state_pb(state: State) -> pb::VaultState {
@@ -360,6 +388,7 @@ pub fn status_reply(snapshot: &Snapshot, describe: &Describe) -> pb::StatusReply
             .collect(),
         daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
         drain_deadline_unix: snapshot.drain_deadline_unix.unwrap_or(0),
+        last: Vec::new(),
     }
 }
 

@@ -107,6 +107,26 @@ wireguard_interface = "wg-home"
 wireguard_port = 51820
 allowed_listeners = ["udp/68", "tcp/22@192.168.1.5"]
 gate = "warn"
+
+[notify]
+command = "/usr/local/lib/vaultd/notify-hook"
+command_user = "vaultd-notify"
+command_timeout_secs = 20
+command_min_severity = "warning"
+ntfy_url = "http://10.8.0.1:8090/vault"
+ntfy_token_file = "/etc/vaultd/ntfy-token"
+gotify_url = "http://10.8.0.1:8091/gotify"
+gotify_token_file = "/etc/vaultd/gotify-token"
+gotify_min_severity = "critical"
+webhook_url = "http://10.8.0.1:9000/hook"
+rate_limit_per_hour = 10
+dedup_secs = 0
+retry_max_secs = 60
+poweroff_wait_secs = 3
+unlock_reminder_mins = 0
+
+[history]
+max_bytes = 65536
 "#;
     let expected = Config {
         daemon: DaemonConfig {
@@ -181,8 +201,65 @@ gate = "warn"
             ],
             gate: PostureGate::Warn,
         },
+        notify: NotifyConfig {
+            command: Some("/usr/local/lib/vaultd/notify-hook".into()),
+            command_user: "vaultd-notify".into(),
+            command_allow_root: false,
+            command_timeout_secs: 20,
+            command_min_severity: "warning".into(),
+            ntfy_url: Some("http://10.8.0.1:8090/vault".into()),
+            ntfy_token_file: Some("/etc/vaultd/ntfy-token".into()),
+            ntfy_min_severity: "info".into(),
+            gotify_url: Some("http://10.8.0.1:8091/gotify".into()),
+            gotify_token_file: Some("/etc/vaultd/gotify-token".into()),
+            gotify_min_severity: "critical".into(),
+            webhook_url: Some("http://10.8.0.1:9000/hook".into()),
+            webhook_min_severity: "info".into(),
+            rate_limit_per_hour: 10,
+            dedup_secs: 0,
+            retry_max_secs: 60,
+            http_timeout_secs: 10,
+            poweroff_wait_secs: 3,
+            unlock_reminder_mins: 0,
+        },
+        history: HistoryConfig { max_bytes: 65536 },
     };
     assert_eq!(parse(text, p()).expect("parse"), expected);
+}
+
+#[test]
+fn notify_urls_are_plain_http_and_the_hook_is_not_root_unless_allowed() {
+    assert!(
+        err("[notify]\nntfy_url = \"https://ntfy.sh/vault\"\n")
+            .to_string()
+            .contains("WireGuard")
+    );
+    assert!(
+        err("[notify]\nntfy_url = \"http://10.8.0.1:8090\"\n")
+            .to_string()
+            .contains("topic")
+    );
+    assert!(
+        err("[notify]\nwebhook_url = \"http://u:pw@10.8.0.1/x\"\n")
+            .to_string()
+            .contains("password")
+    );
+    assert!(
+        err("[notify]\nwebhook_min_severity = \"loud\"\n")
+            .to_string()
+            .contains("info, warning, critical")
+    );
+    let root = err("[notify]\ncommand_user = \"root\"\n");
+    assert_eq!(root.key(), Some("notify.command_user"));
+    assert!(root.to_string().contains("nobody"), "{root}");
+    let allowed = parse(
+        "[notify]\ncommand_user = \"root\"\ncommand_allow_root = true\n",
+        p(),
+    )
+    .expect("allowed");
+    assert!(allowed.notify.command_allow_root);
+    let gotify = err("[notify]\ngotify_url = \"http://10.8.0.1:8091\"\n");
+    assert!(gotify.to_string().contains("application token"), "{gotify}");
 }
 
 #[test]

@@ -101,6 +101,12 @@ fn only_optional_keys_are_unset_by_default() {
             "immich.api_key_file",
             "immich.upload_location",
             "host.wireguard_port",
+            "notify.command",
+            "notify.ntfy_url",
+            "notify.ntfy_token_file",
+            "notify.gotify_url",
+            "notify.gotify_token_file",
+            "notify.webhook_url",
         ]
     );
     let c = Config::default();

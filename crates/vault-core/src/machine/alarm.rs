@@ -59,6 +59,24 @@ impl AlarmKind {
         }
     }
 
+    /// `raise`, `clear` or `tell`: what it does to the list, for the notices (a clear is
+    /// news of its own, told with less urgency).
+    pub fn effect_name(self) -> &'static str {
+        match self.effect() {
+            AlarmEffect::Raise => "raise",
+            AlarmEffect::Clear(_) => "clear",
+            AlarmEffect::Tell => "tell",
+        }
+    }
+
+    /// The alarms this one clears (none unless it is a clearing kind).
+    pub fn clears(self) -> &'static [AlarmKind] {
+        match self.effect() {
+            AlarmEffect::Clear(kinds) => kinds,
+            AlarmEffect::Raise | AlarmEffect::Tell => &[],
+        }
+    }
+
     /// Whether the alarm stays active (in status) until cleared, and which kinds a clearing
     /// event clears. Events that are neither (a failed step) are only told.
     pub(super) fn effect(self) -> AlarmEffect {

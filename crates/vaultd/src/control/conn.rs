@@ -47,10 +47,11 @@ impl<H: Host> std::fmt::Debug for Shared<H> {
 
 /// The calls of `vault.v1.Vault` and what each needs. A call not listed is answered
 /// UNIMPLEMENTED by the service, for anyone allowed on the socket.
-const CALLS: [(&str, Need); 7] = [
+const CALLS: [(&str, Need); 8] = [
     ("Status", Need::Read),
     ("Watch", Need::Read),
     ("Check", Need::Read),
+    ("History", Need::Read),
     ("Unlock", Need::Change),
     ("Start", Need::Change),
     ("Stop", Need::Change),
@@ -266,6 +267,7 @@ mod tests {
     fn calls_are_routed_to_what_they_need() {
         assert_eq!(route("/vault.v1.Vault/Status"), ("Status", Need::Read));
         assert_eq!(route("/vault.v1.Vault/Watch"), ("Watch", Need::Read));
+        assert_eq!(route("/vault.v1.Vault/History"), ("History", Need::Read));
         assert_eq!(route("/vault.v1.Vault/Unlock"), ("Unlock", Need::Change));
         assert_eq!(route("/vault.v1.Vault/Lock"), ("Lock", Need::Change));
         assert_eq!(route("/vault.v1.Vault/Nope"), ("unknown", Need::Read));

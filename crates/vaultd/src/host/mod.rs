@@ -23,6 +23,7 @@ use vault_core::machine::Step;
 use vault_core::observation::Observation;
 
 mod immich;
+pub mod notify;
 mod posture;
 mod poweroff;
 mod real;

@@ -27,6 +27,7 @@ pub mod logind;
 pub mod mounts;
 pub mod nut;
 pub mod power;
+pub mod reminder;
 pub mod signals;
 pub mod sim;
 

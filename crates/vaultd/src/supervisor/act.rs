@@ -24,7 +24,18 @@ impl<H: Host> Supervisor<H> {
                     let cancel = CancellationToken::new();
                     self.running_step = Some((step, cancel.clone()));
                     let count = self.observations.clone();
+                    // The power-off waits (bounded, in its own task) for its notice to go out.
+                    let notice = self.tell_step_started(step);
+                    let notices = self.notices.clone();
                     tokio::spawn(async move {
+                        if let Some((seq, wait)) = notice
+                            && !notices.delivered(seq, wait).await
+                        {
+                            tracing::warn!(
+                                "the powering-off notice did not go out within {} ms; powering off anyway",
+                                wait.as_millis()
+                            );
+                        }
                         let result = run_step(&*host, step, deadline, secret, &cancel).await;
                         let observed = observe_in_order(&*host, &count).await;
                         let _ = tx
@@ -41,12 +52,20 @@ impl<H: Host> Supervisor<H> {
                     // observation after it decides whether another is needed.
                     if !self.emergency_stop_running {
                         self.emergency_stop_running = true;
+                        let notices = self.notices.clone();
                         let host = self.host.clone();
                         let tx = self.tx.clone();
                         let count = self.observations.clone();
                         tokio::spawn(async move {
                             if let Err(error) = host.emergency_stop(scope).await {
                                 audit::alarm("emergency-stop-failed", &error);
+                                let (notice, _) = vault_notify::tell::alarm(
+                                    "emergency-stop-failed",
+                                    &error,
+                                    vault_notify::tell::AlarmChange::Told,
+                                    unix_now(),
+                                );
+                                notices.notice(notice);
                                 // Not a hot loop against a failing engine: the next try
                                 // comes with the next observation, a moment later.
                                 tokio::time::sleep(Duration::from_secs(1)).await;

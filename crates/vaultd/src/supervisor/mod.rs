@@ -35,6 +35,9 @@ pub enum Msg {
         caller: Caller,
         /// The passphrase, with Unlock.
         secret: Option<Secret>,
+        /// Where the caller came from, in words (`local`, `over SSH from 10.8.0.2`): for the
+        /// notices and the history.
+        origin: String,
         reply: oneshot::Sender<CommandOutcome>,
     },
     /// The look taken for a command that arrived: the oldest waiting command is decided on it.
@@ -86,60 +89,8 @@ struct AwaitingCommand {
     command: Command,
     caller: Caller,
     secret: Option<Secret>,
+    origin: String,
     reply: oneshot::Sender<CommandOutcome>,
-}
-
-/// Everything status and watch show. Published after every message.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Snapshot {
-    pub status: Status,
-    pub since_unix: i64,
-    pub observed: Option<Observed>,
-    pub active_alarms: BTreeMap<&'static str, String>,
-    pub power_critical: bool,
-    pub threshold_percent: u8,
-    pub power: PowerSeen,
-    pub battery_care: String,
-    pub drain_deadline_unix: Option<i64>,
-    /// Why the last power reading was not acted on, if it was not.
-    pub power_note: Option<String>,
-    /// Each UPS followed through NUT.
-    pub upses: Vec<vault_core::ups::UpsView>,
-    /// The source whose verdict counts now, while one is low.
-    pub deciding: Option<String>,
-    /// Whether logind's delay inhibitor should be held (the core's rule: the mapping may be
-    /// open).
-    pub inhibitor_wanted: bool,
-}
-
-/// The power source as status shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PowerSeen {
-    /// "upower", "kernel" (the power_supply class, while UPower is absent), or "none" while
-    /// no source answers.
-    pub source: &'static str,
-    pub reading: Option<vault_core::PowerReading>,
-    /// Why there is no source, while there is none.
-    pub gone: Option<String>,
-}
-
-impl PowerSeen {
-    pub const NONE: PowerSeen = PowerSeen {
-        source: "none",
-        reading: None,
-        gone: None,
-    };
-}
-
-/// What watchers receive.
-#[derive(Debug, Clone)]
-pub enum Broadcast {
-    Status(Arc<Snapshot>),
-    Alarm {
-        kind: &'static str,
-        message: String,
-        at_unix: i64,
-    },
 }
 
 /// The supervisor's side of the channels, for the API and the signal handlers.
@@ -188,6 +139,11 @@ pub struct Supervisor<H: Host> {
     running_step: Option<(Step, CancellationToken)>,
     /// Commands that arrived, waiting (in order) for the look they are decided on.
     awaiting: std::collections::VecDeque<AwaitingCommand>,
+    /// The notice task's queue (never waited on).
+    notices: vault_notify::Notifier,
+    telling: tell::Telling,
+    /// Where the unlock whose OpenMapping runs now was asked from.
+    unlocking_origin: String,
 }
 
 impl<H: Host> std::fmt::Debug for Supervisor<H> {
@@ -257,6 +213,9 @@ impl<H: Host> Supervisor<H> {
             throttle_record,
             running_step: None,
             awaiting: std::collections::VecDeque::new(),
+            notices: vault_notify::Notifier::off(),
+            telling: tell::Telling::default(),
+            unlocking_origin: String::new(),
         };
         (supervisor, handle)
     }
@@ -265,6 +224,19 @@ impl<H: Host> Supervisor<H> {
     #[must_use]
     pub fn with_upses(mut self, names: impl IntoIterator<Item = String>) -> Self {
         self.core = self.core.with_upses(names);
+        self
+    }
+
+    /// Tell the owner through `notices` (vault-notify's sender task); the power-off waits at
+    /// most `poweroff_wait` for its own notice.
+    #[must_use]
+    pub fn with_notices(
+        mut self,
+        notices: vault_notify::Notifier,
+        poweroff_wait: Duration,
+    ) -> Self {
+        self.notices = notices;
+        self.telling.poweroff_wait = poweroff_wait;
         self
     }
 
@@ -336,6 +308,7 @@ impl<H: Host> Supervisor<H> {
                 command,
                 caller,
                 secret,
+                origin,
                 reply,
             } => {
                 // Decided on a look taken after it arrived (a mapping opened or closed by hand
@@ -344,6 +317,7 @@ impl<H: Host> Supervisor<H> {
                     command,
                     caller,
                     secret,
+                    origin,
                     reply,
                 });
                 let host = self.host.clone();
@@ -366,11 +340,22 @@ impl<H: Host> Supervisor<H> {
                     command,
                     caller,
                     secret,
+                    origin,
                     reply,
                 }) = self.awaiting.pop_front()
                 {
                     let (outcome, command_actions) = self.core.command(now, command, caller);
                     actions.extend(command_actions);
+                    match &outcome {
+                        CommandOutcome::Accepted => self
+                            .telling
+                            .tracker
+                            .set_caller(format!("uid {}", caller.uid), origin.clone()),
+                        CommandOutcome::Refused(
+                            refusal @ vault_core::Refusal::Throttled { .. },
+                        ) => self.tell_throttled(caller, &origin, &refusal.to_string()),
+                        _ => {}
+                    }
                     let _ = reply.send(outcome);
                     // Keep the passphrase only if this unlock is about to use it; otherwise it
                     // is dropped (zeroised) here.
@@ -385,6 +370,7 @@ impl<H: Host> Supervisor<H> {
                     });
                     if let (true, Some(secret)) = (opens, secret) {
                         self.secret = Some((secret, caller));
+                        self.unlocking_origin = origin;
                     }
                 }
                 actions
@@ -426,6 +412,7 @@ impl<H: Host> Supervisor<H> {
                 if self.running_step.as_ref().is_some_and(|(s, _)| *s == step) {
                     self.running_step = None;
                 }
+                self.tell_step_done(step, &result);
                 let unlock_result = (step == Step::OpenMapping).then(|| result.clone());
                 // A step's look that is older than one applied since: the newer one is what
                 // the next step is judged against.
@@ -470,3 +457,7 @@ pub fn unix_now() -> i64 {
 
 mod act;
 mod publish;
+mod snapshot;
+mod tell;
+
+pub use snapshot::{Broadcast, PowerSeen, Snapshot};

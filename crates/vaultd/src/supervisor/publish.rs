@@ -15,12 +15,17 @@ impl<H: Host> Supervisor<H> {
             Err(_) => "failed",
         };
         audit::unlock_result(uid, pid, said, failures);
+        let origin = std::mem::take(&mut self.unlocking_origin);
+        if let Err(StepError::WrongPassphrase(_)) = result {
+            self.tell_wrong_passphrase(uid, &origin, failures);
+        }
     }
 
     /// Tell an alarm the core raised or cleared (it keeps the list): audit and watchers.
     pub(super) fn alarm(&mut self, kind: AlarmKind, message: String) {
         let name = kind.name();
         audit::alarm(name, &message);
+        self.tell_alarm(kind, &message);
         let _ = self.broadcast.send(Broadcast::Alarm {
             kind: name,
             message,
@@ -67,6 +72,7 @@ impl<H: Host> Supervisor<H> {
             deciding: self.core.deciding_source().map(str::to_owned),
             inhibitor_wanted: self.core.inhibitor_wanted(),
         });
+        self.tell_published(&snapshot);
         if *snapshot == *previous {
             return;
         }

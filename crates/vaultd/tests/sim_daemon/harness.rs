@@ -109,6 +109,7 @@ impl Daemon {
             host: host.clone(),
             access: Arc::new(RwLock::new(access)),
             describe: Arc::new(host.describe()),
+            history: None,
         };
         let socket = dir.path().join("vaultd.sock");
         let listener = UnixListener::bind(&socket).expect("bind the control socket");
