@@ -468,7 +468,7 @@ pub const SCHEMA: &[KeySpec] = &[
         kind: "string",
         default: DefaultValue::Str("nobody"),
         range: Range::Text("a user name"),
-        doc: "the user the hook runs as (vaultd switches to it and drops its groups before the exec); root is refused unless notify.command_allow_root",
+        doc: "the user the hook runs as (under systemd, PID 1 starts it as this user; by hand, vaultd switches to it and drops its groups); root is refused unless notify.command_allow_root",
     },
     KeySpec {
         key: "notify.command_allow_root",

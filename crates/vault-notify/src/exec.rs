@@ -3,9 +3,12 @@
 //! `…_ID`, `…_HOST`, and `VAULTD_FIELD_<NAME>` for each fact) and as JSON on stdin, in an empty
 //! environment but for PATH, in a process group of its own that is killed at the timeout.
 //!
-//! It never runs as root unless the owner says so: vaultd (root) switches to
-//! `notify.command_user` (default `nobody`; supplementary groups dropped) before the exec, and
-//! a user that is root is refused unless `notify.command_allow_root = true`.
+//! It never runs as root unless the owner says so: it runs as `notify.command_user` (default
+//! `nobody`), and a user that is root is refused unless `notify.command_allow_root = true`.
+//! Under systemd PID 1 starts it, as a transient service (`systemd-run --uid … --pipe --wait`):
+//! vaultd's unit holds no CAP_SETUID/CAP_SETGID and lets IP reach only localhost, and a hook
+//! that calls a phone service must not inherit either. Run by hand, vaultd (root) switches to
+//! the user itself (supplementary groups dropped) before the exec.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -20,7 +23,15 @@ use crate::notice::Notice;
 /// root (it could not switch, and is not root to begin with).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunAs {
-    User { uid: u32, gid: u32 },
+    User {
+        uid: u32,
+        gid: u32,
+    },
+    /// Started by PID 1 as a transient service running as this user (vaultd under systemd).
+    Pid1 {
+        uid: u32,
+        gid: u32,
+    },
     Myself,
 }
 
@@ -35,12 +46,13 @@ pub enum HookUserError {
 }
 
 /// Who the hook runs as (the rule): `found` is the user looked up (`None`: no such user),
-/// `euid` vaultd's own.
+/// `euid` vaultd's own, `under_systemd` whether vaultd is a systemd service.
 pub fn run_as(
     name: &str,
     found: Option<(u32, u32)>,
     allow_root: bool,
     euid: u32,
+    under_systemd: bool,
 ) -> Result<RunAs, HookUserError> {
     if euid != 0 {
         return Ok(RunAs::Myself);
@@ -49,16 +61,70 @@ pub fn run_as(
     if uid == 0 && !allow_root {
         return Err(HookUserError::Root(name.to_owned()));
     }
-    Ok(RunAs::User { uid, gid })
+    Ok(if under_systemd {
+        RunAs::Pid1 { uid, gid }
+    } else {
+        RunAs::User { uid, gid }
+    })
 }
 
-/// Look `name` up and apply [`run_as`].
+/// Look `name` up and apply [`run_as`]. A systemd service is told by the INVOCATION_ID systemd
+/// sets for it, on a host booted with systemd.
 pub fn resolve_user(name: &str, allow_root: bool) -> Result<RunAs, HookUserError> {
     let found = nix::unistd::User::from_name(name)
         .ok()
         .flatten()
         .map(|u| (u.uid.as_raw(), u.gid.as_raw()));
-    run_as(name, found, allow_root, nix::unistd::geteuid().as_raw())
+    let under_systemd = std::env::var_os("INVOCATION_ID").is_some()
+        && std::path::Path::new("/run/systemd/system").is_dir();
+    run_as(
+        name,
+        found,
+        allow_root,
+        nix::unistd::geteuid().as_raw(),
+        under_systemd,
+    )
+}
+
+/// The `systemd-run` arguments that make PID 1 run `command` as `uid`/`gid` with `env`, its
+/// stdin and stdout ours (`--pipe`), until it exits (`--wait`) or `timeout` passes.
+pub fn systemd_run_args(
+    command: &std::path::Path,
+    uid: u32,
+    gid: u32,
+    env: &[(String, String)],
+    timeout: Duration,
+) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = [
+        "--quiet",
+        "--collect",
+        "--wait",
+        "--pipe",
+        "--service-type=exec",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    args.push(format!("--uid={uid}").into());
+    args.push(format!("--gid={gid}").into());
+    args.push(format!("--property=RuntimeMaxSec={}", timeout.as_secs().max(1)).into());
+    // The hook's own sandbox: it gets nothing vaultd's user would not need to tell a phone.
+    for property in [
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "WorkingDirectory=/",
+    ] {
+        args.push(format!("--property={property}").into());
+    }
+    args.push("--setenv=PATH=/usr/local/bin:/usr/bin:/bin".into());
+    for (name, value) in env {
+        args.push(format!("--setenv={name}={value}").into());
+    }
+    args.push("--".into());
+    args.push(command.as_os_str().to_owned());
+    args
 }
 
 #[derive(Debug, Clone)]
@@ -103,11 +169,28 @@ pub fn environment(notice: &Notice) -> Vec<(String, String)> {
 
 impl Hook {
     pub async fn run(&self, notice: &Notice) -> Result<(), DeliveryError> {
-        let mut command = tokio::process::Command::new(&self.command);
+        let mut command = match self.run_as {
+            RunAs::Pid1 { uid, gid } => {
+                let mut c = tokio::process::Command::new("/usr/bin/systemd-run");
+                c.args(systemd_run_args(
+                    &self.command,
+                    uid,
+                    gid,
+                    &environment(notice),
+                    self.timeout,
+                ))
+                .env_clear();
+                c
+            }
+            RunAs::User { .. } | RunAs::Myself => {
+                let mut c = tokio::process::Command::new(&self.command);
+                c.env_clear()
+                    .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+                    .envs(environment(notice));
+                c
+            }
+        };
         command
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .envs(environment(notice))
             .current_dir("/")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -173,26 +256,61 @@ mod tests {
     #[test]
     fn the_hook_never_runs_as_root_unless_allowed() {
         assert_eq!(
-            run_as("nobody", Some((65534, 65534)), false, 0),
+            run_as("nobody", Some((65534, 65534)), false, 0, false),
             Ok(RunAs::User {
                 uid: 65534,
                 gid: 65534
             })
         );
         assert_eq!(
-            run_as("root", Some((0, 0)), false, 0),
+            run_as("root", Some((0, 0)), false, 0, true),
             Err(HookUserError::Root("root".into()))
         );
         assert_eq!(
-            run_as("root", Some((0, 0)), true, 0),
+            run_as("root", Some((0, 0)), true, 0, false),
             Ok(RunAs::User { uid: 0, gid: 0 })
         );
         assert_eq!(
-            run_as("ghost", None, false, 0),
+            run_as("ghost", None, false, 0, false),
             Err(HookUserError::NoSuchUser("ghost".into()))
         );
         // vaultd not root (a test, --sim): it runs as itself, which is not root either.
-        assert_eq!(run_as("ghost", None, false, 1000), Ok(RunAs::Myself));
+        assert_eq!(run_as("ghost", None, false, 1000, true), Ok(RunAs::Myself));
+        // Under systemd, PID 1 starts it as the user: vaultd's unit cannot switch users.
+        assert_eq!(
+            run_as("nobody", Some((65534, 65534)), false, 0, true),
+            Ok(RunAs::Pid1 {
+                uid: 65534,
+                gid: 65534
+            })
+        );
+    }
+
+    #[test]
+    fn pid_1_runs_the_hook_as_its_user_with_the_notice_bounded_and_sandboxed() {
+        let env = vec![("VAULTD_NOTICE_KIND".to_owned(), "on-battery".to_owned())];
+        let args: Vec<String> = systemd_run_args(
+            std::path::Path::new("/etc/vaultd/hook"),
+            65534,
+            65534,
+            &env,
+            Duration::from_secs(15),
+        )
+        .into_iter()
+        .map(|a| a.into_string().expect("utf-8"))
+        .collect();
+        for want in [
+            "--wait",
+            "--pipe",
+            "--uid=65534",
+            "--gid=65534",
+            "--property=RuntimeMaxSec=15",
+            "--property=NoNewPrivileges=yes",
+            "--setenv=VAULTD_NOTICE_KIND=on-battery",
+        ] {
+            assert!(args.iter().any(|a| a == want), "{want} in {args:?}");
+        }
+        assert_eq!(&args[args.len() - 2..], ["--", "/etc/vaultd/hook"]);
     }
 
     #[tokio::test]
