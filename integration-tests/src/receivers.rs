@@ -266,12 +266,24 @@ impl Drop for Receiver {
 
 /// Read one request (headers, a Content-Length body), record it, answer as the service does.
 fn answer(api: &Api, shared: &Shared, stream: TcpStream) {
+    let Some((received, verdict)) = serve_one(api, stream) else {
+        return;
+    };
+    if let Err(why) = verdict {
+        shared.violations.lock().expect("lock").push(why);
+    }
+    shared.received.lock().expect("lock").push(received);
+}
+
+/// Read one request from `stream`, judge it against `api`'s documented form, and answer as the
+/// service does (400 with why, for a violation). `None` when no whole request came.
+pub fn serve_one(api: &Api, stream: TcpStream) -> Option<(Received, Result<(), String>)> {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     if reader.read_line(&mut line).is_err() {
-        return;
+        return None;
     }
     let mut parts = line.split_whitespace();
     let (method, path) = (
@@ -294,7 +306,7 @@ fn answer(api: &Api, shared: &Shared, stream: TcpStream) {
         .unwrap_or(0);
     let mut body = vec![0; len.min(1 << 20)];
     if reader.read_exact(&mut body).is_err() {
-        return;
+        return None;
     }
     let received = Received {
         method,
@@ -315,10 +327,6 @@ fn answer(api: &Api, shared: &Shared, stream: TcpStream) {
         }
         (Ok(()), Api::Webhook { .. }) => ("200 OK", "{}".to_owned()),
     };
-    if let Err(why) = verdict {
-        shared.violations.lock().expect("lock").push(why);
-    }
-    shared.received.lock().expect("lock").push(received);
     let mut stream = reader.into_inner();
     let _ = write!(
         stream,
@@ -326,4 +334,5 @@ fn answer(api: &Api, shared: &Shared, stream: TcpStream) {
         reply.len()
     );
     let _ = stream.flush();
+    Some((received, verdict))
 }

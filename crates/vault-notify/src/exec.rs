@@ -108,14 +108,9 @@ pub fn systemd_run_args(
     args.push(format!("--uid={uid}").into());
     args.push(format!("--gid={gid}").into());
     args.push(format!("--property=RuntimeMaxSec={}", timeout.as_secs().max(1)).into());
-    // The hook's own sandbox: it gets nothing vaultd's user would not need to tell a phone.
-    for property in [
-        "NoNewPrivileges=yes",
-        "PrivateTmp=yes",
-        "ProtectSystem=strict",
-        "ProtectHome=yes",
-        "WorkingDirectory=/",
-    ] {
+    // The hook's user bounds what it can do; it gains nothing beyond it. (No file-system
+    // sandbox: a hook may log to a file, and its user decides where it can.)
+    for property in ["NoNewPrivileges=yes", "WorkingDirectory=/"] {
         args.push(format!("--property={property}").into());
     }
     args.push("--setenv=PATH=/usr/local/bin:/usr/bin:/bin".into());
