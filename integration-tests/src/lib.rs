@@ -1,9 +1,11 @@
 //! The harness for tests of the real binaries: start `vaultd` on a temporary config and socket,
 //! run `vaultctl` as root or as users created for the test, and require the capabilities a
 //! test needs loudly (under `CI=true` a missing capability fails the test; elsewhere it is
-//! reported as SKIPPED on stderr).
+//! reported as SKIPPED on stderr). Also [`goals`]: the goals file (goals.toml) against the
+//! benchmarks' figures, for `bench --check`.
 
 pub mod flood;
+pub mod goals;
 pub mod luks;
 pub mod nut;
 pub mod receivers;

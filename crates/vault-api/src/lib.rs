@@ -1,10 +1,12 @@
-//! The gRPC control API of vaultd, generated from `proto/vault/v1/vault.proto`.
-
-#![allow(missing_debug_implementations, clippy::all)]
+//! The gRPC control API of vaultd, generated from `proto/vault/v1/vault.proto`, and
+//! [`request`]: what the daemon checks of each request's path and message.
 
 pub mod v1 {
+    #![allow(missing_debug_implementations, clippy::all)]
     tonic::include_proto!("vault.v1");
 }
+
+pub mod request;
 
 /// Root's own control socket beside `socket` (`/run/vaultd/vaultd.sock` →
 /// `/run/vaultd/vaultd.root.sock`): mode 0600, root's only, so no other user can fill its

@@ -1,8 +1,8 @@
-//! bollard's answers read into the crate's model.
+//! bollard's answers (the engine's JSON, decoded by bollard) read into the crate's model.
 
 use super::*;
 
-pub(crate) fn mount_info(m: bollard::models::MountPoint) -> MountInfo {
+pub fn mount_info(m: bollard::models::MountPoint) -> MountInfo {
     MountInfo {
         kind: m.typ.map(|t| t.to_string()).unwrap_or_default(),
         source: PathBuf::from(m.source.unwrap_or_default()),
@@ -11,7 +11,8 @@ pub(crate) fn mount_info(m: bollard::models::MountPoint) -> MountInfo {
     }
 }
 
-pub(crate) fn container_info(r: ContainerInspectResponse) -> Result<ContainerInfo, DockerError> {
+/// An inspect answer; an error when its `depends_on` label cannot be read.
+pub fn container_info(r: ContainerInspectResponse) -> Result<ContainerInfo, DockerError> {
     let config = r.config.unwrap_or_default();
     let host = r.host_config.unwrap_or_default();
     let state = r.state.unwrap_or_default();
@@ -79,7 +80,7 @@ pub(crate) fn container_info(r: ContainerInspectResponse) -> Result<ContainerInf
 }
 
 /// The host side of a port map (`"2283/tcp" → [bindings]`), live or configured.
-pub(crate) fn published_ports(map: bollard::models::PortMap) -> Vec<PublishedPort> {
+pub fn published_ports(map: bollard::models::PortMap) -> Vec<PublishedPort> {
     let mut ports = Vec::new();
     for (key, list) in map {
         let (port, protocol) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
@@ -94,4 +95,31 @@ pub(crate) fn published_ports(map: bollard::models::PortMap) -> Vec<PublishedPor
         }
     }
     ports
+}
+
+/// One entry of the list answer.
+pub fn listed_container(c: bollard::models::ContainerSummary) -> ListedContainer {
+    let labels = c.labels.unwrap_or_default();
+    let name = c
+        .names
+        .and_then(|n| n.into_iter().next())
+        .unwrap_or_default()
+        .trim_start_matches('/')
+        .to_owned();
+    ListedContainer {
+        id: c.id.unwrap_or_default(),
+        service: labels
+            .get(SERVICE_LABEL)
+            .cloned()
+            .unwrap_or_else(|| name.clone()),
+        name,
+        state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+        status: c.status.unwrap_or_default(),
+        mounts: c
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .map(mount_info)
+            .collect(),
+    }
 }

@@ -5,7 +5,9 @@
 //! order, each with its own timeout and signal), and stops at once any that run where they
 //! must not.
 //!
-//! The order and the posture are judged by the pure modules [`plan`] and [`posture`].
+//! The order and the posture are judged by the pure modules [`plan`] and [`posture`]; the
+//! engine's answers are read into the crate's model by [`convert`] (pure too, and fuzzed with
+//! JSON as the engine sends it: integration-tests/fuzz, target `docker_json`).
 
 pub mod model;
 pub mod plan;
@@ -211,34 +213,7 @@ impl Stack {
                 self.docker.list_containers(Some(options)),
             )
             .await?;
-        Ok(list
-            .into_iter()
-            .map(|c| {
-                let labels = c.labels.unwrap_or_default();
-                let name = c
-                    .names
-                    .and_then(|n| n.into_iter().next())
-                    .unwrap_or_default()
-                    .trim_start_matches('/')
-                    .to_owned();
-                ListedContainer {
-                    id: c.id.unwrap_or_default(),
-                    service: labels
-                        .get(SERVICE_LABEL)
-                        .cloned()
-                        .unwrap_or_else(|| name.clone()),
-                    name,
-                    state: c.state.map(|s| s.to_string()).unwrap_or_default(),
-                    status: c.status.unwrap_or_default(),
-                    mounts: c
-                        .mounts
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(mount_info)
-                        .collect(),
-                }
-            })
-            .collect())
+        Ok(list.into_iter().map(listed_container).collect())
     }
 
     /// Every container of the project, inspected: what start, stop and check need.
@@ -305,7 +280,7 @@ impl Stack {
     }
 }
 
-mod convert;
+pub mod convert;
 mod order;
 
-use convert::{container_info, mount_info};
+pub use convert::{container_info, listed_container};

@@ -2,7 +2,9 @@
 //! This checks it as a fact: every TCP listener and unconnected UDP socket of the host (procfs,
 //! with its process), the nftables input policy (and the output and forward defaults), the
 //! WireGuard interface (exists, up, its addresses and listen port), and whether sshd takes
-//! passwords. `judge` is pure; `read_*` are the adapters.
+//! passwords. `judge` is pure, and so are the parsers of what is read
+//! ([`listeners::parse_proc_net`], [`firewall::inbound`], [`interface_addrs`],
+//! [`ssh::parse_sshd_t`]: fuzzed in integration-tests/fuzz); `read_*` are the adapters.
 
 pub mod firewall;
 pub mod listeners;
@@ -294,16 +296,7 @@ pub fn read_wireguard(iface: &str) -> WireGuard {
     let addrs = tool("ip")
         .args(["-j", "addr", "show", "dev", iface])
         .output()
-        .ok()
-        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
-        .map(|v| {
-            v.as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|link| link["addr_info"].as_array().cloned().unwrap_or_default())
-                .filter_map(|a| a["local"].as_str()?.parse().ok())
-                .collect()
-        })
+        .map(|o| interface_addrs(&o.stdout))
         .unwrap_or_default();
     let listen_port = tool("wg")
         .args(["show", iface, "listen-port"])
@@ -318,6 +311,22 @@ pub fn read_wireguard(iface: &str) -> WireGuard {
         addrs,
         listen_port,
     }
+}
+
+/// The addresses in `ip -j addr show` output (every link's `addr_info[].local`); none when it
+/// is not that JSON.
+pub fn interface_addrs(ip_json: &[u8]) -> Vec<IpAddr> {
+    serde_json::from_slice::<serde_json::Value>(ip_json)
+        .ok()
+        .map(|v| {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|link| link["addr_info"].as_array().cloned().unwrap_or_default())
+                .filter_map(|a| a["local"].as_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Everything, read and judged.

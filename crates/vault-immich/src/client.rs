@@ -192,21 +192,11 @@ impl Immich {
         let (status, bytes) = self.request(method, path, body, with_key).await?;
         let what = format!("{method} /api{path}");
         if !(200..300).contains(&status) {
-            // Nest's error body: {"message", "error", "statusCode"}; say what it says.
-            let message = serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .and_then(|v| {
-                    v.get("message").map(|m| match m {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    })
-                })
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).chars().take(200).collect());
             return Err(ImmichError::Status {
                 base: self.base.clone(),
                 what,
                 status,
-                message,
+                message: queues::error_message(&bytes),
             });
         }
         if bytes.is_empty() {

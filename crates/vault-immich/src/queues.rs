@@ -1,5 +1,6 @@
 //! The pure part: Immich's answers read into vaultd's terms, per the v2.4.1 OpenAPI spec
-//! (`QueueResponseDto`, `QueuesResponseLegacyDto`, `ServerVersionResponseDto`).
+//! (`QueueResponseDto`, `QueuesResponseLegacyDto`, `ServerVersionResponseDto`). Fuzzed with
+//! whatever a server may answer: integration-tests/fuzz, target `immich_json`.
 
 use serde_json::Value;
 
@@ -147,6 +148,20 @@ pub fn safe_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// What an error answer says: Nest's error body is `{"message", "error", "statusCode"}`; any
+/// other body is quoted (its first 200 characters).
+pub fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.get("message").map(|m| match m {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect())
 }
 
 /// The body that pauses or resumes one queue, per family.

@@ -48,73 +48,98 @@ impl KernelReading {
     }
 }
 
-fn attr(dir: &Path, name: &str) -> Option<String> {
-    std::fs::read_to_string(dir.join(name))
-        .ok()
-        .map(|s| s.trim().to_owned())
+/// A supply's attributes by name, as the kernel prints them (trimmed): its sysfs directory, or
+/// a map (the tests, and the fuzz target `kernel_power` in integration-tests/fuzz).
+pub trait Attributes {
+    fn attr(&self, name: &str) -> Option<String>;
 }
 
-fn number(dir: &Path, name: &str) -> Option<f64> {
-    attr(dir, name)?.parse().ok()
+impl Attributes for Path {
+    fn attr(&self, name: &str) -> Option<String> {
+        std::fs::read_to_string(self.join(name))
+            .ok()
+            .map(|s| s.trim().to_owned())
+    }
+}
+
+impl Attributes for std::collections::BTreeMap<String, String> {
+    fn attr(&self, name: &str) -> Option<String> {
+        self.get(name).map(|s| s.trim().to_owned())
+    }
+}
+
+fn number(supply: &(impl Attributes + ?Sized), name: &str) -> Option<f64> {
+    supply.attr(name)?.parse().ok()
 }
 
 /// Read every supply under `class` (normally /sys/class/power_supply).
 pub fn read(class: &Path) -> io::Result<KernelReading> {
-    let mut line_power: Option<bool> = None;
-    let mut batteries = Vec::new();
     let mut entries: Vec<PathBuf> = std::fs::read_dir(class)?
         .flatten()
         .map(|e| e.path())
         .collect();
     entries.sort();
-    for dir in entries {
-        match attr(&dir, "type").as_deref() {
+    Ok(reading(
+        entries.iter().map(|dir| (dir.as_path(), dir.as_path())),
+    ))
+}
+
+/// The reading of the supplies given (their directory, their attributes), in the order given:
+/// the pure part of [`read`].
+pub fn reading<'a, A: Attributes + ?Sized + 'a>(
+    supplies: impl IntoIterator<Item = (&'a Path, &'a A)>,
+) -> KernelReading {
+    let mut line_power: Option<bool> = None;
+    let mut batteries = Vec::new();
+    for (dir, supply) in supplies {
+        match supply.attr("type").as_deref() {
             Some("Mains" | "USB" | "Wireless") => {
-                let online = number(&dir, "online").is_some_and(|v| v != 0.0);
+                let online = number(supply, "online").is_some_and(|v| v != 0.0);
                 line_power = Some(line_power.unwrap_or(false) || online);
             }
             Some("Battery") => {
-                if attr(&dir, "present").as_deref() == Some("0") {
+                if supply.attr("present").as_deref() == Some("0") {
                     continue;
                 }
-                let status = attr(&dir, "status").unwrap_or_else(|| "Unknown".into());
+                let status = supply.attr("status").unwrap_or_else(|| "Unknown".into());
                 batteries.push(Battery {
                     name: dir
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default(),
                     time_to_empty_secs: (status == "Discharging")
-                        .then(|| time_to_empty(&dir))
+                        .then(|| time_to_empty(supply))
                         .flatten(),
                     status,
-                    capacity: number(&dir, "capacity"),
-                    charge_end_threshold: attr(&dir, "charge_control_end_threshold")
+                    capacity: number(supply, "capacity"),
+                    charge_end_threshold: supply
+                        .attr("charge_control_end_threshold")
                         .and_then(|v| v.parse().ok()),
-                    path: dir,
+                    path: dir.to_owned(),
                 });
             }
             _ => {}
         }
     }
-    Ok(KernelReading {
+    KernelReading {
         line_power,
         battery: batteries.into_iter().next(),
-    })
+    }
 }
 
 /// Seconds to empty: the driver's estimate if it gives one, else energy/power or
 /// charge/current (µWh/µW, µAh/µA; some drivers report the rate as negative).
-fn time_to_empty(dir: &Path) -> Option<u64> {
-    let secs = number(dir, "time_to_empty_now")
-        .or_else(|| number(dir, "time_to_empty_avg"))
+fn time_to_empty(supply: &(impl Attributes + ?Sized)) -> Option<u64> {
+    let secs = number(supply, "time_to_empty_now")
+        .or_else(|| number(supply, "time_to_empty_avg"))
         .or_else(|| {
-            let energy = number(dir, "energy_now")?;
-            let power = number(dir, "power_now")?.abs();
+            let energy = number(supply, "energy_now")?;
+            let power = number(supply, "power_now")?.abs();
             (power > 0.0).then(|| energy / power * 3600.0)
         })
         .or_else(|| {
-            let charge = number(dir, "charge_now")?;
-            let current = number(dir, "current_now")?.abs();
+            let charge = number(supply, "charge_now")?;
+            let current = number(supply, "current_now")?.abs();
             (current > 0.0).then(|| charge / current * 3600.0)
         })?;
     // Finite and non-negative, so the conversion keeps the value.

@@ -110,14 +110,24 @@ async fn read(
         .get_all(InterfaceName::from_static_str_unchecked(DEVICE_INTERFACE))
         .await
         .map_err(fdo_error("read the DisplayDevice"))?;
-    Ok(UPowerReading {
-        on_battery: get(&main_all, "OnBattery").unwrap_or(false),
-        is_present: get(&dev, "IsPresent").unwrap_or(false),
-        percentage: get(&dev, "Percentage").unwrap_or(0.0),
-        state: get(&dev, "State").unwrap_or(0),
-        time_to_empty: get(&dev, "TimeToEmpty").unwrap_or(0),
-        warning_level: get(&dev, "WarningLevel").unwrap_or(0),
-    })
+    Ok(reading_of(&main_all, &dev))
+}
+
+/// A reading from the properties of UPower's main object and of its DisplayDevice (GetAll's
+/// answers): a missing value or one of another type than UPower's XML gives reads as unknown.
+/// The pure part of `read`, public for the fuzz target `upower_signal`.
+pub fn reading_of(
+    main_all: &HashMap<String, OwnedValue>,
+    dev: &HashMap<String, OwnedValue>,
+) -> UPowerReading {
+    UPowerReading {
+        on_battery: get(main_all, "OnBattery").unwrap_or(false),
+        is_present: get(dev, "IsPresent").unwrap_or(false),
+        percentage: get(dev, "Percentage").unwrap_or(0.0),
+        state: get(dev, "State").unwrap_or(0),
+        time_to_empty: get(dev, "TimeToEmpty").unwrap_or(0),
+        warning_level: get(dev, "WarningLevel").unwrap_or(0),
+    }
 }
 
 /// Follow UPower until the connection to the bus fails. `on_update` gets a reading at once
@@ -215,8 +225,10 @@ fn apply_change(
     )
 }
 
-/// The pure part of [`apply_change`]: the signal's changed values and invalidated names.
-fn apply_values(
+/// The pure part of [`apply_change`]: the signal's changed values and invalidated names. Public
+/// for the fuzz target `upower_signal` (integration-tests/fuzz), which decodes a signal's body
+/// from bytes and folds it in here.
+pub fn apply_values(
     reading: &mut UPowerReading,
     changed: &HashMap<&str, zbus::zvariant::Value<'_>>,
     invalidated: &[&str],

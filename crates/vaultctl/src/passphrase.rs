@@ -16,7 +16,8 @@ use zeroize::Zeroizing;
 use crate::exit::Failure;
 
 /// LUKS2 allows longer, but nobody types more, and a bound keeps a stray file out of memory.
-pub const MAX_PASSPHRASE_BYTES: usize = 512;
+/// The daemon's bound (vault-api), so the client refuses what the daemon would.
+pub use vault_api::request::MAX_PASSPHRASE_BYTES;
 
 pub fn read(key_file: Option<&Path>) -> Result<Zeroizing<Vec<u8>>, Failure> {
     let secret = match key_file {

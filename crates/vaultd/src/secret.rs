@@ -12,8 +12,6 @@ use std::ptr::NonNull;
 
 use zeroize::Zeroize;
 
-pub const MAX_PASSPHRASE_BYTES: usize = 512;
-
 pub struct Secret {
     /// Page-aligned, a whole number of pages, nothing else on them.
     pages: NonNull<u8>,

@@ -23,7 +23,7 @@ use crate::control::Repeated;
 use crate::host::Host;
 use crate::peer::PeerCredentials;
 use crate::reauth::{self, Reauthorized};
-use crate::secret::{MAX_PASSPHRASE_BYTES, Secret};
+use crate::secret::Secret;
 use crate::supervisor::{Broadcast, Handle, Msg, Snapshot};
 
 /// Fixed facts status reports alongside the snapshot.
@@ -151,11 +151,9 @@ impl<H: Host> Vault for VaultService<H> {
         let request = request.into_inner();
         // Moved, not copied, into zeroised and locked memory.
         let secret = Secret::new(request.passphrase);
-        if secret.len() > MAX_PASSPHRASE_BYTES || secret.is_empty() {
+        if let Err(invalid) = vault_api::request::check_passphrase_len(secret.len()) {
             audit::control_call(&peer, "Unlock", "invalid-passphrase-length");
-            return Err(Status::invalid_argument(format!(
-                "the passphrase must be 1 to {MAX_PASSPHRASE_BYTES} bytes long"
-            )));
+            return Err(Status::invalid_argument(invalid.to_string()));
         }
         let note = if request.no_start {
             " (to MOUNTED: the stack is not started)"

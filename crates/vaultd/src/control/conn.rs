@@ -17,9 +17,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
-use vault_api::v1::vault_server::{SERVICE_NAME, VaultServer};
+use vault_api::request::Call;
+use vault_api::v1::vault_server::VaultServer;
+use vault_h2authority::{AuthorityFix, MAX_FRAME};
 
-use super::authority::{AuthorityFix, MAX_FRAME};
 use super::bursts::{Bursts, Key};
 use super::limits::{self, Slot};
 use super::{Repeated, sleep_until};
@@ -45,26 +46,14 @@ impl<H: Host> std::fmt::Debug for Shared<H> {
     }
 }
 
-/// The calls of `vault.v1.Vault` and what each needs. A call not listed is answered
+/// The call a request path names, and what it needs. A call not in the API is answered
 /// UNIMPLEMENTED by the service, for anyone allowed on the socket.
-const CALLS: [(&str, Need); 8] = [
-    ("Status", Need::Read),
-    ("Watch", Need::Read),
-    ("Check", Need::Read),
-    ("History", Need::Read),
-    ("Unlock", Need::Change),
-    ("Start", Need::Change),
-    ("Stop", Need::Change),
-    ("Lock", Need::Change),
-];
-
-/// The call a request path names, and what it needs.
 pub fn route(path: &str) -> (&'static str, Need) {
-    path.strip_prefix('/')
-        .and_then(|p| p.split_once('/'))
-        .filter(|(service, _)| *service == SERVICE_NAME)
-        .and_then(|(_, method)| CALLS.iter().find(|(name, _)| *name == method))
-        .map_or(("unknown", Need::Read), |&(name, need)| (name, need))
+    match Call::from_path(path) {
+        Some(call) if call.changes_state() => (call.name(), Need::Change),
+        Some(call) => (call.name(), Need::Read),
+        None => ("unknown", Need::Read),
+    }
 }
 
 /// Streams a connection has open now, and has ever opened.

@@ -29,11 +29,9 @@ pub const MAX_REFUSED_LINGERING: usize = 64;
 
 /// HTTP/2 streams one connection may have open at once.
 pub const MAX_STREAMS_PER_CONNECTION: u32 = 8;
-/// The largest Unlock request: a passphrase of at most 512 bytes (`secret.rs`) and its framing.
-pub const MAX_UNLOCK_REQUEST_BYTES: usize = 1024;
-/// The largest of any other request: all of them are empty messages but History's (a time, a
-/// kind's name, a count: a few bytes each).
-pub const MAX_REQUEST_BYTES: usize = 64;
+/// The largest Unlock request (a passphrase of at most 512 bytes and its framing), and the
+/// largest of any other: the API's own bounds, beside the checks of what the messages carry.
+pub use vault_api::request::{MAX_REQUEST_BYTES, MAX_UNLOCK_REQUEST_BYTES};
 /// The largest header list of a request (gRPC sends a few hundred bytes).
 pub const MAX_HEADER_LIST_BYTES: u32 = 8 * 1024;
 /// Flow-control windows: what a client may send before vaultd reads it, per stream and per

@@ -10,14 +10,12 @@
 //!   counts; each call authorised from its path before its body is read; request size limits
 //!   per call; closed after [`limits::HANDSHAKE_TIMEOUT`] without a first request and after
 //!   [`limits::IDLE_TIMEOUT`] with no open stream.
-//! - [`authority`] (with [`hpack`]): the `:authority` values stock gRPC clients send over a
-//!   Unix socket, made acceptable to h2.
+//! - `vault_h2authority` (a crate of its own, fuzzed): the `:authority` values stock gRPC
+//!   clients send over a Unix socket, made acceptable to h2.
 //! - [`limits`]: every limit, and the accounting of connections per uid.
 
-pub mod authority;
 pub mod bursts;
 pub mod conn;
-pub mod hpack;
 pub mod limits;
 
 use std::collections::VecDeque;

@@ -21,15 +21,16 @@ const STAND_IN: &[u8] = b"localhost";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Malformed;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     name_len: usize,
     size: usize,
     authority: bool,
 }
 
-/// The client encoder's dynamic table, as far as sizes and `:authority` go.
-#[derive(Debug)]
+/// The client encoder's dynamic table, as far as sizes and `:authority` go. Comparable, so a
+/// test can tell that a mended block leaves the table as the client's own would be.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mirror {
     entries: VecDeque<Entry>,
     size: usize,

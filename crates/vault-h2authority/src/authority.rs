@@ -11,7 +11,7 @@
 //!
 //! [`AuthorityFix`] sits between the socket and h2. It reads the client's frames, passes all
 //! of them through as they come except header blocks (HEADERS and its CONTINUATIONs), which it
-//! gathers, walks with an HPACK mirror ([`super::hpack`]) and forwards with every unacceptable
+//! gathers, walks with an HPACK mirror ([`crate::hpack`]) and forwards with every unacceptable
 //! `:authority` replaced. The payload of other frames (a passphrase in an Unlock's DATA) is read
 //! straight into h2's buffer and never held here. Anything it cannot follow (not HTTP/2, a frame
 //! larger than announced, a block it cannot parse) is passed on unchanged from then on, for h2
@@ -23,7 +23,7 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::hpack::Mirror;
+use crate::hpack::Mirror;
 
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const HEADERS: u8 = 0x1;
