@@ -128,24 +128,29 @@ pub fn reading<'a, A: Attributes + ?Sized + 'a>(
 }
 
 /// Seconds to empty: the driver's estimate if it gives one, else energy/power or
-/// charge/current (µWh/µW, µAh/µA; some drivers report the rate as negative).
+/// charge/current (µWh/µW, µAh/µA; some drivers report the rate as negative). Each counts only
+/// when it is a positive, finite number: drivers print 0 for "unknown", and the next way of
+/// estimating is then tried.
 fn time_to_empty(supply: &(impl Attributes + ?Sized)) -> Option<u64> {
+    let positive = |secs: f64| (secs.is_finite() && secs > 0.0).then_some(secs);
     let secs = number(supply, "time_to_empty_now")
-        .or_else(|| number(supply, "time_to_empty_avg"))
+        .and_then(positive)
+        .or_else(|| number(supply, "time_to_empty_avg").and_then(positive))
         .or_else(|| {
             let energy = number(supply, "energy_now")?;
             let power = number(supply, "power_now")?.abs();
-            (power > 0.0).then(|| energy / power * 3600.0)
+            positive(energy / power * 3600.0)
         })
         .or_else(|| {
             let charge = number(supply, "charge_now")?;
             let current = number(supply, "current_now")?.abs();
-            (current > 0.0).then(|| charge / current * 3600.0)
+            positive(charge / current * 3600.0)
         })?;
-    // Finite and non-negative, so the conversion keeps the value.
+    // Rounded up, so that an estimate under a second stays an estimate ("now"), not 0 (which
+    // reads as "unknown"); finite and positive, so the conversion keeps the value (saturating
+    // past u64::MAX).
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let secs = (secs.is_finite() && secs > 0.0).then_some(secs as u64);
-    secs
+    Some(secs.ceil() as u64)
 }
 
 /// Set the battery's charge cap (`charge_control_end_threshold`). `Ok(false)` when the battery
@@ -229,6 +234,47 @@ mod tests {
         assert_eq!(b.capacity, Some(42.0));
         assert_eq!(b.time_to_empty_secs, Some(7200));
         assert_eq!(b.charge_end_threshold, None);
+    }
+
+    fn battery(attrs: &[(&str, &str)]) -> Option<u64> {
+        let mut map: std::collections::BTreeMap<String, String> = [("type", "Battery")]
+            .iter()
+            .chain(attrs)
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        map.insert("status".into(), "Discharging".into());
+        reading([(Path::new("/sys/class/power_supply/BAT0"), &map)])
+            .battery
+            .and_then(|b| b.time_to_empty_secs)
+    }
+
+    /// Found by the fuzz target kernel_power (integration-tests/fuzz/RUNS.md): a driver's 0
+    /// ("unknown") hid the energy/power estimate, and an estimate under a second came out as 0.
+    #[test]
+    fn an_estimate_is_positive_and_a_zero_from_the_driver_falls_through() {
+        assert_eq!(
+            battery(&[
+                ("time_to_empty_now", "0"),
+                ("energy_now", "20000000"),
+                ("power_now", "10000000"),
+            ]),
+            Some(7200)
+        );
+        assert_eq!(battery(&[("time_to_empty_now", "0.4")]), Some(1));
+        assert_eq!(
+            battery(&[
+                ("time_to_empty_avg", "0"),
+                ("charge_now", "2"),
+                ("current_now", "-14500000")
+            ]),
+            Some(1)
+        );
+        assert_eq!(
+            battery(&[("time_to_empty_now", "nan"), ("power_now", "0")]),
+            None
+        );
+        assert_eq!(battery(&[("time_to_empty_now", "-5")]), None);
+        assert_eq!(battery(&[("time_to_empty_now", "1e300")]), Some(u64::MAX));
     }
 
     #[test]
