@@ -16,15 +16,7 @@ use vault_api::v1 as pb;
 
 const PASSPHRASE: &str = "bench passphrase";
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
-}
+use vault_integration_tests::flood::percentile;
 
 /// A LUKS2 image formatted the way cryptsetup does by default on this machine: argon2id, one
 /// thread per CPU, a second of work (with memory kept modest for the test host).
