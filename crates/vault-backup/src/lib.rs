@@ -1,0 +1,21 @@
+//! vaultd's backup adapter (issue 19): the second copy of the photos, on a LUKS2 drive, in
+//! restic's format so that it restores on any Linux machine with Debian's `restic` and the
+//! recovery passphrase, without vaultd.
+//!
+//! - [`restic`] drives the tool: init and keys, backup with progress, rotation, checks,
+//!   listings and restores, each interruptible within [`restic::INTERRUPT_BUDGET`].
+//! - [`progress`] reads its `--json` lines (pure; fuzzed).
+//! - [`drive`] says where a drive's key, repository and cache live.
+//! - [`sample`] is the restore test: a few unchanged files compared byte for byte.
+//!
+//! What to back up, when, and what a result means are the core's decisions (vault-core's
+//! `backup` module); the daemon wires them.
+
+pub mod drive;
+pub mod progress;
+pub mod restic;
+pub mod sample;
+
+pub use drive::DriveId;
+pub use progress::{Progress, Summary};
+pub use restic::{Keep, Repo, ResticError};
