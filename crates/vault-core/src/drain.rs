@@ -7,6 +7,8 @@ use crate::state::{DrainTarget, Phase};
 /// What is up when the drain begins (as the core last saw it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DrainFrom {
+    /// The backup drive's job runs: it is stopped first.
+    pub backup_running: bool,
     pub stack_may_run: bool,
     pub mounted: bool,
     pub mapping_open: bool,
@@ -15,7 +17,10 @@ pub struct DrainFrom {
 /// The ordered steps. Each step runs only after the previous one succeeded: a failed stop never
 /// leads to an unmount, a failed unmount never to a close.
 pub fn steps(from: DrainFrom, target: DrainTarget) -> Vec<Phase> {
-    let mut steps = Vec::with_capacity(7);
+    let mut steps = Vec::with_capacity(8);
+    if from.backup_running {
+        steps.push(Phase::StoppingBackup);
+    }
     if from.stack_may_run {
         steps.extend([
             Phase::PausingQueues,
@@ -47,6 +52,7 @@ mod tests {
     #[test]
     fn full_drain_to_locked_is_the_documented_order() {
         let from = DrainFrom {
+            backup_running: false,
             stack_may_run: true,
             mounted: true,
             mapping_open: true,
@@ -75,6 +81,7 @@ mod tests {
     #[test]
     fn lock_from_mounted_skips_the_stack_and_an_open_unmounted_mapping_only_closes() {
         let mounted = DrainFrom {
+            backup_running: false,
             stack_may_run: false,
             mounted: true,
             mapping_open: true,
@@ -84,6 +91,7 @@ mod tests {
             vec![Phase::Syncing, Phase::Unmounting, Phase::ClosingMapping]
         );
         let half_open = DrainFrom {
+            backup_running: false,
             stack_may_run: false,
             mounted: false,
             mapping_open: true,

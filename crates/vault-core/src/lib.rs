@@ -13,12 +13,15 @@
 //! - [`throttle`]: the growing wait after wrong passphrases, decided where an unlock is accepted.
 //! - [`gate`]: the start gate's verdict on what the adapters found (binds off the volume,
 //!   the containers' and the host's posture), and the database's stop-time rule.
+//! - [`backup`]: when the backup drive's work may run, what it copies, which part of the
+//!   repository each run reads back, when the last good backup is too old.
 //! - [`drain`]: the ordered drain plan and how its deadline is shared between steps.
 //! - [`machine`]: the transition function. Events in, [`machine::Action`]s out.
 //!
 //! Time is passed in as [`Millis`] (a monotonic clock owned by the caller), so every rule is
 //! testable with a fake clock.
 
+pub mod backup;
 pub mod drain;
 pub mod gate;
 pub mod machine;

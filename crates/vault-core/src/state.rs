@@ -67,6 +67,8 @@ pub enum Phase {
     StartingStack,
     ResumingQueues,
     // Drain.
+    /// Interrupting the backup and closing its drive (before anything of the vault stops).
+    StoppingBackup,
     PausingQueues,
     WaitingForJobs,
     StoppingContainers,
@@ -88,6 +90,7 @@ impl Phase {
             Phase::Mounting => "mounting",
             Phase::StartingStack => "starting stack",
             Phase::ResumingQueues => "resuming queues",
+            Phase::StoppingBackup => "stopping backup",
             Phase::PausingQueues => "pausing queues",
             Phase::WaitingForJobs => "waiting for jobs",
             Phase::StoppingContainers => "stopping containers",

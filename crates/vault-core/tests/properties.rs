@@ -23,6 +23,8 @@ struct World {
     /// Of the running: how many write through a bind mount off the volume.
     misplaced: u32,
     docker_down: bool,
+    /// A backup reads the volume (restic holds its files open).
+    backup: bool,
 }
 
 impl World {
@@ -74,7 +76,8 @@ impl World {
                 self.running = 0;
                 self.misplaced = 0;
             }
-            Step::Unmount if self.running > 0 => return Err("EBUSY".into()),
+            Step::Unmount if self.running > 0 || self.backup => return Err("EBUSY".into()),
+            Step::StopBackup => self.backup = false,
             Step::Unmount => self.mounted = false,
             Step::CloseMapping if self.mounted => return Err("device busy".into()),
             Step::CloseMapping => self.mapping_open = false,
@@ -102,6 +105,12 @@ enum Op {
     },
     Tick(u64),
     Terminate,
+    /// The backup drive plugged in (udev).
+    PlugDrive,
+    /// `vaultctl backup` by hand.
+    BackupByHand,
+    /// The backup's job ends by itself.
+    BackupEnds,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -123,6 +132,9 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (any::<bool>(), 0u8..=100).prop_map(|(on_battery, percent)| Op::Power { on_battery, percent }),
         1 => (0u64..20_000).prop_map(Op::Tick),
         1 => Just(Op::Terminate),
+        1 => Just(Op::PlugDrive),
+        1 => Just(Op::BackupByHand),
+        1 => Just(Op::BackupEnds),
     ]
 }
 
@@ -134,6 +146,7 @@ fn initial_world() -> impl Strategy<Value = World> {
             running,
             misplaced: 0,
             docker_down,
+            backup: false,
         },
     )
 }
@@ -154,7 +167,9 @@ impl Harness {
                 Action::Run { step, .. } => {
                     match step {
                         Step::Unmount => assert!(
-                            self.world.running == 0 && !self.world.docker_down,
+                            self.world.running == 0
+                                && !self.world.docker_down
+                                && !self.world.backup,
                             "unmount chosen while containers may run: {:?}",
                             self.world
                         ),
@@ -184,6 +199,7 @@ impl Harness {
                         self.world.misplaced = 0;
                     }
                 }
+                Action::StartBackup { .. } => self.backup_begins(),
                 Action::Exit => self.exited = true,
                 Action::Alarm(_)
                 | Action::WakeAt(_)
@@ -191,6 +207,15 @@ impl Harness {
                 | Action::RecordUnlockFailures(_) => {}
             }
         }
+    }
+
+    fn backup_begins(&mut self) {
+        assert!(
+            self.world.mounted && !self.world.backup,
+            "a backup began on an unmounted vault or beside another: {:?}",
+            self.world
+        );
+        self.world.backup = true;
     }
 
     fn observed(&mut self) {
@@ -286,6 +311,31 @@ impl Harness {
             Op::Terminate => {
                 let actions = self.core.handle(self.now, Event::Terminate);
                 self.act(actions);
+            }
+            Op::PlugDrive => {
+                let drive = "0a1b2c3d-0000-4000-8000-00000000abcd".to_owned();
+                let event = Event::BackupDrive {
+                    drive,
+                    present: true,
+                };
+                let actions = self.core.handle(self.now, event);
+                self.act(actions);
+            }
+            Op::BackupByHand => {
+                if self
+                    .core
+                    .begin_backup(vault_core::backup::BackupJob::Run)
+                    .is_ok()
+                {
+                    self.backup_begins();
+                }
+            }
+            Op::BackupEnds => {
+                if self.world.backup {
+                    self.world.backup = false;
+                    let actions = self.core.handle(self.now, Event::BackupEnded);
+                    self.act(actions);
+                }
             }
         }
         // Whatever happened, a forbidden combination the core could see is gone by the end of

@@ -65,6 +65,13 @@ impl Core {
                 flow: flow.kind.name(),
             });
         }
+        if let (Command::Start, Some(job)) = (command, self.backup_running()) {
+            // A backup of a MOUNTED vault copies still files: the stack waits for it.
+            return CommandOutcome::Refused(Refusal::Busy {
+                phase: self.status.phase,
+                flow: job.name(),
+            });
+        }
         let state = self.status.state;
         if let State::Draining { .. } = state {
             return CommandOutcome::Refused(Refusal::NotAllowed {

@@ -5,6 +5,9 @@ use std::collections::VecDeque;
 use super::*;
 use crate::Millis;
 
+/// The longest the backup's interruption and the drive's close may take within a drain.
+const STOP_BACKUP_LIMIT: Millis = Millis::from_secs(15);
+
 impl Core {
     pub(super) fn begin_drain(
         &mut self,
@@ -23,6 +26,7 @@ impl Core {
         // Anything not known to be down is taken down: each step is harmless when there is
         // nothing to do, and skipping one on a guess could lose data.
         let from = DrainFrom {
+            backup_running: self.backup.running.is_some(),
             stack_may_run: self.status.state == State::Running
                 || seen.containers.any_running()
                 || seen.containers == ContainersSeen::Unknown,
@@ -111,6 +115,9 @@ impl Core {
         // that no step (an fsck, a start waiting on a health check) can hold the vault forever.
         let deadline = match (step, flow.deadline) {
             (Step::WaitForJobs, Some(d)) => drain::jobs_wait_until(now, d),
+            // The interruption is bounded by itself (restic gone within 5 s, then the drive
+            // closed); never more than a small share of a drain.
+            (Step::StopBackup, Some(d)) => d.min(now.saturating_add(STOP_BACKUP_LIMIT)),
             (_, Some(d)) => d,
             (_, None) => now.saturating_add(self.limits.of(step)),
         };
@@ -126,6 +133,10 @@ impl Core {
         result: Result<(), StepError>,
         actions: &mut Vec<Action>,
     ) {
+        if step == Step::StopBackup {
+            // Stopped or not, the drain goes on: the job is no longer the core's to wait for.
+            self.backup_ended();
+        }
         let Some(mut flow) = self.flow.take() else {
             return; // A late result of an abandoned flow: the observation already counted.
         };
@@ -299,6 +310,8 @@ impl Core {
         match flow.kind {
             FlowKind::Unlock | FlowKind::Start | FlowKind::Resume => {
                 self.status.phase = Phase::Idle;
+                // A drive plugged in while the vault was locked: its backup begins now.
+                self.start_waiting_backup(actions);
             }
             FlowKind::Drain(target) => {
                 let state = match target {

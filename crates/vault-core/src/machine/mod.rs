@@ -67,6 +67,10 @@ pub enum Event {
     /// The failed-unlock record could not be read at start (why): the throttle counts the
     /// longest wait, and the alarm stays until the record is written again.
     ThrottleRecordUnreadable(String),
+    /// A backup drive named in the config appeared (udev `add`) or went away.
+    BackupDrive { drive: String, present: bool },
+    /// The backup drive's job ended, whatever its outcome.
+    BackupEnded,
     /// Immich answers its API while RUNNING; `holds_paused`: vaultd still holds queues it
     /// paused (the resume after a start could not reach it, or a restart adopted the stack).
     ImmichAnswers { holds_paused: bool },
@@ -101,6 +105,11 @@ pub enum Action {
     /// Persist the count of wrong passphrases in a row (with the wall-clock time), so the
     /// throttle survives a restart. 0 after the right one.
     RecordUnlockFailures(u32),
+    /// Back up to this drive now (it was plugged in, or waited for the unlock). The core
+    /// counts the job as running until [`Event::BackupEnded`].
+    StartBackup {
+        drive: String,
+    },
     /// The SIGTERM drain is over (or could not go further): the daemon may exit.
     Exit,
 }
@@ -231,6 +240,8 @@ pub struct Core {
     device_configured: bool,
     /// The alarms raised and not cleared: one list for status, watch and the audit.
     active_alarms: std::collections::BTreeMap<&'static str, String>,
+    /// The backup drive's job and a drive waiting for the vault.
+    backup: backup::BackupTrack,
 }
 
 impl Core {
@@ -261,6 +272,7 @@ impl Core {
             sources: crate::power_source::PowerSources::default(),
             device_configured: true,
             active_alarms: std::collections::BTreeMap::new(),
+            backup: backup::BackupTrack::default(),
         }
     }
 
@@ -421,6 +433,13 @@ impl Core {
                     self.begin(FlowKind::Resume, steps, None, reason, now, &mut actions);
                 }
             }
+            Event::BackupDrive { drive, present } => {
+                self.backup_drive(drive, present, &mut actions);
+            }
+            Event::BackupEnded => {
+                self.backup_ended();
+                self.start_waiting_backup(&mut actions);
+            }
             Event::ThrottleRecordUnreadable(why) => {
                 self.throttle.assume_the_worst(now);
                 let message = format!(
@@ -477,6 +496,7 @@ fn percent_floor(p: f64) -> u8 {
 }
 
 mod alarm;
+mod backup;
 mod command;
 mod step;
 

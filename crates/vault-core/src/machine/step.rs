@@ -14,6 +14,8 @@ pub enum Step {
     StartStack,
     /// Resume exactly the Immich queues vaultd paused.
     ResumeQueues,
+    /// Interrupt the backup drive's job and close the drive (first in a drain).
+    StopBackup,
     /// Pause the running Immich queues, recording which before pausing.
     PauseQueues,
     /// Wait until no Immich job is active, or until the deadline.
@@ -39,6 +41,7 @@ impl Step {
             Step::Mount => Phase::Mounting,
             Step::StartStack => Phase::StartingStack,
             Step::ResumeQueues => Phase::ResumingQueues,
+            Step::StopBackup => Phase::StoppingBackup,
             Step::PauseQueues => Phase::PausingQueues,
             Step::WaitForJobs => Phase::WaitingForJobs,
             Step::StopStack => Phase::StoppingContainers,
@@ -53,6 +56,7 @@ impl Step {
     /// step by default).
     pub(super) fn of_drain_phase(phase: Phase) -> Option<Step> {
         match phase {
+            Phase::StoppingBackup => Some(Step::StopBackup),
             Phase::PausingQueues => Some(Step::PauseQueues),
             Phase::WaitingForJobs => Some(Step::WaitForJobs),
             Phase::StoppingContainers => Some(Step::StopStack),

@@ -1,0 +1,163 @@
+//! Backups (issue 19): the rules. When a backup may run (a phase of MOUNTED or RUNNING, never a
+//! reason to delay a drain), what it copies, which part of the repository each run reads back,
+//! and when the last good backup is too old.
+
+use crate::state::State;
+
+/// What the config says about backups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackupPolicy {
+    /// Start a backup when a known drive is plugged in.
+    pub on_plug: bool,
+    /// `check` warns when the last good backup is older.
+    pub max_age_days: u32,
+    /// Each run reads one part of this many of the repository's data (all of it over as many
+    /// runs).
+    pub verify_parts: u32,
+}
+
+impl Default for BackupPolicy {
+    fn default() -> Self {
+        Self {
+            on_plug: true,
+            max_age_days: 7,
+            verify_parts: 12,
+        }
+    }
+}
+
+/// What occupies the backup drive. One at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupJob {
+    /// A backup run (by hand, or because the drive was plugged in).
+    Run,
+    /// Format a new drive and make its repository.
+    Init,
+    /// List the snapshots.
+    List,
+    /// Restore a file or folder for the owner.
+    Restore,
+}
+
+impl BackupJob {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackupJob::Run => "a backup",
+            BackupJob::Init => "a backup drive's setup",
+            BackupJob::List => "a listing of backups",
+            BackupJob::Restore => "a restore from backup",
+        }
+    }
+}
+
+/// Whether the vault's state allows the drive's work: the vault volume must be mounted (the
+/// drive's key is on it, and so are the photos).
+pub fn state_allows(state: State) -> Result<(), &'static str> {
+    match state {
+        State::Mounted | State::Running => Ok(()),
+        State::Locked => {
+            Err("the vault is locked: the backup drive's key is on the vault volume; unlock first")
+        }
+        State::Draining { .. } => Err("the vault is being drained"),
+    }
+}
+
+/// The part of the data this run reads back (`restic check --read-data-subset=n/t`): runs
+/// take the parts in turn, so all of it is read over `parts` runs.
+pub fn verify_subset(runs_before: u64, parts: u32) -> (u32, u32) {
+    let parts = parts.max(1);
+    let n = u32::try_from(runs_before % u64::from(parts)).unwrap_or(0) + 1;
+    (n, parts)
+}
+
+/// What `check` says of the backups' age. `last_good` and `now` are seconds since the epoch.
+pub fn age_finding(last_good: Option<u64>, now: u64, max_age_days: u32) -> Option<String> {
+    let Some(last) = last_good else {
+        return Some(
+            "no backup has been made yet: set up a drive with `vaultctl backup init DEVICE`, then plug it in or run `vaultctl backup`"
+                .to_owned(),
+        );
+    };
+    let age = now.saturating_sub(last);
+    let max = u64::from(max_age_days) * 86_400;
+    (age > max).then(|| {
+        format!(
+            "the last good backup is {} days old (backup.max_age_days = {max_age_days}): plug in the backup drive",
+            age / 86_400
+        )
+    })
+}
+
+/// What a backup of the vault leaves out, as restic exclude patterns: vaultd's own keys (the
+/// drive's key is useless inside the repository it opens), Immich's regenerable thumbnails and
+/// transcoded videos unless the config keeps them, and — while the database runs — its data
+/// directories, whose files change under the copy (the dump stands for them).
+pub fn excludes(
+    include_thumbs: bool,
+    include_encoded_video: bool,
+    database_dirs_while_running: &[String],
+) -> Vec<String> {
+    let mut out = vec!["/**/.vaultd/backup".to_owned()];
+    if !include_thumbs {
+        out.push("/**/thumbs".to_owned());
+    }
+    if !include_encoded_video {
+        out.push("/**/encoded-video".to_owned());
+    }
+    out.extend(database_dirs_while_running.iter().cloned());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::DrainTarget;
+
+    #[test]
+    fn backups_run_only_on_a_mounted_vault() {
+        assert!(state_allows(State::Mounted).is_ok());
+        assert!(state_allows(State::Running).is_ok());
+        assert!(state_allows(State::Locked).is_err());
+        assert!(
+            state_allows(State::Draining {
+                target: DrainTarget::Locked
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn runs_read_the_parts_in_turn_and_all_of_it_over_parts_runs() {
+        let seen: Vec<(u32, u32)> = (0..5).map(|r| verify_subset(r, 3)).collect();
+        assert_eq!(seen, vec![(1, 3), (2, 3), (3, 3), (1, 3), (2, 3)]);
+        assert_eq!(verify_subset(u64::MAX, 7).1, 7);
+        assert_eq!(
+            verify_subset(9, 0),
+            (1, 1),
+            "0 parts reads all of it each run"
+        );
+    }
+
+    #[test]
+    fn an_old_or_missing_backup_is_said() {
+        let day = 86_400;
+        assert!(age_finding(None, 10 * day, 7).is_some_and(|s| s.contains("backup init")));
+        assert_eq!(age_finding(Some(3 * day), 10 * day, 7), None);
+        assert_eq!(age_finding(Some(3 * day), 10 * day, 7), None);
+        let said = age_finding(Some(day), 10 * day, 7).expect("too old");
+        assert!(said.contains("9 days"), "{said}");
+        // A clock that went back counts as fresh, not as a panic.
+        assert_eq!(age_finding(Some(20 * day), 10 * day, 7), None);
+    }
+
+    #[test]
+    fn thumbnails_and_videos_are_left_out_unless_kept() {
+        let out = excludes(false, false, &["/srv/immich/postgres".into()]);
+        assert!(out.contains(&"/**/thumbs".to_owned()));
+        assert!(out.contains(&"/**/encoded-video".to_owned()));
+        assert!(out.contains(&"/srv/immich/postgres".to_owned()));
+        assert!(out.iter().any(|e| e.contains(".vaultd/backup")));
+        let out = excludes(true, true, &[]);
+        assert_eq!(out, vec!["/**/.vaultd/backup".to_owned()]);
+    }
+}

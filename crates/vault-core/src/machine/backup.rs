@@ -1,0 +1,95 @@
+//! The backup drive's work as a phase of MOUNTED and RUNNING: when it may begin, a drive
+//! plugged in (now, or once the vault is unlocked), and its end. A drain never waits for it:
+//! the drain's first step stops it (see [`crate::drain::steps`]).
+
+use super::*;
+use crate::backup::{BackupJob, BackupPolicy};
+
+/// What the core knows of the backup drive's work.
+#[derive(Debug, Clone, Default)]
+pub(super) struct BackupTrack {
+    pub(super) policy: BackupPolicy,
+    pub(super) running: Option<BackupJob>,
+    /// A known drive plugged in while the vault could not be backed up: it starts once it can.
+    pub(super) waiting: Option<String>,
+}
+
+impl Core {
+    pub fn set_backup_policy(&mut self, policy: BackupPolicy) {
+        self.backup.policy = policy;
+    }
+
+    /// The job on the drive now, if any.
+    pub fn backup_running(&self) -> Option<BackupJob> {
+        self.backup.running
+    }
+
+    /// A plugged-in drive waiting for the vault to be unlocked.
+    pub fn backup_waiting(&self) -> Option<&str> {
+        self.backup.waiting.as_deref()
+    }
+
+    /// Whether `job` may begin now; when it may, it is recorded as running until
+    /// [`Core::backup_ended`].
+    pub fn begin_backup(&mut self, job: BackupJob) -> Result<(), Refusal> {
+        if let Some(running) = self.backup.running {
+            return Err(Refusal::Busy {
+                phase: self.status.phase,
+                flow: running.name(),
+            });
+        }
+        if let Some(flow) = &self.flow {
+            return Err(Refusal::Busy {
+                phase: self.status.phase,
+                flow: flow.kind.name(),
+            });
+        }
+        if self.pending_drain.is_some() || self.power_critical {
+            return Err(Refusal::NotAllowed {
+                state: self.status.state,
+                why: "a drain is wanted: power and locking come before backups",
+            });
+        }
+        crate::backup::state_allows(self.status.state).map_err(|why| Refusal::NotAllowed {
+            state: self.status.state,
+            why,
+        })?;
+        self.backup.running = Some(job);
+        if job == BackupJob::Run {
+            self.backup.waiting = None;
+        }
+        Ok(())
+    }
+
+    /// The drive's job ended (whatever its outcome).
+    pub fn backup_ended(&mut self) {
+        self.backup.running = None;
+    }
+
+    /// A known backup drive appeared (`present`) or went away.
+    pub(super) fn backup_drive(&mut self, drive: String, present: bool, actions: &mut Vec<Action>) {
+        if !present {
+            if self.backup.waiting.as_deref() == Some(drive.as_str()) {
+                self.backup.waiting = None;
+            }
+            return;
+        }
+        // Already on it (udev tells every partition, and a flaky cable tells again).
+        if !self.backup.policy.on_plug || self.backup.running.is_some() {
+            return;
+        }
+        self.backup.waiting = Some(drive);
+        self.start_waiting_backup(actions);
+    }
+
+    /// Start the backup of a drive that waits, if the vault allows it now (after a drive was
+    /// plugged in, or after an unlock or a start ended).
+    pub(super) fn start_waiting_backup(&mut self, actions: &mut Vec<Action>) {
+        let Some(drive) = self.backup.waiting.clone() else {
+            return;
+        };
+        if self.begin_backup(BackupJob::Run).is_ok() {
+            actions.push(Action::StartBackup { drive });
+        }
+    }
+}
