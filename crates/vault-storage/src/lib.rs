@@ -6,10 +6,13 @@
 //!
 //! - [`luks`]: the LUKS2 header, passphrase checks, activation and deactivation
 //!   (libcryptsetup);
+//! - [`format`]: a spare device checked and formatted LUKS2 with two keyslots (a backup
+//!   drive);
 //! - [`mount`]: mount(2), syncfs, unmount that is never forced, the holders of a busy
 //!   filesystem, and fsck.
 
 pub mod bare;
+pub mod format;
 pub mod luks;
 pub mod mapping;
 pub mod mount;
@@ -88,6 +91,8 @@ pub enum StorageError {
     },
     #[error("cannot unmount {target}: {detail}")]
     Unmount { target: PathBuf, detail: String },
+    #[error("refusing to format: {0}")]
+    NotSpare(format::NotSpare),
     #[error("fsck of {device} found problems (exit {}): {output}", code.map_or("?".to_owned(), |c| c.to_string()))]
     Fsck {
         device: PathBuf,
