@@ -13,9 +13,11 @@
 
 pub mod drive;
 pub mod progress;
+#[cfg(feature = "restic")]
 pub mod restic;
 pub mod sample;
 
 pub use drive::DriveId;
 pub use progress::{Progress, Summary};
+#[cfg(feature = "restic")]
 pub use restic::{Keep, Repo, ResticError};

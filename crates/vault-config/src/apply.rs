@@ -195,6 +195,24 @@ pub(crate) fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
         "nut.password_file" => c.nut.password_file = Some(at.absolute_path()?),
         "nut.poll_interval_ms" => c.nut.poll_interval_ms = at.integer()?,
         "nut.request_timeout_ms" => c.nut.request_timeout_ms = at.integer()?,
+        "backup.drives" => {
+            c.backup.drives = at.list(|s| {
+                vault_backup::DriveId::parse(s)
+                    .map(|d| d.as_str().to_owned())
+                    .map_err(|e| e.to_string())
+            })?;
+        }
+        "backup.on_plug" => c.backup.on_plug = at.boolean()?,
+        "backup.keep_daily" => c.backup.keep_daily = at.integer()?,
+        "backup.keep_weekly" => c.backup.keep_weekly = at.integer()?,
+        "backup.keep_monthly" => c.backup.keep_monthly = at.integer()?,
+        "backup.keep_yearly" => c.backup.keep_yearly = at.integer()?,
+        "backup.include_thumbs" => c.backup.include_thumbs = at.boolean()?,
+        "backup.include_encoded_video" => c.backup.include_encoded_video = at.boolean()?,
+        "backup.max_age_days" => c.backup.max_age_days = at.integer()?,
+        "backup.verify_parts" => c.backup.verify_parts = at.integer()?,
+        "backup.sample_files" => c.backup.sample_files = at.integer()?,
+        "backup.restic" => c.backup.restic = at.absolute_path()?,
         "notify.command" => c.notify.command = Some(at.absolute_path()?),
         "notify.command_user" => {
             let name = at.string()?;

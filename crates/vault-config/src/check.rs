@@ -173,6 +173,19 @@ impl Checked {
             self.conflict(GOTIFY, GOTIFY_TOKEN, why);
         }
 
+        const DAILY: &str = "backup.keep_daily";
+        const YEARLY: &str = "backup.keep_yearly";
+        let b = &self.config.backup;
+        if both(self, DAILY, YEARLY)
+            && [b.keep_daily, b.keep_weekly, b.keep_monthly, b.keep_yearly] == [0; 4]
+        {
+            let why = format!(
+                "{} and every other backup.keep_* are 0: the rotation would keep no snapshot (restic refuses to forget without a policy)",
+                self.named(DAILY, 0)
+            );
+            self.conflict(DAILY, YEARLY, why);
+        }
+
         let power = &self.config.power;
         let (tte, margin) = (power.min_time_to_empty_secs, power.drain_safety_margin_secs);
         if both(self, TIME_TO_EMPTY, MARGIN) && tte != 0 && tte <= margin {

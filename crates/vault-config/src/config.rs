@@ -21,6 +21,7 @@ pub struct Config {
     pub stack: StackConfig,
     pub power: PowerConfig,
     pub nut: NutConfig,
+    pub backup: BackupConfig,
     pub notify: NotifyConfig,
     pub history: HistoryConfig,
     pub immich: ImmichConfig,
@@ -159,6 +160,24 @@ pub struct NutConfig {
     pub request_timeout_ms: u64,
 }
 
+/// Backups to LUKS2 drives in restic's format (issue 19).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupConfig {
+    /// LUKS2 UUIDs, lowercase.
+    pub drives: Vec<String>,
+    pub on_plug: bool,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+    pub keep_yearly: u32,
+    pub include_thumbs: bool,
+    pub include_encoded_video: bool,
+    pub max_age_days: u32,
+    pub verify_parts: u32,
+    pub sample_files: u32,
+    pub restic: PathBuf,
+}
+
 /// Notices to the owner: the exec hook, ntfy, Gotify, a webhook, and their rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotifyConfig {
@@ -273,6 +292,20 @@ impl Config {
                 password_file: None,
                 poll_interval_ms: 0,
                 request_timeout_ms: 0,
+            },
+            backup: BackupConfig {
+                drives: Vec::new(),
+                on_plug: false,
+                keep_daily: 0,
+                keep_weekly: 0,
+                keep_monthly: 0,
+                keep_yearly: 0,
+                include_thumbs: false,
+                include_encoded_video: false,
+                max_age_days: 0,
+                verify_parts: 0,
+                sample_files: 0,
+                restic: PathBuf::new(),
             },
             notify: NotifyConfig {
                 command: None,

@@ -29,8 +29,9 @@ mod walk;
 
 pub use check::Checked;
 pub use config::{
-    AccessConfig, Config, DaemonConfig, Fsck, HistoryConfig, HostConfig, ImmichConfig, MountBy,
-    NotifyConfig, NutConfig, PostureGate, PowerConfig, StackConfig, StorageConfig, UnlockConfig,
+    AccessConfig, BackupConfig, Config, DaemonConfig, Fsck, HistoryConfig, HostConfig,
+    ImmichConfig, MountBy, NotifyConfig, NutConfig, PostureGate, PowerConfig, StackConfig,
+    StorageConfig, UnlockConfig,
 };
 pub use error::{ConfigError, ConfigErrors, ConfigWarning};
 pub use man::man_page;

@@ -127,6 +127,20 @@ unlock_reminder_mins = 0
 
 [history]
 max_bytes = 65536
+
+[backup]
+drives = ["0A1B2C3D-0000-4000-8000-00000000ABCD"]
+on_plug = false
+keep_daily = 3
+keep_weekly = 0
+keep_monthly = 6
+keep_yearly = 1
+include_thumbs = true
+include_encoded_video = false
+max_age_days = 14
+verify_parts = 4
+sample_files = 2
+restic = "/opt/restic"
 "#;
     let expected = Config {
         daemon: DaemonConfig {
@@ -183,6 +197,20 @@ max_bytes = 65536
             password_file: Some("/etc/vaultd/nut-password".into()),
             poll_interval_ms: 1000,
             request_timeout_ms: 500,
+        },
+        backup: BackupConfig {
+            drives: vec!["0a1b2c3d-0000-4000-8000-00000000abcd".into()],
+            on_plug: false,
+            keep_daily: 3,
+            keep_weekly: 0,
+            keep_monthly: 6,
+            keep_yearly: 1,
+            include_thumbs: true,
+            include_encoded_video: false,
+            max_age_days: 14,
+            verify_parts: 4,
+            sample_files: 2,
+            restic: "/opt/restic".into(),
         },
         immich: ImmichConfig {
             url: "http://127.0.0.1:3001".into(),
