@@ -11,7 +11,7 @@ pub const MAX_PASSPHRASE_BYTES: usize = 512;
 /// framing. Larger ones are refused by tonic before they are decoded.
 pub const MAX_UNLOCK_REQUEST_BYTES: usize = 1024;
 /// The largest of any other request: all of them are empty messages but History's (a time, a
-/// kind's name, a count: a few bytes each).
+/// kind's name, a count: a few bytes each) and the backup calls' (a drive's UUID).
 pub const MAX_REQUEST_BYTES: usize = 64;
 
 /// The calls of `vault.v1.Vault`.
@@ -25,10 +25,14 @@ pub enum Call {
     Start,
     Stop,
     Lock,
+    Backup,
+    BackupInit,
+    BackupList,
+    BackupRestore,
 }
 
 impl Call {
-    pub const ALL: [Call; 8] = [
+    pub const ALL: [Call; 12] = [
         Call::Status,
         Call::Watch,
         Call::Check,
@@ -37,6 +41,10 @@ impl Call {
         Call::Start,
         Call::Stop,
         Call::Lock,
+        Call::Backup,
+        Call::BackupInit,
+        Call::BackupList,
+        Call::BackupRestore,
     ];
 
     /// The method's name in the schema (and in the path).
@@ -50,12 +58,26 @@ impl Call {
             Call::Start => "Start",
             Call::Stop => "Stop",
             Call::Lock => "Lock",
+            Call::Backup => "Backup",
+            Call::BackupInit => "BackupInit",
+            Call::BackupList => "BackupList",
+            Call::BackupRestore => "BackupRestore",
         }
     }
 
     /// Whether the call changes the vault's state (rather than reading it).
+    /// The backup drive's calls count as changes: each opens the drive, and a restore writes.
     pub fn changes_state(self) -> bool {
-        matches!(self, Call::Unlock | Call::Start | Call::Stop | Call::Lock)
+        !matches!(
+            self,
+            Call::Status | Call::Watch | Call::Check | Call::History
+        )
+    }
+
+    /// Whether the request carries more than a few bytes (a passphrase, paths): it is decoded
+    /// with the larger bound.
+    pub fn carries_data(self) -> bool {
+        matches!(self, Call::Unlock | Call::BackupInit | Call::BackupRestore)
     }
 
     /// The call a request path (`/vault.v1.Vault/Status`) names; `None` for anything else.
@@ -69,7 +91,8 @@ impl Call {
     /// The largest message of this call the daemon decodes.
     pub fn max_request_bytes(self) -> usize {
         match self {
-            Call::Unlock => MAX_UNLOCK_REQUEST_BYTES,
+            // A passphrase (Unlock's, the recovery passphrase), or a restore's two paths.
+            Call::Unlock | Call::BackupInit | Call::BackupRestore => MAX_UNLOCK_REQUEST_BYTES,
             _ => MAX_REQUEST_BYTES,
         }
     }

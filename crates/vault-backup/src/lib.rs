@@ -6,6 +6,7 @@
 //!   listings and restores, each interruptible within [`restic::INTERRUPT_BUDGET`].
 //! - [`progress`] reads its `--json` lines (pure; fuzzed).
 //! - [`drive`] says where a drive's key, repository and cache live.
+//! - [`record`]: each drive's last backup and verification, in the state directory.
 //! - [`sample`] is the restore test: a few unchanged files compared byte for byte.
 //!
 //! What to back up, when, and what a result means are the core's decisions (vault-core's
@@ -13,6 +14,7 @@
 
 pub mod drive;
 pub mod progress;
+pub mod record;
 #[cfg(feature = "restic")]
 pub mod restic;
 pub mod sample;

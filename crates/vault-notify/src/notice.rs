@@ -93,6 +93,10 @@ pub enum Kind {
     Alarm,
     /// The daemon started, and the vault is still LOCKED `notify.unlock_reminder_mins` later.
     StillLocked,
+    /// A backup ended with a snapshot (and its verification passed): the drive can be unplugged.
+    BackupDone,
+    /// A backup failed, was interrupted, or its verification failed.
+    BackupFailed,
 }
 
 impl Kind {
@@ -111,6 +115,8 @@ impl Kind {
             Kind::AlarmCleared => "alarm-cleared",
             Kind::Alarm => "alarm",
             Kind::StillLocked => "still-locked",
+            Kind::BackupDone => "backup-done",
+            Kind::BackupFailed => "backup-failed",
         }
     }
 }

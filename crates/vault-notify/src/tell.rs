@@ -215,6 +215,35 @@ pub fn powering_off(reason: &str, at_unix: i64) -> (Notice, Record) {
     )
 }
 
+/// A backup drive's job ended. `outcome`: `ok`, `verify-failed`, `interrupted`, `failed`.
+pub fn backup_ended(
+    outcome: &str,
+    drive: &str,
+    message: &str,
+    millis: u64,
+    at_unix: i64,
+) -> (Notice, Record) {
+    let (kind, severity, title) = match outcome {
+        "ok" => (Kind::BackupDone, Severity::Info, "Backup done"),
+        "interrupted" => (Kind::BackupFailed, Severity::Warning, "Backup interrupted"),
+        "verify-failed" => (
+            Kind::BackupFailed,
+            Severity::Critical,
+            "Backup check failed",
+        ),
+        _ => (Kind::BackupFailed, Severity::Warning, "Backup failed"),
+    };
+    let mut record = Record::new("backup", outcome, message, at_unix);
+    record.millis = millis;
+    record.trigger = drive.to_owned();
+    (
+        Notice::new(kind, severity, title, message)
+            .field("drive", drive)
+            .field("outcome", outcome),
+        record,
+    )
+}
+
 /// What became of an alarm in the core's list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AlarmChange {

@@ -8,6 +8,7 @@
 //!   (libcryptsetup);
 //! - [`format`]: a spare device checked and formatted LUKS2 with two keyslots (a backup
 //!   drive);
+//! - [`plug`]: LUKS drives plugged in and out (udev), for the backup drives;
 //! - [`mount`]: mount(2), syncfs, unmount that is never forced, the holders of a busy
 //!   filesystem, and fsck.
 
@@ -17,6 +18,7 @@ pub mod luks;
 pub mod mapping;
 pub mod mount;
 pub mod mountinfo;
+pub mod plug;
 pub mod priority;
 
 use std::path::{Path, PathBuf};

@@ -20,7 +20,7 @@ const EXIT_CODES: &str = "Exit codes: 0 ok · 1 other failure · 2 bad input or 
 6 not implemented by this vaultd · 7 check found errors · \
 8 the operation failed part-way and was rolled back to the last safe state";
 
-/// Control the vault: status, unlock, start, stop, lock, watch, check, history.
+/// Control the vault: status, unlock, start, stop, lock, watch, check, history, backup.
 #[derive(Debug, Parser)]
 #[command(version, about, after_help = EXIT_CODES)]
 struct Args {
@@ -71,11 +71,44 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         limit: u32,
     },
+    /// Back up the vault to a backup drive now, following its progress (MOUNTED or RUNNING);
+    /// or set up, list and restore with the subcommands.
+    Backup {
+        /// The drive's UUID (default: the one of backup.drives that is plugged in).
+        #[arg(long, global = true, default_value = "")]
+        drive: String,
+        #[command(subcommand)]
+        what: Option<BackupCmd>,
+    },
     /// For packaging: print the man page (vaultctl.1) or a shell's completions.
     #[command(hide = true)]
     Generate {
         #[arg(value_enum)]
         what: Generated,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupCmd {
+    /// Format DEVICE (a whole spare disk: everything on it is lost) as a backup drive: LUKS2
+    /// with a key kept on the vault and a recovery passphrase you type now and write down.
+    Init {
+        device: String,
+        /// Read the recovery passphrase from this file instead of the terminal or stdin.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// Format even if DEVICE holds a filesystem, a partition table or a LUKS header.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The snapshots on the drive.
+    List,
+    /// Restore PATH (as the snapshot names it) of SNAPSHOT ("latest", or an id) into TARGET, a
+    /// new or empty directory under the vault's mountpoint.
+    Restore {
+        snapshot: String,
+        path: String,
+        target: String,
     },
 }
 
@@ -139,6 +172,13 @@ async fn run(args: Args) -> Result<(), Failure> {
     // Read the secret before connecting, so a slow typist does not hold a connection open.
     let secret = match &args.command {
         Cmd::Unlock { key_file, .. } => Some(passphrase::read(key_file.as_deref())?),
+        Cmd::Backup {
+            what: Some(BackupCmd::Init { key_file, .. }),
+            ..
+        } => Some(passphrase::read_new(
+            key_file.as_deref(),
+            "recovery passphrase",
+        )?),
         _ => None,
     };
     let mut client = connect(&args.socket).await?;
@@ -275,6 +315,27 @@ async fn run(args: Args) -> Result<(), Failure> {
                 );
             }
         }
+        Cmd::Backup { drive, what } => match what {
+            None => vaultctl::backup::run(&mut client, drive, args.json).await?,
+            Some(BackupCmd::Init { device, force, .. }) => {
+                let recovery = secret.unwrap_or_default();
+                vaultctl::backup::init(&mut client, device, recovery, force, args.json).await?;
+            }
+            Some(BackupCmd::List) => vaultctl::backup::list(&mut client, drive, args.json).await?,
+            Some(BackupCmd::Restore {
+                snapshot,
+                path,
+                target,
+            }) => {
+                let request = pb::BackupRestoreRequest {
+                    drive,
+                    snapshot,
+                    path,
+                    target,
+                };
+                vaultctl::backup::restore(&mut client, request, args.json).await?;
+            }
+        },
         // Handled in main, before any connection.
         Cmd::Generate { .. } => {}
     }

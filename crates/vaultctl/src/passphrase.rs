@@ -59,6 +59,30 @@ pub fn read(key_file: Option<&Path>) -> Result<Zeroizing<Vec<u8>>, Failure> {
     Ok(secret)
 }
 
+/// A new passphrase (the backup drive's recovery passphrase): from a key file or stdin as
+/// [`read`] takes them; on a terminal typed twice, and the two must match.
+pub fn read_new(key_file: Option<&Path>, what: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
+    if key_file.is_some() || !std::io::stdin().is_terminal() {
+        return read(key_file);
+    }
+    let ask = |prompt: &str| {
+        rpassword::prompt_password(prompt)
+            .map(|typed| Zeroizing::new(typed.into_bytes()))
+            .map_err(|e| Failure::Input(format!("cannot read the {what}: {e}")))
+    };
+    let first = ask(&format!("New {what}: "))?;
+    let second = ask(&format!("The {what} again: "))?;
+    if first != second {
+        return Err(Failure::Input(format!("the two {what}s differ")));
+    }
+    if first.is_empty() || first.len() > MAX_PASSPHRASE_BYTES {
+        return Err(Failure::Input(format!(
+            "the {what} must be 1 to {MAX_PASSPHRASE_BYTES} bytes"
+        )));
+    }
+    Ok(first)
+}
+
 /// Up to one byte over the bound (enough to know it is too long), into a buffer allocated once
 /// at that size and never grown.
 fn read_bounded(mut source: impl Read) -> Result<Zeroizing<Vec<u8>>, Failure> {

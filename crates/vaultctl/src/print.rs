@@ -163,6 +163,11 @@ pub fn status_table(s: &pb::StatusReply, now: SystemTime) -> String {
     for (key, value) in rows {
         out.push_str(&format!("  {key:<11} {value}\n"));
     }
+    if let Some(b) = &s.backups {
+        for (key, value) in crate::backup::status_rows(b, now) {
+            out.push_str(&format!("  {key:<11} {value}\n"));
+        }
+    }
     for (key, value) in crate::history::last_rows(&s.last, now) {
         out.push_str(&format!("  {key:<11} {value}\n"));
     }
@@ -217,6 +222,7 @@ pub fn status_json(s: &pb::StatusReply) -> Value {
         "active_alarms": s.active_alarms,
         "daemon_version": s.daemon_version,
         "last": s.last.iter().map(crate::history::entry_json).collect::<Vec<_>>(),
+        "backups": s.backups.as_ref().map(crate::backup::status_json),
     })
 }
 

@@ -128,6 +128,15 @@ pub async fn run<H: Host + ImmichHealth>(
         notices.clone(),
         Duration::from_secs(config.notify.poweroff_wait_secs),
     );
+    // Backups need a real drive: the simulated world has none.
+    let backups = matches!(inputs, Sources::Real)
+        .then(|| crate::backup::Backups::new(crate::backup::BackupSettings::from_config(&config)));
+    if let Some(backups) = &backups {
+        supervisor = supervisor.with_backups(
+            backups.clone(),
+            crate::backup::BackupSettings::policy(&config),
+        );
+    }
     if matches!(inputs, Sources::Real) && config.storage.device.is_none() {
         supervisor = supervisor.without_device();
     }
@@ -180,6 +189,7 @@ pub async fn run<H: Host + ImmichHealth>(
             file: crate::host::notify::history(&config),
             last: last_records,
         }),
+        backups: backups.clone(),
     };
     let tasks = Tasks::default();
     // However this ends (an error below too), the server and the sources are told to stop.
@@ -210,6 +220,9 @@ pub async fn run<H: Host + ImmichHealth>(
                 config.power.charge_end_threshold_percent,
             );
             sources::logind::spawn(&tasks, handle.clone());
+            if let Some(backups) = &backups {
+                sources::drives::spawn(&tasks, handle.tx.clone(), backups.clone());
+            }
             sources::immich_health::spawn(&tasks, handle.clone(), host_for_health);
             sources::docker::spawn(
                 &tasks,

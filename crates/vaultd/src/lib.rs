@@ -40,6 +40,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod backup;
 pub mod control;
 pub mod daemon;
 pub mod history;
@@ -55,5 +56,6 @@ pub mod service;
 pub mod sim;
 pub mod socket;
 pub mod sources;
+pub mod status_reply;
 pub mod supervisor;
 pub mod throttle;

@@ -10,8 +10,6 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 use vault_api::v1 as pb;
 use vault_api::v1::vault_server::Vault;
-use vault_core::observation::ContainersSeen;
-use vault_core::{DrainTarget, State};
 use vault_docker::posture::Severity;
 
 use vault_core::state::Caller;
@@ -43,6 +41,8 @@ pub struct VaultService<H: Host> {
     pub describe: Arc<Describe>,
     /// The history file and the newest record of each kind; `None`: no history is kept.
     pub history: Option<crate::history::HistoryAccess>,
+    /// The backup drives' jobs (the real host); `None`: the backup calls are refused.
+    pub backups: Option<Arc<crate::backup::Backups>>,
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
@@ -74,6 +74,12 @@ impl<H: Host> VaultService<H> {
         let mut reply = status_reply(snapshot, &self.describe);
         if let Some(history) = &self.history {
             reply.last = history.last();
+        }
+        if let Some(backups) = &self.backups {
+            reply.backups = Some(crate::backup::api::status(
+                backups,
+                snapshot.backup_waiting.as_deref(),
+            ));
         }
         reply
     }
@@ -252,7 +258,10 @@ impl<H: Host> Vault for VaultService<H> {
     ) -> Result<Response<pb::CheckReply>, Status> {
         let peer = self.authorize(&request, "Check", Need::Read)?;
         let repeated = request.extensions().get::<Repeated>().is_some();
-        let findings = self.host.check().await;
+        let mut findings = self.host.check().await;
+        if let Some(backups) = &self.backups {
+            findings.extend(crate::backup::api::check(backups));
+        }
         let errors = findings
             .iter()
             .filter(|f| f.severity == Severity::Error)
@@ -301,129 +310,140 @@ impl<H: Host> Vault for VaultService<H> {
         }
         Ok(Response::new(reply))
     }
-}
 
-fn state_pb(state: State) -> pb::VaultState {
-    match state {
-        State::Locked => pb::VaultState::Locked,
-        State::Mounted => pb::VaultState::Mounted,
-        State::Running => pb::VaultState::Running,
-        State::Draining { .. } => pb::VaultState::Draining,
+    type BackupStream = crate::backup::api::BackupStream;
+
+    async fn backup(
+        &self,
+        request: Request<pb::BackupRequest>,
+    ) -> Result<Response<Self::BackupStream>, Status> {
+        use crate::backup::{BackupRequest, api};
+        let peer = self.authorize(&request, "Backup", Need::Change)?;
+        let backups = self.backups.clone().ok_or_else(no_backups)?;
+        let drive = api::drive(&request.get_ref().drive)?;
+        let done = api::ask(&self.handle, BackupRequest::Run { drive })
+            .await
+            .inspect_err(|_| audit::control_call(&peer, "Backup", "refused"))?;
+        audit::control_call(&peer, "Backup", "accepted");
+        Ok(Response::new(api::follow(backups, done)))
+    }
+
+    async fn backup_init(
+        &self,
+        request: Request<pb::BackupInitRequest>,
+    ) -> Result<Response<pb::BackupInitReply>, Status> {
+        use crate::backup::{BackupOutcome, BackupRequest, api};
+        let peer = self.authorize(&request, "BackupInit", Need::Change)?;
+        self.backups.as_ref().ok_or_else(no_backups)?;
+        let request = request.into_inner();
+        // Moved, not copied, into zeroised and locked memory.
+        let recovery = Secret::new(request.recovery_passphrase);
+        if let Err(invalid) = vault_api::request::check_passphrase_len(recovery.len()) {
+            return Err(Status::invalid_argument(format!("recovery: {invalid}")));
+        }
+        let device = std::path::PathBuf::from(&request.device);
+        if !device.is_absolute() {
+            return Err(Status::invalid_argument(format!(
+                "{:?} is not a device path (/dev/sdX)",
+                request.device
+            )));
+        }
+        let asked = BackupRequest::Init {
+            device,
+            recovery,
+            force: request.force,
+        };
+        let done = api::ask(&self.handle, asked)
+            .await
+            .inspect_err(|_| audit::control_call(&peer, "BackupInit", "refused"))?;
+        let outcome = api::ended(done).await;
+        audit::control_call(
+            &peer,
+            "BackupInit",
+            if outcome.is_ok() { "ok" } else { "failed" },
+        );
+        match outcome? {
+            BackupOutcome::Initialised { drive } => Ok(Response::new(pb::BackupInitReply {
+                message: format!(
+                    "backup drive {drive} is ready. Add it to the config: [backup] drives = [\"{drive}\"], then `systemctl reload vaultd`. Keep the recovery passphrase written down, away from the laptop: with it alone the drive opens on any Linux machine."
+                ),
+                drive,
+            })),
+            other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    async fn backup_list(
+        &self,
+        request: Request<pb::BackupListRequest>,
+    ) -> Result<Response<pb::BackupListReply>, Status> {
+        use crate::backup::{BackupOutcome, BackupRequest, api};
+        let peer = self.authorize(&request, "BackupList", Need::Change)?;
+        self.backups.as_ref().ok_or_else(no_backups)?;
+        let drive = api::drive(&request.get_ref().drive)?;
+        let done = api::ask(&self.handle, BackupRequest::List { drive }).await?;
+        let outcome = api::ended(done).await;
+        audit::control_call(
+            &peer,
+            "BackupList",
+            if outcome.is_ok() { "ok" } else { "failed" },
+        );
+        match outcome? {
+            BackupOutcome::Listed { drive, snapshots } => Ok(Response::new(pb::BackupListReply {
+                drive,
+                snapshots: snapshots
+                    .into_iter()
+                    .map(|s| pb::BackupSnapshot {
+                        id: s.id,
+                        short_id: s.short_id,
+                        time: s.time,
+                        paths: s.paths,
+                        hostname: s.hostname,
+                    })
+                    .collect(),
+            })),
+            other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    async fn backup_restore(
+        &self,
+        request: Request<pb::BackupRestoreRequest>,
+    ) -> Result<Response<pb::BackupRestoreReply>, Status> {
+        use crate::backup::{BackupOutcome, BackupRequest, api};
+        let peer = self.authorize(&request, "BackupRestore", Need::Change)?;
+        self.backups.as_ref().ok_or_else(no_backups)?;
+        let r = request.into_inner();
+        let asked = BackupRequest::Restore {
+            drive: api::drive(&r.drive)?,
+            snapshot: r.snapshot,
+            path: r.path.clone(),
+            target: api::target(&r.target),
+        };
+        let done = api::ask(&self.handle, asked).await?;
+        let outcome = api::ended(done).await;
+        audit::control_call(
+            &peer,
+            "BackupRestore",
+            if outcome.is_ok() { "ok" } else { "failed" },
+        );
+        match outcome? {
+            BackupOutcome::Restored { drive, target } => {
+                Ok(Response::new(pb::BackupRestoreReply {
+                    message: format!(
+                        "{} restored from {drive} under {} (at its full path beneath it)",
+                        r.path,
+                        target.display()
+                    ),
+                }))
+            }
+            other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+        }
     }
 }
 
-pub fn status_reply(snapshot: &Snapshot, describe: &Describe) -> pb::StatusReply {
-    let status = &snapshot.status;
-    let drain_target = match status.state {
-        State::Draining {
-            target: DrainTarget::Locked,
-        } => pb::VaultState::Locked,
-        State::Draining {
-            target: DrainTarget::Mounted,
-        } => pb::VaultState::Mounted,
-        _ => pb::VaultState::Unspecified,
-    };
-    let observed = snapshot.observed.as_ref().map(|o| pb::Observed {
-        mapping_name: describe.mapping_name.clone(),
-        mapping: o.mapping.clone(),
-        mountpoint: describe.mountpoint.clone(),
-        mount: o.mount.clone(),
-        project: describe.project.clone(),
-        containers_running: match o.core.containers {
-            ContainersSeen::Known { running, .. } => i32::try_from(running).unwrap_or(i32::MAX),
-            ContainersSeen::Unknown => -1,
-        },
-        unobservable: o.unobservable.join("; "),
-        containers: o
-            .containers
-            .iter()
-            .map(|c| pb::Container {
-                name: c.name.clone(),
-                service: c.service.clone(),
-                state: c.state.clone(),
-                status: c.status.clone(),
-                misplaced: c.misplaced,
-            })
-            .collect(),
-        immich: o.immich.clone(),
-        immich_held_paused: o.immich_held_paused.clone(),
-    });
-    pb::StatusReply {
-        state: state_pb(status.state).into(),
-        drain_target: drain_target.into(),
-        phase: status.phase.name().to_owned(),
-        reason: status.reason.to_string(),
-        since_unix: snapshot.since_unix,
-        observed,
-        power: Some(pb::Power {
-            source: match &snapshot.power.gone {
-                Some(why) => format!("{} (gone: {why})", snapshot.power.source),
-                None => snapshot.power.source.to_owned(),
-            },
-            on_battery: snapshot.power.reading.is_some_and(|r| r.on_battery),
-            percent: snapshot
-                .power
-                .reading
-                .and_then(|r| r.percent)
-                .unwrap_or(-1.0),
-            time_to_empty_secs: snapshot
-                .power
-                .reading
-                .and_then(|r| r.time_to_empty_secs)
-                .and_then(|t| i64::try_from(t).ok())
-                .unwrap_or(0),
-            threshold_percent: u32::from(snapshot.threshold_percent),
-            critical: snapshot.power_critical,
-            battery_care: snapshot.battery_care.clone(),
-            note: snapshot.power_note.clone().unwrap_or_default(),
-            sources: power_sources(snapshot),
-            deciding: snapshot.deciding.clone().unwrap_or_default(),
-        }),
-        active_alarms: snapshot
-            .active_alarms
-            .iter()
-            .map(|(kind, message)| format!("{kind}: {message}"))
-            .collect(),
-        daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
-        drain_deadline_unix: snapshot.drain_deadline_unix.unwrap_or(0),
-        last: Vec::new(),
-    }
+fn no_backups() -> Status {
+    Status::failed_precondition("this daemon has no backup drives (the simulation has none)")
 }
 
-/// Every power source for status: the laptop's battery first, then each UPS.
-fn power_sources(snapshot: &Snapshot) -> Vec<pb::PowerSource> {
-    let secs = |t: Option<u64>| t.and_then(|t| i64::try_from(t).ok()).unwrap_or(0);
-    let battery = pb::PowerSource {
-        name: snapshot.power.source.to_owned(),
-        on_battery: snapshot.power.reading.is_some_and(|r| r.on_battery),
-        percent: snapshot
-            .power
-            .reading
-            .and_then(|r| r.percent)
-            .unwrap_or(-1.0),
-        time_to_empty_secs: secs(snapshot.power.reading.and_then(|r| r.time_to_empty_secs)),
-        status: String::new(),
-        gone: snapshot.power.gone.clone().unwrap_or_default(),
-    };
-    let upses = snapshot.upses.iter().map(|ups| pb::PowerSource {
-        name: format!("ups {}", ups.name),
-        on_battery: ups.last.as_ref().is_some_and(|r| r.on_battery && !r.online),
-        percent: ups
-            .last
-            .as_ref()
-            .and_then(|r| r.charge_percent)
-            .unwrap_or(-1.0),
-        time_to_empty_secs: secs(ups.last.as_ref().and_then(|r| r.runtime_secs)),
-        status: ups
-            .last
-            .as_ref()
-            .map(|r| r.status.clone())
-            .unwrap_or_default(),
-        gone: match (&ups.gone, &ups.last) {
-            (Some(why), _) => why.clone(),
-            (None, None) => "not read yet".to_owned(),
-            (None, Some(_)) => String::new(),
-        },
-    });
-    std::iter::once(battery).chain(upses).collect()
-}
+pub use crate::status_reply::status_reply;

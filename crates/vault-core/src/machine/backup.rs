@@ -54,6 +54,14 @@ impl Core {
             state: self.status.state,
             why,
         })?;
+        // The state is what the core last decided; the mount is what was last seen. A volume
+        // unmounted behind the core's back holds no photos to copy and no drive key.
+        if self.seen.is_none_or(|s| s.mount != MountSeen::FromMapping) {
+            return Err(Refusal::NotAllowed {
+                state: self.status.state,
+                why: "the vault volume is not seen mounted",
+            });
+        }
         self.backup.running = Some(job);
         if job == BackupJob::Run {
             self.backup.waiting = None;

@@ -101,7 +101,10 @@ impl Core {
             self.finish(flow, now, actions);
             return;
         };
-        if let Some(why) = unsafe_to_run(step, seen) {
+        let backup_holds = step == Step::Unmount && self.backup.running.is_some();
+        if let Some(why) =
+            unsafe_to_run(step, seen).or(backup_holds.then_some("a backup still reads the volume"))
+        {
             self.abort(flow, now, step, why.to_owned(), actions);
             return;
         }
@@ -133,8 +136,9 @@ impl Core {
         result: Result<(), StepError>,
         actions: &mut Vec<Action>,
     ) {
-        if step == Step::StopBackup {
-            // Stopped or not, the drain goes on: the job is no longer the core's to wait for.
+        if step == Step::StopBackup && result.is_ok() {
+            // Stopped and its drive closed. Otherwise the job may still hold the volume's
+            // files: it counts as running until it says it ended, and no unmount is chosen.
             self.backup_ended();
         }
         let Some(mut flow) = self.flow.take() else {

@@ -167,7 +167,7 @@ impl<H: Host> tower::Service<http::Request<Incoming>> for Gate<H> {
             request.extensions_mut().insert(Repeated);
         }
         request.extensions_mut().insert(self.peer.clone());
-        let server = if call == "Unlock" {
+        let server = if Call::from_path(request.uri().path()).is_some_and(Call::carries_data) {
             self.shared.unlock.clone()
         } else {
             self.shared.others.clone()

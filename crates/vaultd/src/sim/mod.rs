@@ -209,6 +209,8 @@ impl FakeHost {
             Step::PauseQueues => self.pause_queues(),
             Step::WaitForJobs => self.wait_for_jobs(),
             Step::ResumeQueues => self.resume_queues(),
+            // The simulated world has no backup drive: nothing runs to be stopped.
+            Step::StopBackup => Ok(()),
             Step::PowerOff => {
                 tracing::warn!("sim: the host would power off now (it does not)");
                 self.event(SimEvent::PowerOff);

@@ -7,6 +7,7 @@
 //! - [`mounts`]: the mount table's changes (mountinfo's POLLPRI);
 //! - [`docker`]: Docker's events for the project;
 //! - [`power`]: UPower, else the kernel's power_supply class, and the battery's charge cap;
+//! - [`drives`]: the backup drives plugged in and out (udev);
 //! - [`nut`]: each UPS named in `[nut]`, polled through upsd;
 //! - [`logind`]: the delay inhibitor, and the host going down (PrepareForShutdown/Sleep);
 //! - [`immich_health`]: Immich while RUNNING (and the resume of held queues);
@@ -22,6 +23,7 @@ use crate::supervisor::Msg;
 
 pub mod config;
 pub mod docker;
+pub mod drives;
 pub mod immich_health;
 pub mod logind;
 pub mod mounts;

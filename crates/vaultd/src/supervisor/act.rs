@@ -9,6 +9,17 @@ impl<H: Host> Supervisor<H> {
         let mut exit = false;
         for action in actions {
             match action {
+                Action::Run {
+                    step: Step::StopBackup,
+                    ..
+                } => {
+                    self.tell_step_started(Step::StopBackup);
+                    self.spawn_stop_backup();
+                }
+                Action::StartBackup { drive } => {
+                    let drive = vault_backup::DriveId::parse(&drive).ok();
+                    self.spawn_backup(crate::backup::BackupRequest::Run { drive }, None);
+                }
                 Action::Run { step, deadline } => {
                     let deadline = deadline.map(|d| self.started + Duration::from_millis(d.0));
                     let host = self.host.clone();

@@ -56,11 +56,28 @@ pub enum Msg {
     EmergencyStopped(Seen),
     /// What was done about the battery's charge cap at start.
     BatteryCare(String),
+    /// A backup drive's job asked for by a client: refused at once, or the job's end to wait
+    /// for.
+    Backup {
+        request: crate::backup::BackupRequest,
+        reply: oneshot::Sender<backup::BackupAnswer>,
+    },
+    /// A backup drive's job ended.
+    BackupEnded {
+        job: vault_core::backup::BackupJob,
+        result: backup::BackupResult,
+        millis: u64,
+    },
     /// New settings after a config reload.
     Reconfigure {
         policy: PowerPolicy,
         power_off_after_drain: bool,
         throttle: ThrottlePolicy,
+        /// `[backup]`: the jobs' settings and the core's policy.
+        backup: (
+            crate::backup::BackupSettings,
+            vault_core::backup::BackupPolicy,
+        ),
     },
 }
 
@@ -144,6 +161,8 @@ pub struct Supervisor<H: Host> {
     telling: tell::Telling,
     /// Where the unlock whose OpenMapping runs now was asked from.
     unlocking_origin: String,
+    /// The backup drive's jobs (the real host); `None`: every job is refused.
+    backups: Option<Arc<crate::backup::Backups>>,
 }
 
 impl<H: Host> std::fmt::Debug for Supervisor<H> {
@@ -182,6 +201,7 @@ impl<H: Host> Supervisor<H> {
             upses: core.upses(),
             deciding: None,
             inhibitor_wanted: core.inhibitor_wanted(),
+            backup_waiting: None,
         });
         let (status_tx, status_rx) = watch::channel(snapshot);
         let (broadcast, _) = broadcast::channel(QUEUE);
@@ -216,6 +236,7 @@ impl<H: Host> Supervisor<H> {
             notices: vault_notify::Notifier::off(),
             telling: tell::Telling::default(),
             unlocking_origin: String::new(),
+            backups: None,
         };
         (supervisor, handle)
     }
@@ -433,11 +454,25 @@ impl<H: Host> Supervisor<H> {
                 }
                 actions
             }
+            Msg::Backup { request, reply } => {
+                self.backup_asked(request, reply);
+                Vec::new()
+            }
+            Msg::BackupEnded {
+                job,
+                result,
+                millis,
+            } => self.backup_ended(job, &result, millis),
             Msg::Reconfigure {
                 policy,
                 power_off_after_drain,
                 throttle,
+                backup: (backup_settings, backup_policy),
             } => {
+                if let Some(backups) = &self.backups {
+                    backups.reconfigure(backup_settings);
+                    self.core.set_backup_policy(backup_policy);
+                }
                 self.threshold_percent = policy.threshold_percent;
                 self.core.set_policy(policy, power_off_after_drain);
                 self.core.set_throttle_policy(throttle, now);
@@ -456,8 +491,10 @@ pub fn unix_now() -> i64 {
 }
 
 mod act;
+mod backup;
 mod publish;
 mod snapshot;
 mod tell;
 
+pub use backup::{BackupAnswer, BackupResult};
 pub use snapshot::{Broadcast, PowerSeen, Snapshot};

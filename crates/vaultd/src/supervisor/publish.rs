@@ -71,6 +71,7 @@ impl<H: Host> Supervisor<H> {
             upses: self.core.upses(),
             deciding: self.core.deciding_source().map(str::to_owned),
             inhibitor_wanted: self.core.inhibitor_wanted(),
+            backup_waiting: self.core.backup_waiting().map(str::to_owned),
         });
         self.tell_published(&snapshot);
         if *snapshot == *previous {

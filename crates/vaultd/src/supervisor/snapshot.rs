@@ -28,6 +28,8 @@ pub struct Snapshot {
     /// Whether logind's delay inhibitor should be held (the core's rule: the mapping may be
     /// open).
     pub inhibitor_wanted: bool,
+    /// A backup drive plugged in while the vault could not be backed up, waiting for it.
+    pub backup_waiting: Option<String>,
 }
 
 /// The power source as status shows it.

@@ -110,6 +110,7 @@ impl Daemon {
             access: Arc::new(RwLock::new(access)),
             describe: Arc::new(host.describe()),
             history: None,
+            backups: None,
         };
         let socket = dir.path().join("vaultd.sock");
         let listener = UnixListener::bind(&socket).expect("bind the control socket");

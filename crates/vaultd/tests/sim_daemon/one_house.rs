@@ -182,6 +182,13 @@ async fn a_rejected_config_shows_in_status_until_a_valid_one_is_applied() {
             policy: PowerPolicy::default(),
             power_off_after_drain: true,
             throttle: vault_core::throttle::ThrottlePolicy::default(),
+            backup: {
+                let config = vault_config::Config::default();
+                (
+                    vaultd::backup::BackupSettings::from_config(&config),
+                    vaultd::backup::BackupSettings::policy(&config),
+                )
+            },
         })
         .await
         .expect("listens");

@@ -1,0 +1,452 @@
+//! The drive's jobs, each with the drive opened before and closed after, whatever happens.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+use vault_backup::restic::{Repo, ResticError};
+use vault_backup::{DriveId, Summary, drive as layout, sample};
+use vault_core::machine::Step;
+
+use super::drive::{self, OpenDrive};
+use super::{
+    BackupError, BackupOutcome, BackupRequest, BackupSettings, Backups, MIN_RECOVERY_CHARS,
+};
+use crate::host::Host;
+use crate::secret::Secret;
+use vault_backup::record::LastBackup;
+
+/// What a backup run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    pub drive: String,
+    pub summary: Summary,
+    /// Files restic could not read (the snapshot was made without them).
+    pub unreadable: Vec<(String, String)>,
+    pub duration_ms: u64,
+    /// Whether Immich's queues were paused for it.
+    pub paused_queues: bool,
+    /// The verification after it, in words, and whether it passed.
+    pub verified: String,
+    pub verify_ok: bool,
+}
+
+pub(super) async fn execute<H: Host>(
+    b: &Backups,
+    host: &H,
+    request: BackupRequest,
+    stack_running: bool,
+    cancel: &CancellationToken,
+) -> Result<BackupOutcome, BackupError> {
+    let s = b.settings();
+    match request {
+        BackupRequest::Run { drive } => {
+            let id = pick_drive(&s, drive)?;
+            let result = run(b, host, &s, &id, stack_running, cancel).await;
+            if let Err(e) = &result {
+                let why = e.to_string();
+                b.record(id.as_str(), |r| {
+                    r.last_failure = Some((crate::supervisor::unix_now(), why))
+                });
+            }
+            result.map(BackupOutcome::Ran)
+        }
+        BackupRequest::Init {
+            device,
+            recovery,
+            force,
+        } => init(b, &s, &device, &recovery, force, cancel).await,
+        BackupRequest::List { drive } => {
+            let id = pick_drive(&s, drive)?;
+            b.show(|v| {
+                v.doing = format!("listing the backups on {id}");
+                v.drive = id.to_string();
+            });
+            let snapshots = with_drive(&s, &id, |repo, _| async move {
+                repo.snapshots().await.map_err(BackupError::from)
+            })
+            .await?;
+            Ok(BackupOutcome::Listed {
+                drive: id.to_string(),
+                snapshots,
+            })
+        }
+        BackupRequest::Restore {
+            drive,
+            snapshot,
+            path,
+            target,
+        } => {
+            let id = pick_drive(&s, drive)?;
+            check_restore(&s, &snapshot, &path, &target)?;
+            b.show(|v| {
+                v.doing = format!("restoring {path} from {id}");
+                v.drive = id.to_string();
+            });
+            let (snap, include, to) = (snapshot.clone(), vec![path.clone()], target.clone());
+            with_drive(&s, &id, |repo, _| async move {
+                repo.restore(&snap, &include, &to, cancel)
+                    .await
+                    .map_err(BackupError::from)
+            })
+            .await?;
+            Ok(BackupOutcome::Restored {
+                drive: id.to_string(),
+                target,
+            })
+        }
+    }
+}
+
+/// The drive asked for (it must be configured), else the configured one plugged in.
+fn pick_drive(s: &BackupSettings, wanted: Option<DriveId>) -> Result<DriveId, BackupError> {
+    if s.drives.is_empty() {
+        return Err(BackupError::NoDrive(
+            "backup.drives is empty: set up a drive with `vaultctl backup init DEVICE` and add the UUID it prints".into(),
+        ));
+    }
+    if let Some(id) = wanted {
+        return if s.drives.contains(&id) {
+            Ok(id)
+        } else {
+            Err(BackupError::NoDrive(format!(
+                "{id} is not in backup.drives"
+            )))
+        };
+    }
+    s.drives
+        .iter()
+        .find(|d| d.by_uuid().exists())
+        .cloned()
+        .ok_or_else(|| {
+            let names: Vec<&str> = s.drives.iter().map(DriveId::as_str).collect();
+            BackupError::NoDrive(format!(
+                "no backup drive is plugged in (backup.drives: {})",
+                names.join(", ")
+            ))
+        })
+}
+
+fn repo(s: &BackupSettings, id: &DriveId, drive: &OpenDrive) -> Repo {
+    Repo {
+        restic: s.restic.clone(),
+        repository: drive.mount.join(layout::REPOSITORY_DIR),
+        password_file: id.key_path(&s.mountpoint),
+        cache_dir: drive.mount.join(layout::CACHE_DIR),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, BackupError> + Send + 'static,
+) -> Result<T, BackupError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BackupError::Drive(format!("the drive's task failed: {e}")))?
+}
+
+/// Open the drive, do `work`, close the drive (also when `work` failed).
+async fn with_drive<T, F, Fut>(s: &BackupSettings, id: &DriveId, work: F) -> Result<T, BackupError>
+where
+    F: FnOnce(Repo, PathBuf) -> Fut,
+    Fut: std::future::Future<Output = Result<T, BackupError>>,
+{
+    let key = Secret::new(
+        layout::load_key(id, &s.mountpoint).map_err(|e| BackupError::Drive(e.to_string()))?,
+    );
+    let (id2, run_dir, sysfs) = (id.clone(), s.run_dir.clone(), s.sysfs.clone());
+    let opened = blocking(move || drive::open(&id2, key.expose(), &run_dir, &sysfs)).await?;
+    let result = work(repo(s, id, &opened), opened.mount.clone()).await;
+    let sysfs = s.sysfs.clone();
+    let closed = blocking(move || drive::close(&opened, &sysfs)).await;
+    match (result, closed) {
+        (Ok(v), Ok(())) => Ok(v),
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(e),
+    }
+}
+
+async fn run<H: Host>(
+    b: &Backups,
+    host: &H,
+    s: &BackupSettings,
+    id: &DriveId,
+    stack_running: bool,
+    cancel: &CancellationToken,
+) -> Result<RunReport, BackupError> {
+    let began_at = Instant::now();
+    let began = SystemTime::now();
+    b.show(|v| {
+        v.doing = format!("opening backup drive {id}");
+        v.drive = id.to_string();
+    });
+    let runs_before = b.records().load().get(id.as_str()).map_or(0, |r| r.runs);
+    let report = with_drive(s, id, |repo, mount| async move {
+        // Immich's guidance: the library still while it is copied. Only what vaultd pauses is
+        // resumed (the record), as in a drain.
+        let mut paused = false;
+        if stack_running {
+            b.show(|v| v.doing = "pausing Immich's queues".into());
+            let until = Some(Instant::now() + Duration::from_secs(60));
+            match host.run(Step::PauseQueues, until, None).await {
+                Ok(()) => paused = true,
+                Err(e) => tracing::warn!("backup: Immich's queues not paused: {}", e.message),
+            }
+        }
+        b.show(|v| v.doing = format!("backing up to {id}"));
+        let excludes = vault_core::backup::excludes(s.include_thumbs, s.include_encoded_video, &[]);
+        let made = repo
+            .backup(
+                std::slice::from_ref(&s.mountpoint),
+                &excludes,
+                &hostname(),
+                |p| b.show(|v| v.progress = Some(p.clone())),
+                cancel,
+            )
+            .await;
+        if paused && !cancel.is_cancelled() {
+            b.show(|v| v.doing = "resuming Immich's queues".into());
+            if let Err(e) = host.run(Step::ResumeQueues, None, None).await {
+                tracing::warn!("backup: Immich's queues not resumed yet: {}", e.message);
+            }
+        }
+        let made = made.map_err(interrupted)?;
+        b.show(|v| v.progress = None);
+        b.record(id.as_str(), |r| {
+            r.runs += 1;
+            r.last_good = Some(LastBackup {
+                at: crate::supervisor::unix_now(),
+                snapshot: made.summary.snapshot_id.clone(),
+                files_new: made.summary.files_new,
+                files_changed: made.summary.files_changed,
+                bytes_added: made.summary.bytes_added,
+                files_total: made.summary.files_processed,
+                bytes_total: made.summary.bytes_processed,
+                duration_ms: u64::try_from(began_at.elapsed().as_millis()).unwrap_or(u64::MAX),
+            });
+        });
+        b.show(|v| v.doing = "rotating snapshots".into());
+        repo.forget(&s.keep, cancel).await.map_err(interrupted)?;
+        let (verified, verify_ok) = verify(
+            b,
+            &repo,
+            &mount,
+            s,
+            &made.summary.snapshot_id,
+            runs_before,
+            began,
+            cancel,
+        )
+        .await?;
+        b.record(id.as_str(), |r| {
+            r.last_verify = Some((crate::supervisor::unix_now(), verify_ok, verified.clone()));
+        });
+        b.show(|v| v.doing = format!("closing backup drive {id}"));
+        Ok(RunReport {
+            drive: id.to_string(),
+            summary: made.summary,
+            unreadable: made.unreadable,
+            duration_ms: 0,
+            paused_queues: paused,
+            verified,
+            verify_ok,
+        })
+    })
+    .await?;
+    Ok(RunReport {
+        duration_ms: u64::try_from(began_at.elapsed().as_millis()).unwrap_or(u64::MAX),
+        ..report
+    })
+}
+
+fn interrupted(e: ResticError) -> BackupError {
+    match e {
+        ResticError::Interrupted { .. } => BackupError::Interrupted,
+        other => BackupError::Restic(other),
+    }
+}
+
+/// The structural check with one part of the data read back, then the restore test. A failed
+/// check is a result (an alarm), not an error of the run: the snapshot was made.
+#[allow(clippy::too_many_arguments)]
+async fn verify(
+    b: &Backups,
+    repo: &Repo,
+    mount: &Path,
+    s: &BackupSettings,
+    snapshot: &str,
+    runs_before: u64,
+    began: SystemTime,
+    cancel: &CancellationToken,
+) -> Result<(String, bool), BackupError> {
+    let (n, t) = vault_core::backup::verify_subset(runs_before, s.verify_parts);
+    b.show(|v| v.doing = format!("verifying: structure and part {n}/{t} of the data"));
+    let mut said = Vec::new();
+    let mut ok = true;
+    match repo.check(Some((n, t)), cancel).await {
+        Ok(()) => said.push(format!("check passed (data part {n}/{t} read)")),
+        Err(ResticError::Interrupted { .. }) => return Err(BackupError::Interrupted),
+        Err(e) => {
+            ok = false;
+            said.push(format!("check FAILED: {e}"));
+        }
+    }
+    if s.sample_files > 0 {
+        b.show(|v| v.doing = format!("restore test: {} files", s.sample_files));
+        match restore_test(repo, mount, snapshot, s.sample_files, began, cancel).await {
+            Ok(0) => said.push("restore test: no unchanged file to compare".into()),
+            Ok(k) => said.push(format!("{k} restored files identical to the vault's")),
+            Err(BackupError::Interrupted) => return Err(BackupError::Interrupted),
+            Err(e) => {
+                ok = false;
+                said.push(e.to_string());
+            }
+        }
+    }
+    Ok((said.join("; "), ok))
+}
+
+async fn restore_test(
+    repo: &Repo,
+    mount: &Path,
+    snapshot: &str,
+    count: usize,
+    began: SystemTime,
+    cancel: &CancellationToken,
+) -> Result<usize, BackupError> {
+    let nodes = repo.ls(snapshot).await?;
+    let picked = sample::pick(&nodes, count, began);
+    if picked.is_empty() {
+        return Ok(0);
+    }
+    let target = mount.join(layout::SAMPLE_DIR);
+    let _ = std::fs::remove_dir_all(&target);
+    let restored = repo.restore(snapshot, &picked, &target, cancel).await;
+    let compared = restored.map_err(interrupted).and_then(|()| {
+        for path in &picked {
+            let copy = target.join(path.trim_start_matches('/'));
+            if let Some(diff) = sample::differs(Path::new(path), &copy) {
+                return Err(BackupError::RestoreTest(diff));
+            }
+        }
+        Ok(picked.len())
+    });
+    let _ = std::fs::remove_dir_all(&target);
+    compared
+}
+
+async fn init(
+    b: &Backups,
+    s: &BackupSettings,
+    device: &Path,
+    recovery: &Secret,
+    force: bool,
+    cancel: &CancellationToken,
+) -> Result<BackupOutcome, BackupError> {
+    let chars = std::str::from_utf8(recovery.expose()).map_or(0, |t| t.chars().count());
+    if chars < MIN_RECOVERY_CHARS {
+        return Err(BackupError::Refused(format!(
+            "the recovery passphrase must be at least {MIN_RECOVERY_CHARS} characters: it alone opens the drive if the laptop is lost"
+        )));
+    }
+    if !device.is_absolute() {
+        return Err(BackupError::Refused(format!(
+            "{} is not an absolute device path",
+            device.display()
+        )));
+    }
+    b.show(|v| v.doing = format!("formatting {} as a backup drive", device.display()));
+    let vault_device = s
+        .vault_device
+        .as_deref()
+        .and_then(|spec| vault_storage::luks::resolve_device(spec).ok());
+    let recovery_bytes = Secret::new(recovery.expose().to_vec());
+    let (dev, mount) = (device.to_owned(), s.mountpoint.clone());
+    let (id, key) = blocking(move || {
+        drive::format(
+            &dev,
+            recovery_bytes.expose(),
+            vault_device.as_deref(),
+            force,
+            &mount,
+        )
+    })
+    .await?;
+    let key = Secret::new(key);
+    let (dev, id2, run_dir, sysfs) = (
+        device.to_owned(),
+        id.clone(),
+        s.run_dir.clone(),
+        s.sysfs.clone(),
+    );
+    let opened =
+        blocking(move || drive::open_at(&dev, &id2, key.expose(), &run_dir, &sysfs, true)).await?;
+    let repo = repo(s, &id, &opened);
+    b.show(|v| v.doing = format!("making the repository on {id}"));
+    let made = async {
+        if cancel.is_cancelled() {
+            return Err(BackupError::Interrupted);
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&opened.mount, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| BackupError::Drive(e.to_string()))?;
+        repo.init().await?;
+        repo.add_key(recovery.expose()).await?;
+        Ok(())
+    }
+    .await;
+    let sysfs = s.sysfs.clone();
+    let closed = blocking(move || drive::close(&opened, &sysfs)).await;
+    made?;
+    closed?;
+    Ok(BackupOutcome::Initialised {
+        drive: id.to_string(),
+    })
+}
+
+/// A restore goes under the vault's mountpoint (the photos stay encrypted at rest), into a
+/// directory that is new or empty; the path is absolute, as the snapshot names it.
+fn check_restore(
+    s: &BackupSettings,
+    snapshot: &str,
+    path: &str,
+    target: &Path,
+) -> Result<(), BackupError> {
+    let refuse = |why: String| Err(BackupError::Refused(why));
+    if snapshot.is_empty()
+        || snapshot.len() > 64
+        || !(snapshot == "latest" || snapshot.bytes().all(|c| c.is_ascii_hexdigit()))
+    {
+        return refuse(format!(
+            "{snapshot:?} is not a snapshot id (hexadecimal, or \"latest\")"
+        ));
+    }
+    if !path.starts_with('/') || path.contains('\0') {
+        return refuse(format!("{path:?} is not an absolute path in the snapshot"));
+    }
+    let plain = target.is_absolute()
+        && target
+            .components()
+            .all(|c| !matches!(c, Component::ParentDir | Component::CurDir));
+    if !plain || !target.starts_with(&s.mountpoint) || target == s.mountpoint {
+        return refuse(format!(
+            "the restore target {} must be a directory under the vault's mountpoint {} (the restored photos stay encrypted at rest)",
+            target.display(),
+            s.mountpoint.display()
+        ));
+    }
+    if std::fs::read_dir(target).is_ok_and(|mut e| e.next().is_some()) {
+        return refuse(format!(
+            "the restore target {} is not empty: nothing is overwritten",
+            target.display()
+        ));
+    }
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "vault".into())
+}
