@@ -51,6 +51,14 @@ pub fn open_at(
     new: bool,
 ) -> Result<OpenDrive, BackupError> {
     let name = id.mapping_name();
+    // Left open by a vaultd that was killed mid-job: its mount went with its namespace (or is
+    // still ours, under the mount directory); close what is ours before opening again.
+    if vault_storage::observe_mapping(sysfs, &name).is_ok_and(|m| m.active) {
+        let _ = mounts::unmount(&mount_dir(run_dir, id));
+        luks::deactivate(&name, sysfs).map_err(|e| {
+            BackupError::Drive(format!("drive {id} is still open from before: {e}"))
+        })?;
+    }
     luks::activate(device, &name, key, ActivateOptions::default(), sysfs)
         .map_err(|e| BackupError::Drive(format!("cannot open drive {id}: {e}")))?;
     let mapper = wait_for_node(&name);
