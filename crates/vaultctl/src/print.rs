@@ -278,7 +278,24 @@ pub fn watch_line(event: &pb::WatchEvent, now: SystemTime) -> Option<String> {
                 .as_ref()
                 .map(|o| format!(" [mapping {}; mount {}]", o.mapping, o.mount))
                 .unwrap_or_default();
-            Some(format!("{stamp}  {:<24} {}{seen}", state_line(s), s.reason))
+            let backup = s
+                .backups
+                .as_ref()
+                .filter(|b| !b.doing.is_empty())
+                .map(|b| match &b.progress {
+                    Some(p) => format!(
+                        " [backup: {} · {}]",
+                        b.doing,
+                        crate::backup::progress_line(p)
+                    ),
+                    None => format!(" [backup: {}]", b.doing),
+                })
+                .unwrap_or_default();
+            Some(format!(
+                "{stamp}  {:<24} {}{seen}{backup}",
+                state_line(s),
+                s.reason
+            ))
         }
         Some(pb::watch_event::Event::Alarm(a)) => {
             Some(format!("{stamp}  ALARM {}: {}", a.kind, a.message))

@@ -222,11 +222,23 @@ impl<H: Host> Vault for VaultService<H> {
         };
         let describe = self.describe.clone();
         let handle = self.handle.clone();
+        let backups = self.backups.clone();
+        // Status as the watcher sees it: the snapshot and the backup drive's work.
+        let full = move |snapshot: &Snapshot| {
+            let mut reply = status_reply(snapshot, &describe);
+            if let Some(b) = &backups {
+                reply.backups = Some(crate::backup::api::status(
+                    b,
+                    snapshot.backup_waiting.as_deref(),
+                ));
+            }
+            reply
+        };
+        let full_for_progress = full.clone();
+        let handle_for_progress = handle.clone();
         let updates = updates.map(move |item| {
             let event = match item {
-                Ok(Broadcast::Status(snapshot)) => {
-                    pb::watch_event::Event::Status(status_reply(&snapshot, &describe))
-                }
+                Ok(Broadcast::Status(snapshot)) => pb::watch_event::Event::Status(full(&snapshot)),
                 Ok(Broadcast::Alarm {
                     kind,
                     message,
@@ -237,13 +249,23 @@ impl<H: Host> Vault for VaultService<H> {
                     at_unix,
                 }),
                 // A slow watcher missed some updates: give it the current truth instead.
-                Err(_lagged) => {
-                    pb::watch_event::Event::Status(status_reply(&handle.snapshot(), &describe))
-                }
+                Err(_lagged) => pb::watch_event::Event::Status(full(&handle.snapshot())),
             };
             Ok(pb::WatchEvent { event: Some(event) })
         });
-        let stream = tokio_stream::once(Ok(first)).chain(updates);
+        // A backup's progress (restic reports twice a second) between transitions.
+        let progress: WatchStream = match &self.backups {
+            Some(b) => Box::pin(
+                tokio_stream::wrappers::WatchStream::from_changes(b.subscribe()).map(move |_| {
+                    let status = full_for_progress(&handle_for_progress.snapshot());
+                    Ok(pb::WatchEvent {
+                        event: Some(pb::watch_event::Event::Status(status)),
+                    })
+                }),
+            ),
+            None => Box::pin(tokio_stream::empty()),
+        };
+        let stream = tokio_stream::once(Ok(first)).chain(updates.merge(progress));
         // Authorised again before each event and while quiet: it ends once the caller may no
         // longer read.
         let access = self.access.clone();
