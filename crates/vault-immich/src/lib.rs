@@ -210,8 +210,8 @@ impl std::fmt::Display for Snapshot {
             self.version,
             self.family.name(),
             self.queues.len(),
-            self.queues.iter().map(|q| q.active).sum::<u64>(),
-            self.queues.iter().map(|q| q.waiting).sum::<u64>(),
+            queues::total(self.queues.iter().map(|q| q.active)),
+            queues::total(self.queues.iter().map(|q| q.waiting)),
             self.queues
                 .iter()
                 .filter(|q| q.paused)
@@ -238,4 +238,33 @@ pub async fn snapshot(immich: &Immich) -> Result<Snapshot, ImmichError> {
         family,
         queues,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_sums_hostile_counts_without_overflowing() {
+        let queue = |name: &str| QueueState {
+            name: name.into(),
+            paused: false,
+            active: u64::MAX,
+            waiting: u64::MAX,
+        };
+        let snapshot = Snapshot {
+            version: ServerVersion {
+                major: 2,
+                minor: 4,
+                patch: 1,
+            },
+            family: Family::Queues,
+            queues: vec![queue("a"), queue("b")],
+        };
+        let shown = snapshot.to_string();
+        assert!(
+            shown.contains(&format!("{} active, {} waiting", u64::MAX, u64::MAX)),
+            "{shown}"
+        );
+    }
 }

@@ -64,9 +64,15 @@ fn count(stats: &Value, field: &str, queue: &str) -> Result<u64, Unreadable> {
 }
 
 /// Jobs waiting to run: BullMQ moves a paused queue's waiting jobs to its `paused` count.
+/// Saturating: the counts are the server's word, and two near `u64::MAX` must not overflow.
 fn waiting(stats: &Value, queue: &str) -> Result<u64, Unreadable> {
     let paused = stats.get("paused").and_then(Value::as_u64).unwrap_or(0);
-    Ok(count(stats, "waiting", queue)? + paused)
+    Ok(count(stats, "waiting", queue)?.saturating_add(paused))
+}
+
+/// The sum of counts over queues, saturating (counts are the server's word).
+pub fn total(counts: impl IntoIterator<Item = u64>) -> u64 {
+    counts.into_iter().fold(0, u64::saturating_add)
 }
 
 /// `ServerVersionResponseDto`: `{major, minor, patch}` (3.x adds `prerelease`, ignored).
@@ -216,6 +222,19 @@ mod tests {
         assert_eq!(q[0].name, "backgroundTask");
         assert_eq!(q[0].active, 1);
         assert!(q[1].paused);
+    }
+
+    #[test]
+    fn counts_near_the_top_of_u64_saturate_instead_of_overflowing() {
+        let huge = json!([{"name": "x", "isPaused": true,
+            "statistics": {"active": u64::MAX, "paused": u64::MAX, "waiting": 2}}]);
+        let q = parse_queues(&huge).expect("read");
+        assert_eq!(q[0].waiting, u64::MAX);
+        let legacy = json!({"x": {"jobCounts": {"active": 0, "paused": 1, "waiting": u64::MAX},
+                                   "queueStatus": {"isActive": false, "isPaused": true}}});
+        assert_eq!(parse_jobs(&legacy).expect("read")[0].waiting, u64::MAX);
+        assert_eq!(total([u64::MAX, 1, u64::MAX]), u64::MAX);
+        assert_eq!(total([2, 3]), 5);
     }
 
     #[test]
