@@ -4,10 +4,11 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 
+use crate::dialect::{Dialect, Invalid};
 use crate::http::{Request, reason};
 use crate::sim::{Queue, Shared};
 
-/// The `QueueCommand` enum of the v2.4.1 spec.
+/// The `QueueCommand` enum (the same in v2.4.1 and v3.2).
 pub(crate) const COMMANDS: [&str; 5] = ["start", "pause", "resume", "empty", "clear-failed"];
 
 /// A Nest-style error body.
@@ -62,32 +63,39 @@ pub(crate) fn check_name(name: &str, shared: &Shared) -> Result<(), (u16, Value)
     if names.iter().any(|n| n == name) {
         Ok(())
     } else {
-        Err(nest_error(
-            400,
-            json!([format!(
-                "name must be one of the following values: {}",
-                names.join(", ")
-            )]),
-        ))
+        Err(shared
+            .dialect
+            .invalid(&[Invalid::not_one_of("name", &names)]))
     }
 }
 
-/// The body as a DTO object (class-validator rejects anything else).
-pub(crate) fn dto_object(body: &Value) -> Result<&Map<String, Value>, (u16, Value)> {
-    body.as_object()
-        .ok_or_else(|| nest_error(400, json!(["the request body must be a JSON object"])))
+/// The body as a DTO object (class-validator and Zod reject anything else).
+pub(crate) fn dto_object(
+    body: &Value,
+    dialect: Dialect,
+) -> Result<&Map<String, Value>, (u16, Value)> {
+    body.as_object().ok_or_else(|| {
+        dialect.invalid(&[Invalid::not_a(
+            "",
+            "object",
+            "the request body must be a JSON object",
+            body,
+        )])
+    })
 }
 
 pub(crate) fn optional_bool(
     dto: &Map<String, Value>,
     field: &str,
-) -> Result<Option<bool>, (u16, Value)> {
+) -> Result<Option<bool>, Invalid> {
     match dto.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(nest_error(
-            400,
-            json!([format!("{field} must be a boolean value")]),
+        Some(other) => Err(Invalid::not_a(
+            field,
+            "boolean",
+            &format!("{field} must be a boolean value"),
+            other,
         )),
     }
 }
@@ -97,7 +105,8 @@ pub(crate) fn update_queue(
     body: &Value,
     shared: &Shared,
 ) -> Result<Value, (u16, Value)> {
-    let is_paused = optional_bool(dto_object(body)?, "isPaused")?;
+    let is_paused = optional_bool(dto_object(body, shared.dialect)?, "isPaused")
+        .map_err(|problem| shared.dialect.invalid(&[problem]))?;
     let mut state = shared.state();
     let queue = state.change(name, Instant::now(), |queue| {
         if let Some(paused) = is_paused {
@@ -112,21 +121,21 @@ pub(crate) fn run_command(
     body: &Value,
     shared: &Shared,
 ) -> Result<Value, (u16, Value)> {
-    let dto = dto_object(body)?;
+    let dto = dto_object(body, shared.dialect)?;
     let command = dto
         .get("command")
         .and_then(Value::as_str)
-        .filter(|c| COMMANDS.contains(c))
-        .ok_or_else(|| {
-            nest_error(
-                400,
-                json!([format!(
-                    "command must be one of the following values: {}",
-                    COMMANDS.join(", ")
-                )]),
-            )
-        })?;
-    optional_bool(dto, "force")?;
+        .filter(|c| COMMANDS.contains(c));
+    // Every problem at once, as both validators report them.
+    let problems: Vec<Invalid> = command
+        .is_none()
+        .then(|| Invalid::not_one_of("command", &COMMANDS))
+        .into_iter()
+        .chain(optional_bool(dto, "force").err())
+        .collect();
+    let Some(command) = command.filter(|_| problems.is_empty()) else {
+        return Err(shared.dialect.invalid(&problems));
+    };
     let mut state = shared.state();
     let queue = state.change(name, Instant::now(), |queue| match command {
         "pause" => queue.paused = true,
@@ -163,10 +172,7 @@ pub(crate) fn try_route(req: &Request, shared: &Shared) -> Result<Value, (u16, V
     let body = parse_body(req)?;
     match (method, &segments[..]) {
         ("GET", ["server", "ping"]) => Ok(json!({"res": "pong"})),
-        ("GET", ["server", "version"]) => {
-            let (major, minor, patch) = shared.version;
-            Ok(json!({"major": major, "minor": minor, "patch": patch}))
-        }
+        ("GET", ["server", "version"]) => Ok(shared.dialect.version_body(shared.version)),
         ("GET", ["queues"]) if has_queues => {
             authorize(req, shared)?;
             let mut state = shared.state();

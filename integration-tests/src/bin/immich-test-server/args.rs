@@ -6,33 +6,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The `QueueName` enum of the Immich v2.4.1 spec, in the spec's order.
-pub(crate) const DEFAULT_QUEUES: [&str; 17] = [
-    "thumbnailGeneration",
-    "metadataExtraction",
-    "videoConversion",
-    "faceDetection",
-    "facialRecognition",
-    "smartSearch",
-    "duplicateDetection",
-    "backgroundTask",
-    "storageTemplateMigration",
-    "migration",
-    "search",
-    "sidecar",
-    "library",
-    "notifications",
-    "backupDatabase",
-    "ocr",
-    "workflow",
-];
+use crate::dialect::Dialect;
 
 pub(crate) const USAGE: &str =
     "usage: immich-test-server [--listen ADDR] (--api-key KEY | --api-key-file PATH)
     [--version X.Y.Z] [--queues a,b,c] [--active NAME=N,...] [--waiting NAME=N,...]
     [--failed NAME=N,...] [--paused NAME,...] [--job-ms MS] [--data-dir DIR] [--write-ms MS]
-defaults: --listen 127.0.0.1:2283 --version 2.4.1 --queues <the 17 QueueName values of v2.4.1>
-          --job-ms 1000 --write-ms 1000";
+defaults: --listen 127.0.0.1:2283 --version 2.4.1 --queues <the QueueName values of the version:
+          17 in v2.4.1, 19 from v3 on> --job-ms 1000 --write-ms 1000
+--version 3.x.y answers as Immich v3.2: its queues, its validation errors and the correlation
+id in an X-Correlation-ID header (v2: in the error bodies)";
 
 #[derive(Debug)]
 pub(crate) struct Config {
@@ -153,7 +136,7 @@ pub(crate) fn parse_args(args: &[String]) -> Result<Config, String> {
 
     let queues = match values.get("--queues") {
         Some(list) => parse_names(list),
-        None => DEFAULT_QUEUES.iter().map(|q| (*q).to_owned()).collect(),
+        None => Dialect::of(version).default_queues(),
     };
     if queues.is_empty() {
         return Err("--queues: no queue names".to_owned());

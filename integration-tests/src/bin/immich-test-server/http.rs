@@ -231,12 +231,17 @@ pub(crate) fn write_response(
     writer: &mut TcpStream,
     status: u16,
     body: &Value,
+    headers: &[(&str, &str)],
     keep_alive: bool,
 ) -> io::Result<()> {
     let body = serde_json::to_vec(body).map_err(io::Error::other)?;
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let head = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: application/json; charset=utf-8\r\n\
-         Content-Length: {}\r\nConnection: {}\r\n\r\n",
+         {extra}Content-Length: {}\r\nConnection: {}\r\n\r\n",
         reason(status),
         body.len(),
         if keep_alive { "keep-alive" } else { "close" },

@@ -39,6 +39,7 @@
 
 mod answers;
 mod args;
+mod dialect;
 mod http;
 mod photos;
 mod sim;
@@ -49,10 +50,11 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::answers::{nest_error, route};
 use crate::args::{USAGE, parse_args};
+use crate::dialect::{Correlation, Dialect};
 use crate::http::{IDLE_TIMEOUT, ReadError, linger, read_request, write_response};
 use crate::photos::{prepare_data_dir, write_photos};
 use crate::sim::{Queue, Shared, State};
@@ -62,6 +64,27 @@ fn say(line: &str) {
     let mut out = io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
+}
+
+/// Where the answer carries its correlation id: v3 in a header of every answer, v2 in the body
+/// of an error answer. Returns the headers to add.
+fn correlate<'a>(
+    dialect: Dialect,
+    id: &'a str,
+    status: u16,
+    body: &mut Value,
+) -> Vec<(&'static str, &'a str)> {
+    match dialect {
+        Dialect::V3 => vec![("X-Correlation-ID", id)],
+        Dialect::V2 => {
+            if status >= 400
+                && let Some(fields) = body.as_object_mut()
+            {
+                fields.insert("correlationId".to_owned(), json!(id));
+            }
+            Vec::new()
+        }
+    }
 }
 
 fn serve_connection(stream: TcpStream, shared: &Shared) {
@@ -77,9 +100,11 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
     loop {
         match read_request(&mut reader, &mut writer) {
             Ok(req) => {
-                let (status, body) = route(&req, shared);
+                let (status, mut body) = route(&req, shared);
+                let id = shared.correlation.id_for(req.header("x-correlation-id"));
+                let headers = correlate(shared.dialect, &id, status, &mut body);
                 say(&format!("REQ {} {} {status}", req.method, req.target));
-                if write_response(&mut writer, status, &body, req.keep_alive).is_err()
+                if write_response(&mut writer, status, &body, &headers, req.keep_alive).is_err()
                     || !req.keep_alive
                 {
                     return;
@@ -88,8 +113,10 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
             Err(ReadError::Closed | ReadError::Io) => return,
             Err(ReadError::Malformed(status, why)) => {
                 eprintln!("immich-test-server: malformed request from {peer}: {why}");
-                let (status, body) = nest_error(status, json!(why));
-                let _ = write_response(&mut writer, status, &body, false);
+                let (status, mut body) = nest_error(status, json!(why));
+                let id = shared.correlation.id_for(None);
+                let headers = correlate(shared.dialect, &id, status, &mut body);
+                let _ = write_response(&mut writer, status, &body, &headers, false);
                 linger(&mut reader, &writer);
                 return;
             }
@@ -172,6 +199,8 @@ fn main() {
         }),
         api_key: config.api_key.clone(),
         version: config.version,
+        dialect: Dialect::of(config.version),
+        correlation: Correlation::default(),
     });
 
     if let Some(dir) = &config.data_dir {

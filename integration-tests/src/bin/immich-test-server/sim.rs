@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::dialect::{Correlation, Dialect};
+
 pub(crate) fn to_u64(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
@@ -143,6 +145,8 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     pub(crate) api_key: String,
     pub(crate) version: (u64, u64, u64),
+    pub(crate) dialect: Dialect,
+    pub(crate) correlation: Correlation,
 }
 
 impl Shared {
