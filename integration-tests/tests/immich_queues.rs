@@ -1,10 +1,11 @@
 //! vaultd's Immich adapter (`vault-immich`) against the Immich test server (a real HTTP server
-//! on loopback that answers per Immich's v2.4.1 OpenAPI spec, with queues, pause flags and
-//! active jobs that finish over time; its answers are checked against the spec in
-//! `immich_spec.rs`). The drain's queue steps as vaultd runs them: pause what is not paused and
-//! record it first, wait for active jobs within a deadline, resume exactly what was recorded —
-//! also from a fresh process after a crash — and never what the owner paused; both API
-//! families; the API down.
+//! on loopback that answers per Immich's OpenAPI spec as v2.4.1 or as v3.2.2, with queues, pause
+//! flags and active jobs that finish over time; its answers are checked against the spec in
+//! `immich_spec/`). The drain's queue steps as vaultd runs them, against both versions: pause
+//! what is not paused and record it first, wait for active jobs within a deadline (but not for
+//! v3's integrity check), resume exactly what was recorded — also from a fresh process after a
+//! crash — and never what the owner paused; both API families; a refusal's detail (v2's
+//! messages, v3's validation errors, the correlation id); the API down.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -16,9 +17,12 @@ use vault_integration_tests::ImmichTestServer;
 
 const KEY: &str = "test-key-3f9a";
 
-/// The test server with this test's key and `args`.
-fn server(args: &[&str]) -> ImmichTestServer {
-    let mut all = vec!["--api-key", KEY];
+/// The versions the server answers as, with the number of queues each has.
+const VERSIONS: [(&str, usize); 2] = [("2.4.1", 17), ("3.2.2", 19)];
+
+/// The test server answering as `version`, with this test's key and `args`.
+fn server(version: &str, args: &[&str]) -> ImmichTestServer {
+    let mut all = vec!["--api-key", KEY, "--version", version];
     all.extend_from_slice(args);
     ImmichTestServer::start(&all)
 }
@@ -41,16 +45,25 @@ fn paused(queues: &[vault_immich::QueueState]) -> Vec<String> {
 
 #[tokio::test]
 async fn a_drain_pauses_records_waits_for_jobs_and_a_start_resumes_only_what_vaultd_paused() {
-    let server = server(&[
-        "--active",
-        "thumbnailGeneration=2,metadataExtraction=1",
-        "--waiting",
-        "smartSearch=4",
-        "--paused",
-        "faceDetection",
-        "--job-ms",
-        "600",
-    ]);
+    for (version, queues) in VERSIONS {
+        drain_and_start_as(version, queues).await;
+    }
+}
+
+async fn drain_and_start_as(version: &str, all_queues: usize) {
+    let server = server(
+        version,
+        &[
+            "--active",
+            "thumbnailGeneration=2,metadataExtraction=1",
+            "--waiting",
+            "smartSearch=4",
+            "--paused",
+            "faceDetection",
+            "--job-ms",
+            "600",
+        ],
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let immich = client(&server.url, dir.path());
     let record = PauseRecord::in_dir(dir.path());
@@ -60,14 +73,18 @@ async fn a_drain_pauses_records_waits_for_jobs_and_a_start_resumes_only_what_vau
         .expect("pause");
     assert_eq!(report.family, Some(Family::Queues));
     assert_eq!(report.owner_paused, vec!["faceDetection".to_owned()]);
-    assert_eq!(report.paused.len(), 16, "{report:?}");
+    assert_eq!(report.paused.len(), all_queues - 1, "{version}: {report:?}");
     assert!(report.failed.is_empty(), "{report:?}");
     let held = record.load().expect("record");
-    assert_eq!(held.len(), 16);
+    assert_eq!(held.len(), all_queues - 1);
     assert!(!held.contains("faceDetection"));
     let version = immich.version().await.expect("version");
     let (_, queues, _) = immich.queues_any(version).await.expect("queues");
-    assert_eq!(paused(&queues).len(), 17, "every queue is paused now");
+    assert_eq!(
+        paused(&queues).len(),
+        all_queues,
+        "every queue is paused now"
+    );
     let smart = |queues: &[vault_immich::QueueState]| {
         let q = queues.iter().find(|q| q.name == "smartSearch").expect("q");
         (q.active, q.waiting)
@@ -99,7 +116,7 @@ async fn a_drain_pauses_records_waits_for_jobs_and_a_start_resumes_only_what_vau
     let resumed = vault_immich::resume_recorded(&immich, &record)
         .await
         .expect("resume");
-    assert_eq!(resumed.resumed.len(), 16);
+    assert_eq!(resumed.resumed.len(), all_queues - 1);
     assert!(resumed.failed.is_empty(), "{resumed:?}");
     assert!(
         !record.path().exists(),
@@ -122,7 +139,16 @@ async fn a_drain_pauses_records_waits_for_jobs_and_a_start_resumes_only_what_vau
 
 #[tokio::test]
 async fn jobs_that_outlive_the_deadline_are_named_and_the_wait_ends_on_time() {
-    let server = server(&["--active", "videoConversion=3", "--job-ms", "60000"]);
+    for (version, _) in VERSIONS {
+        outlive_as(version).await;
+    }
+}
+
+async fn outlive_as(version: &str) {
+    let server = server(
+        version,
+        &["--active", "videoConversion=3", "--job-ms", "60000"],
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let immich = client(&server.url, dir.path());
     let record = PauseRecord::in_dir(dir.path());
@@ -146,7 +172,7 @@ async fn jobs_that_outlive_the_deadline_are_named_and_the_wait_ends_on_time() {
 
 #[tokio::test]
 async fn an_older_server_is_driven_through_the_legacy_jobs_family() {
-    let server = server(&["--version", "2.3.0", "--paused", "library"]);
+    let server = server("2.3.0", &["--paused", "library"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let immich = client(&server.url, dir.path());
     let record = PauseRecord::in_dir(dir.path());
@@ -169,7 +195,7 @@ async fn an_older_server_is_driven_through_the_legacy_jobs_family() {
 
 #[tokio::test]
 async fn a_queue_unknown_to_v2_4_1_is_paused_and_resumed_like_the_others() {
-    let server = server(&["--queues", "thumbnailGeneration,integrityCheck"]);
+    let server = server("2.4.1", &["--queues", "thumbnailGeneration,integrityCheck"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let immich = client(&server.url, dir.path());
     let record = PauseRecord::in_dir(dir.path());
@@ -208,7 +234,7 @@ async fn the_api_down_fails_fast_with_a_clear_error_and_a_wrong_key_is_named() {
     .expect_err("down");
     assert!(e.to_string().contains("does not answer"), "{e}");
 
-    let server = server(&[]);
+    let server = server("3.2.2", &[]);
     let key_file = dir.path().join("wrong-key");
     std::fs::write(&key_file, "not-the-key").expect("key");
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
@@ -224,4 +250,112 @@ async fn the_api_down_fails_fast_with_a_clear_error_and_a_wrong_key_is_named() {
     let text = e.to_string();
     assert!(text.contains("401"), "{text}");
     assert!(!text.contains("not-the-key"), "the key never shows: {text}");
+}
+
+/// v3.2's queues in a drain: `editor` (it writes edited copies) is paused and waited for;
+/// `integrityCheck` is paused but its active job, a read-only check that may run for an hour, is
+/// not waited for: the wait ends when the writers are idle, naming what it left.
+#[tokio::test]
+async fn a_v3_drain_pauses_the_new_queues_and_does_not_wait_for_the_integrity_check() {
+    let busy = server(
+        "3.2.2",
+        &["--active", "integrityCheck=1,editor=1", "--job-ms", "60000"],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let immich = client(&busy.url, dir.path());
+    let record = PauseRecord::in_dir(dir.path());
+    let report = vault_immich::pause_all(&immich, &record)
+        .await
+        .expect("pause");
+    for name in ["integrityCheck", "editor"] {
+        assert!(
+            report.paused.iter().any(|q| q == name),
+            "{name}: {report:?}"
+        );
+    }
+    let wait = vault_immich::wait_idle(
+        &immich,
+        Instant::now() + Duration::from_millis(1200),
+        Duration::from_millis(200),
+    )
+    .await
+    .expect("wait");
+    assert!(!wait.idle, "the editor's job still runs: {wait:?}");
+    assert_eq!(wait.still_active, vec![("editor".to_owned(), 1)]);
+    assert_eq!(wait.not_waited_for, vec![("integrityCheck".to_owned(), 1)]);
+
+    // With only the integrity check running, the wait is over at once.
+    let quiet = server(
+        "3.2.2",
+        &["--active", "integrityCheck=2", "--job-ms", "600000"],
+    );
+    let immich = client(&quiet.url, dir.path());
+    let wait = vault_immich::wait_idle(
+        &immich,
+        Instant::now() + Duration::from_secs(20),
+        Duration::from_millis(100),
+    )
+    .await
+    .expect("wait");
+    assert!(wait.idle, "{wait:?}");
+    assert_eq!(wait.not_waited_for, vec![("integrityCheck".to_owned(), 2)]);
+    let resumed = vault_immich::resume_recorded(&immich, &record)
+        .await
+        .expect("resume");
+    assert!(
+        resumed.resumed.iter().any(|q| q == "integrityCheck"),
+        "{resumed:?}"
+    );
+}
+
+/// A refusal keeps what the server said: v2's message list with the body's correlation id, v3's
+/// validation errors (code, path, message) with the `X-Correlation-ID` header's.
+#[tokio::test]
+async fn a_refusal_carries_the_server_s_detail_and_correlation_id() {
+    for (version, _) in VERSIONS {
+        let server = server(version, &[]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let immich = client(&server.url, dir.path());
+        let refused = immich
+            .set_paused(Family::Queues, "noSuchQueue", true)
+            .await
+            .expect_err("an unknown queue is refused");
+        let vault_immich::ImmichError::Status { status, detail, .. } = &refused else {
+            panic!("{version}: {refused:?}");
+        };
+        assert_eq!(*status, 400);
+        let id = detail.correlation_id.as_deref().expect("a correlation id");
+        assert!(id.starts_with("7e57c0de-"), "{id}");
+        let text = refused.to_string();
+        assert!(text.contains(&format!("(correlation id {id})")), "{text}");
+        if version.starts_with('3') {
+            assert_eq!(detail.message, "Validation failed");
+            let error = &detail.errors[0];
+            assert_eq!(
+                (error.code.as_str(), error.path.as_str()),
+                ("invalid_value", "name")
+            );
+            assert!(
+                error.message.starts_with("Invalid option: expected one of"),
+                "{error:?}"
+            );
+            assert!(
+                text.contains("Validation failed: name: Invalid option"),
+                "{text}"
+            );
+        } else {
+            assert!(detail.errors.is_empty());
+            assert!(
+                detail
+                    .message
+                    .starts_with("name must be one of the following values"),
+                "{detail:?}"
+            );
+        }
+        assert!(
+            text.len() <= vault_immich::error_body::MAX_SHOWN + 200,
+            "{}",
+            text.len()
+        );
+    }
 }

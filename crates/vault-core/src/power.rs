@@ -12,6 +12,29 @@ pub struct PowerReading {
     pub time_to_empty_secs: Option<u64>,
 }
 
+/// A charge a gauge can mean: finite and within 0..=100 %. Anything else (NaN, infinite,
+/// negative, above 100) is no reading at all: unknown, as from a source that reports no charge.
+/// Never guessed into a number (a NaN is never low; a -5 would always be).
+pub fn known_charge(percent: f64) -> Option<f64> {
+    (percent.is_finite() && (0.0..=100.0).contains(&percent)).then_some(percent)
+}
+
+impl PowerReading {
+    /// The charge it reports that no gauge can mean, if it reports one.
+    pub fn nonsense_charge(&self) -> Option<f64> {
+        self.percent.filter(|&p| known_charge(p).is_none())
+    }
+
+    /// The same reading with a charge no gauge can mean taken as unknown.
+    #[must_use]
+    pub fn with_known_charge(self) -> Self {
+        Self {
+            percent: self.percent.and_then(known_charge),
+            ..self
+        }
+    }
+}
+
 /// The configured thresholds (see `[power]` in docs/config.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PowerPolicy {
@@ -78,6 +101,7 @@ impl PowerPolicy {
         let tte = self.trusted_time_to_empty(reading, on_battery_for);
         let low_charge = reading
             .percent
+            .and_then(known_charge)
             .is_some_and(|p| p <= f64::from(self.threshold_percent));
         low_charge || tte.is_some_and(|t| t <= self.min_time_to_empty)
     }
@@ -216,6 +240,32 @@ mod tests {
             percent: Some(percent),
             time_to_empty_secs: tte,
         }
+    }
+
+    #[test]
+    fn a_charge_no_gauge_can_mean_is_unknown() {
+        for nonsense in [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            -5.0,
+            -0.1,
+            100.5,
+        ] {
+            assert_eq!(known_charge(nonsense), None, "{nonsense}");
+            let r = battery(nonsense, None).with_known_charge();
+            assert_eq!(r.percent, None, "{nonsense}");
+        }
+        for sane in [0.0, 29.5, 100.0] {
+            assert_eq!(known_charge(sane), Some(sane));
+            assert_eq!(battery(sane, None).nonsense_charge(), None);
+        }
+        assert!(battery(f64::NAN, None).nonsense_charge().is_some());
+        // On battery long enough, a negative charge is not low: it is no charge at all.
+        let p = PowerPolicy::default();
+        let later = T0.saturating_add(Millis(60_000));
+        assert_eq!(p.judge(&battery(-5.0, None), T0, T0, later), Verdict::Fine);
+        assert!(!p.is_low(&battery(f64::NEG_INFINITY, None), Millis(60_000)));
     }
 
     #[test]

@@ -45,7 +45,7 @@ impl UpsReading {
     fn as_power_reading(&self) -> PowerReading {
         PowerReading {
             on_battery: self.on_battery && !self.online,
-            percent: self.charge_percent,
+            percent: self.charge_percent.and_then(crate::power::known_charge),
             time_to_empty_secs: self.runtime_secs.filter(|&s| s > 0),
         }
     }

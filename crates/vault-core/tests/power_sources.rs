@@ -134,3 +134,44 @@ fn a_ups_that_never_answered_does_not_block_the_laptop_and_is_listed() {
     assert_eq!(views[0].name, UPS);
     assert!(views[0].last.as_ref().is_some_and(|r| r.status == "OL"));
 }
+
+fn laptop_with_estimate(percent: f64, time_to_empty_secs: Option<u64>) -> Event {
+    Event::PowerSource(SourceUpdate::UPower(PowerReading {
+        on_battery: true,
+        percent: Some(percent),
+        time_to_empty_secs,
+    }))
+}
+
+#[test]
+fn a_charge_no_gauge_can_mean_is_an_unknown_charge_and_an_alarm() {
+    for nonsense in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -5.0, 250.0] {
+        let mut core = Core::new(PowerPolicy::default(), true, Millis(0));
+        core.handle(Millis(0), Event::Observed(running()));
+        core.handle(Millis(0), laptop(true, 55.0));
+        // Long on battery, every reading nonsense: neither a drain (a negative charge is not
+        // "low") nor a number in status.
+        let a = core.handle(Millis(60_000), laptop(true, nonsense));
+        let b = core.handle(Millis(70_000), laptop(true, nonsense));
+        assert!(!drains(&a) && !drains(&b), "{nonsense}: no drain");
+        assert_eq!(
+            core.power_source().1.map(|r| r.percent),
+            Some(None),
+            "{nonsense}: status shows an unknown charge"
+        );
+        assert!(
+            core.active_alarms()
+                .get("power-reading-suspect")
+                .is_some_and(|m| m.contains("no gauge can mean")),
+            "{nonsense}: {:?}",
+            core.active_alarms()
+        );
+        // The time to empty still counts: the charge is unknown, the battery is not.
+        core.handle(Millis(80_000), laptop_with_estimate(nonsense, Some(120)));
+        let a = core.handle(Millis(85_000), laptop_with_estimate(nonsense, Some(120)));
+        assert!(drains(&a), "{nonsense}: a short time to empty drains");
+        // A sane reading clears the alarm.
+        core.handle(Millis(90_000), laptop(true, 20.0));
+        assert!(!core.active_alarms().contains_key("power-reading-suspect"));
+    }
+}

@@ -5,6 +5,7 @@ use super::*;
 pub fn mount_info(m: bollard::models::MountPoint) -> MountInfo {
     MountInfo {
         kind: m.typ.map(|t| t.to_string()).unwrap_or_default(),
+        name: m.name.unwrap_or_default(),
         source: PathBuf::from(m.source.unwrap_or_default()),
         destination: m.destination.unwrap_or_default(),
         writable: m.rw.unwrap_or(true),
@@ -49,6 +50,8 @@ pub fn container_info(r: ContainerInspectResponse) -> Result<ContainerInfo, Dock
         id: r.id.unwrap_or_default(),
         name,
         service,
+        image: config.image.clone().unwrap_or_default(),
+        command: config.cmd.clone().unwrap_or_default(),
         state: state.status.map(|s| s.to_string()).unwrap_or_default(),
         health: state
             .health

@@ -12,6 +12,7 @@
 pub mod model;
 pub mod plan;
 pub mod posture;
+pub mod volumes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

@@ -36,6 +36,8 @@ pub struct Dependency {
 pub struct MountInfo {
     /// `bind`, `volume`, `tmpfs`…
     pub kind: String,
+    /// A volume's name (a 64-hex id for an anonymous one); empty for other kinds.
+    pub name: String,
     /// The path on the host (for volumes, where Docker keeps them).
     pub source: PathBuf,
     pub destination: String,
@@ -59,6 +61,10 @@ pub struct ContainerInfo {
     pub name: String,
     /// `com.docker.compose.service`; the container name when the label is missing.
     pub service: String,
+    /// The image as configured (`docker.io/valkey/valkey:9@sha256:…`).
+    pub image: String,
+    /// The entrypoint's arguments as configured (`Cmd`), e.g. `valkey-server --save ""`.
+    pub command: Vec<String>,
     /// Docker's state word: created, running, restarting, paused, exited, dead.
     pub state: String,
     /// The healthcheck's status (starting, healthy, unhealthy), if it has one.

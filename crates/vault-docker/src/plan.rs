@@ -233,6 +233,8 @@ mod tests {
             id: format!("id-{service}"),
             name: format!("immich_{service}_1"),
             service: service.to_owned(),
+            image: "example/image:1".into(),
+            command: Vec::new(),
             state: "exited".into(),
             health: None,
             has_healthcheck: healthcheck,

@@ -171,6 +171,8 @@ pub fn judge(c: &ContainerInfo, policy: &PosturePolicy) -> Vec<Finding> {
             );
         }
     }
+    // Docker volumes live on the root disk, off the vault: what each holds (crate::volumes).
+    findings.extend(crate::volumes::judge(c, &policy.data_path));
     findings
 }
 
@@ -200,6 +202,8 @@ mod tests {
             id: "id".into(),
             name: "immich_server".into(),
             service: "immich-server".into(),
+            image: "ghcr.io/immich-app/immich-server:release".into(),
+            command: Vec::new(),
             state: "running".into(),
             health: None,
             has_healthcheck: false,
@@ -209,12 +213,14 @@ mod tests {
             mounts: vec![
                 MountInfo {
                     kind: "bind".into(),
+                    name: String::new(),
                     source: "/srv/immich/library".into(),
                     destination: "/data".into(),
                     writable: true,
                 },
                 MountInfo {
                     kind: "bind".into(),
+                    name: String::new(),
                     source: "/etc/localtime".into(),
                     destination: "/etc/localtime".into(),
                     writable: false,
@@ -276,6 +282,7 @@ mod tests {
         c.cap_add = vec!["CAP_SYS_ADMIN".into()];
         c.mounts.push(MountInfo {
             kind: "bind".into(),
+            name: String::new(),
             source: "/var/run/docker.sock".into(),
             destination: "/var/run/docker.sock".into(),
             writable: true,
@@ -294,6 +301,7 @@ mod tests {
         let mut c = clean();
         c.mounts.push(MountInfo {
             kind: "bind".into(),
+            name: String::new(),
             source: "/srv/immich-old/library".into(),
             destination: "/old".into(),
             writable: true,
@@ -301,6 +309,22 @@ mod tests {
         let f = judge(&c, &policy());
         assert_eq!(f.len(), 1);
         assert!(f[0].what.contains("/srv/immich-old/library"));
+    }
+
+    #[test]
+    fn docker_volumes_off_the_vault_are_judged_with_the_rest() {
+        let mut c = clean();
+        c.mounts.push(MountInfo {
+            kind: "volume".into(),
+            name: "immich_uploads".into(),
+            source: "/var/lib/docker/volumes/immich_uploads/_data".into(),
+            destination: "/uploads".into(),
+            writable: true,
+        });
+        let f = judge(&c, &policy());
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].severity, Severity::Error);
+        assert!(f[0].what.contains("the volume immich_uploads at /uploads"));
     }
 
     #[test]

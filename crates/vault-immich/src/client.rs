@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
+use crate::error_body::ErrorDetail;
 use crate::key::ApiKey;
 use crate::queues::{self, Family, QueueState, ServerVersion};
 use crate::record::RecordError;
@@ -24,12 +25,13 @@ pub enum ImmichError {
         what: String,
         after: Duration,
     },
-    #[error("Immich at {base}: {what} answered {status}: {message}")]
+    #[error("Immich at {base}: {what} answered {status}: {detail}")]
     Status {
         base: String,
         what: String,
         status: u16,
-        message: String,
+        /// What the answer said (message, validation errors, correlation id), bounded.
+        detail: ErrorDetail,
     },
     #[error("Immich at {base}: {what} answered something vaultd cannot read: {detail}")]
     BadAnswer {
@@ -98,14 +100,15 @@ impl Immich {
         self.key.is_some()
     }
 
-    /// One request; `Ok((status, body))` for any HTTP answer.
+    /// One request; `Ok` for any HTTP answer: its status, its `X-Correlation-ID` (v3 sends one
+    /// on every answer) and its body.
     async fn request(
         &self,
         method: &str,
         path: &str,
         body: Option<&Value>,
         with_key: bool,
-    ) -> Result<(u16, Bytes), ImmichError> {
+    ) -> Result<(u16, Option<String>, Bytes), ImmichError> {
         let what = format!("{method} /api{path}");
         let key = if with_key {
             Some(
@@ -163,6 +166,11 @@ impl Immich {
                 .await
                 .map_err(|e| unreachable(e.to_string()))?;
             let status = response.status().as_u16();
+            let correlation = response
+                .headers()
+                .get("x-correlation-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let bytes = response
                 .into_body()
                 .collect()
@@ -170,7 +178,7 @@ impl Immich {
                 .map_err(|e| unreachable(e.to_string()))?
                 .to_bytes();
             driver.abort();
-            Ok((status, bytes))
+            Ok((status, correlation, bytes))
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
@@ -189,14 +197,14 @@ impl Immich {
         body: Option<&Value>,
         with_key: bool,
     ) -> Result<Value, ImmichError> {
-        let (status, bytes) = self.request(method, path, body, with_key).await?;
+        let (status, correlation, bytes) = self.request(method, path, body, with_key).await?;
         let what = format!("{method} /api{path}");
         if !(200..300).contains(&status) {
             return Err(ImmichError::Status {
                 base: self.base.clone(),
                 what,
                 status,
-                message: queues::error_message(&bytes),
+                detail: ErrorDetail::read(&bytes, correlation.as_deref()),
             });
         }
         if bytes.is_empty() {

@@ -1,22 +1,28 @@
 //! vaultd's Immich adapter: the server's job queues over its HTTP API, per Immich's OpenAPI
-//! spec (v2.4.1; notes in `docs/immich.md`). Before a drain vaultd pauses every queue that is
+//! spec (v2.4.1, and what v3.2 changed). Before a drain vaultd pauses every queue that is
 //! not paused yet, records which ones it paused (so that only those are resumed, even after a
 //! crash), and waits for the active jobs; after a start it waits for the server to answer and
 //! resumes exactly what it recorded.
 //!
 //! Two API families: `/queues` (v2.4.0 and later) and the older `/jobs` (every version; the
 //! only one before 2.4.0), chosen from `GET /server/version`. Queue names the server sends are
-//! taken as they are: a newer server's extra queues are handled like the others.
+//! taken as they are: a newer server's extra queues are handled like the others (v3.2's
+//! `integrityCheck` and `editor` are paused and resumed; the drain does not wait for the
+//! integrity check's active jobs, see [`queues::NOT_WAITED_FOR`]). Error answers keep their
+//! detail, bounded: the message, v3's validation errors and the correlation id
+//! ([`error_body`]).
 //!
 //! Every request has a short timeout: the API being down or slow never holds a drain up beyond
 //! what the caller allows.
 
 pub mod client;
+pub mod error_body;
 pub mod key;
 pub mod queues;
 pub mod record;
 
 pub use client::{Immich, ImmichError};
+pub use error_body::{ErrorDetail, FieldError};
 pub use key::{ApiKey, KeyError, read_api_key};
 pub use queues::{Family, QueueState, ServerVersion};
 pub use record::{PauseRecord, RecordError};
@@ -47,6 +53,9 @@ pub struct WaitReport {
     pub idle: bool,
     /// Queues with active jobs when the time ran out: (name, active count).
     pub still_active: Vec<(String, u64)>,
+    /// Queues whose active jobs were not waited for, as last seen (see
+    /// [`queues::NOT_WAITED_FOR`]): cut short when the stack stops.
+    pub not_waited_for: Vec<(String, u64)>,
     pub calls: u32,
 }
 
@@ -110,7 +119,8 @@ pub async fn pause_all(immich: &Immich, record: &PauseRecord) -> Result<PauseRep
     Ok(report)
 }
 
-/// Poll the active counts every `poll` until no queue has an active job or `until` passes.
+/// Poll the active counts every `poll` until no queue has an active job (but those a drain does
+/// not wait for, [`queues::NOT_WAITED_FOR`]) or `until` passes.
 /// An error (the API gone meanwhile) ends the wait with that error; the caller bounds the
 /// whole wait by `until` as well (a last poll's requests could run past it).
 pub async fn wait_idle(
@@ -124,11 +134,14 @@ pub async fn wait_idle(
     loop {
         let (_, queues, calls) = immich.queues_any(version).await?;
         report.calls += calls;
-        report.still_active = queues
+        let (waited, not_waited): (Vec<&QueueState>, Vec<&QueueState>) = queues
             .iter()
             .filter(|q| q.active > 0)
-            .map(|q| (q.name.clone(), q.active))
-            .collect();
+            .partition(|q| queues::drain_waits_for(&q.name));
+        let counts =
+            |list: Vec<&QueueState>| list.iter().map(|q| (q.name.clone(), q.active)).collect();
+        report.still_active = counts(waited);
+        report.not_waited_for = counts(not_waited);
         if report.still_active.is_empty() {
             report.idle = true;
             return Ok(report);
@@ -210,8 +223,8 @@ impl std::fmt::Display for Snapshot {
             self.version,
             self.family.name(),
             self.queues.len(),
-            self.queues.iter().map(|q| q.active).sum::<u64>(),
-            self.queues.iter().map(|q| q.waiting).sum::<u64>(),
+            queues::total(self.queues.iter().map(|q| q.active)),
+            queues::total(self.queues.iter().map(|q| q.waiting)),
             self.queues
                 .iter()
                 .filter(|q| q.paused)
@@ -238,4 +251,33 @@ pub async fn snapshot(immich: &Immich) -> Result<Snapshot, ImmichError> {
         family,
         queues,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_sums_hostile_counts_without_overflowing() {
+        let queue = |name: &str| QueueState {
+            name: name.into(),
+            paused: false,
+            active: u64::MAX,
+            waiting: u64::MAX,
+        };
+        let snapshot = Snapshot {
+            version: ServerVersion {
+                major: 2,
+                minor: 4,
+                patch: 1,
+            },
+            family: Family::Queues,
+            queues: vec![queue("a"), queue("b")],
+        };
+        let shown = snapshot.to_string();
+        assert!(
+            shown.contains(&format!("{} active, {} waiting", u64::MAX, u64::MAX)),
+            "{shown}"
+        );
+    }
 }

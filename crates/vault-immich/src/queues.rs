@@ -1,5 +1,7 @@
 //! The pure part: Immich's answers read into vaultd's terms, per the v2.4.1 OpenAPI spec
-//! (`QueueResponseDto`, `QueuesResponseLegacyDto`, `ServerVersionResponseDto`). Fuzzed with
+//! (`QueueResponseDto`, `QueuesResponseLegacyDto`, `ServerVersionResponseDto`) and what v3.2
+//! changed (two more queue names, `integrityCheck` and `editor`, kept like any name vaultd does
+//! not know; `prerelease` in the version, ignored), and which queues a drain waits for. Fuzzed with
 //! whatever a server may answer: integration-tests/fuzz, target `immich_json`.
 
 use serde_json::Value;
@@ -64,9 +66,15 @@ fn count(stats: &Value, field: &str, queue: &str) -> Result<u64, Unreadable> {
 }
 
 /// Jobs waiting to run: BullMQ moves a paused queue's waiting jobs to its `paused` count.
+/// Saturating: the counts are the server's word, and two near `u64::MAX` must not overflow.
 fn waiting(stats: &Value, queue: &str) -> Result<u64, Unreadable> {
     let paused = stats.get("paused").and_then(Value::as_u64).unwrap_or(0);
-    Ok(count(stats, "waiting", queue)? + paused)
+    Ok(count(stats, "waiting", queue)?.saturating_add(paused))
+}
+
+/// The sum of counts over queues, saturating (counts are the server's word).
+pub fn total(counts: impl IntoIterator<Item = u64>) -> u64 {
+    counts.into_iter().fold(0, u64::saturating_add)
 }
 
 /// `ServerVersionResponseDto`: `{major, minor, patch}` (3.x adds `prerelease`, ignored).
@@ -150,18 +158,17 @@ pub fn safe_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// What an error answer says: Nest's error body is `{"message", "error", "statusCode"}`; any
-/// other body is quoted (its first 200 characters).
-pub fn error_message(body: &[u8]) -> String {
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| {
-            v.get("message").map(|m| match m {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-        })
-        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect())
+/// Queues whose active jobs a drain does not wait for. Immich v3's `integrityCheck` only reads
+/// the library and reports what it finds (missing files, untracked files, checksums), picks up
+/// where it stopped, and may run for an hour: waiting for it would spend the battery's drain time
+/// on work that is safe to cut short. It is still paused like every queue, so that no new check
+/// starts while the stack goes down, and resumed with the others. Every other queue, known or
+/// not (v3's `editor` writes edited copies of photos), is waited for.
+pub const NOT_WAITED_FOR: [&str; 1] = ["integrityCheck"];
+
+/// Whether a drain waits for this queue's active jobs (see [`NOT_WAITED_FOR`]).
+pub fn drain_waits_for(name: &str) -> bool {
+    !NOT_WAITED_FOR.contains(&name)
 }
 
 /// The body that pauses or resumes one queue, per family.
@@ -216,6 +223,27 @@ mod tests {
         assert_eq!(q[0].name, "backgroundTask");
         assert_eq!(q[0].active, 1);
         assert!(q[1].paused);
+    }
+
+    #[test]
+    fn counts_near_the_top_of_u64_saturate_instead_of_overflowing() {
+        let huge = json!([{"name": "x", "isPaused": true,
+            "statistics": {"active": u64::MAX, "paused": u64::MAX, "waiting": 2}}]);
+        let q = parse_queues(&huge).expect("read");
+        assert_eq!(q[0].waiting, u64::MAX);
+        let legacy = json!({"x": {"jobCounts": {"active": 0, "paused": 1, "waiting": u64::MAX},
+                                   "queueStatus": {"isActive": false, "isPaused": true}}});
+        assert_eq!(parse_jobs(&legacy).expect("read")[0].waiting, u64::MAX);
+        assert_eq!(total([u64::MAX, 1, u64::MAX]), u64::MAX);
+        assert_eq!(total([2, 3]), 5);
+    }
+
+    #[test]
+    fn a_drain_waits_for_every_queue_but_the_integrity_check() {
+        assert!(drain_waits_for("thumbnailGeneration"));
+        assert!(drain_waits_for("editor"), "v3's editor writes files");
+        assert!(drain_waits_for("aQueueOfAFutureVersion"));
+        assert!(!drain_waits_for("integrityCheck"));
     }
 
     #[test]

@@ -46,6 +46,17 @@ impl KernelReading {
     pub fn is_empty(&self) -> bool {
         self.line_power.is_none() && self.battery.is_none()
     }
+
+    /// What the power policy judges of it, or `None` when there is nothing to judge (see
+    /// [`Self::is_empty`]): the daemon's conversion, pure (the fuzz target `kernel_power`
+    /// judges its readings through it too).
+    pub fn to_core(&self) -> Option<vault_core::PowerReading> {
+        (!self.is_empty()).then(|| vault_core::PowerReading {
+            on_battery: self.on_battery(),
+            percent: self.battery.as_ref().and_then(|b| b.capacity),
+            time_to_empty_secs: self.battery.as_ref().and_then(|b| b.time_to_empty_secs),
+        })
+    }
 }
 
 /// A supply's attributes by name, as the kernel prints them (trimmed): its sysfs directory, or

@@ -50,6 +50,23 @@ pub struct UPowerReading {
     pub warning_level: u32,
 }
 
+impl UPowerReading {
+    /// What the power policy judges of it: the daemon's conversion, pure (the fuzz target
+    /// `upower_signal` judges its readings through it too).
+    pub fn to_core(&self) -> vault_core::PowerReading {
+        vault_core::PowerReading {
+            on_battery: self.on_battery,
+            // Without a battery, the DisplayDevice's percentage means nothing.
+            percent: self.is_present.then_some(self.percentage),
+            // 0 is UPower's "unknown"; an estimate only means something while discharging.
+            time_to_empty_secs: u64::try_from(self.time_to_empty)
+                .ok()
+                .filter(|&secs| secs > 0)
+                .filter(|_| matches!(self.state, state::DISCHARGING | state::EMPTY)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum PowerUpdate {
     Reading(UPowerReading),
@@ -361,6 +378,28 @@ mod tests {
         assert_eq!(apply_values(&mut r, &changed, &[]), Some(false));
         let only_icon = HashMap::from([("IconName", Value::from("x"))]);
         assert_eq!(apply_values(&mut r, &only_icon, &[]), Some(false));
+    }
+
+    #[test]
+    fn the_core_s_reading_trusts_percent_and_estimate_only_where_they_mean_something() {
+        let mut r = reading();
+        r.time_to_empty = 1200;
+        // Charging: an estimate to empty means nothing.
+        assert_eq!(
+            r.to_core(),
+            vault_core::PowerReading {
+                on_battery: false,
+                percent: Some(80.0),
+                time_to_empty_secs: None,
+            }
+        );
+        r.on_battery = true;
+        r.state = state::DISCHARGING;
+        assert_eq!(r.to_core().time_to_empty_secs, Some(1200));
+        r.time_to_empty = -5;
+        assert_eq!(r.to_core().time_to_empty_secs, None, "a negative estimate");
+        r.is_present = false;
+        assert_eq!(r.to_core().percent, None, "no battery, no charge");
     }
 
     #[test]

@@ -112,7 +112,7 @@ fn passphrase_error(device: &Path, op: &'static str, err: &LibcryptErr) -> Stora
 /// Check the passphrase against the keyslots without activating anything. Returns the keyslot
 /// that opened.
 pub fn verify_passphrase(device: &Path, passphrase: &[u8]) -> Result<u32, StorageError> {
-    crate::priority::at_idle_priority(|| verify_at_this_priority(device, passphrase))
+    crate::priority::at_kdf_priority(|| verify_at_this_priority(device, passphrase))
         .map_err(|e| no_thread(device, &e))?
 }
 
@@ -133,8 +133,8 @@ fn verify_at_this_priority(device: &Path, passphrase: &[u8]) -> Result<u32, Stor
         .map_err(|e| passphrase_error(device, "verify the passphrase", &e))
 }
 
-/// Activate `/dev/mapper/<name>` with the passphrase. The key derivation runs at the lowest
-/// CPU priority (see [`crate::priority`]).
+/// Activate `/dev/mapper/<name>` with the passphrase. The key derivation runs at a low CPU
+/// priority that is never starved (see [`crate::priority`]).
 pub fn activate(
     device: &Path,
     name: &str,
@@ -142,7 +142,7 @@ pub fn activate(
     options: ActivateOptions,
     sysfs_root: &Path,
 ) -> Result<u32, StorageError> {
-    crate::priority::at_idle_priority(|| {
+    crate::priority::at_kdf_priority(|| {
         activate_at_this_priority(device, name, passphrase, options, sysfs_root)
     })
     .map_err(|e| no_thread(device, &e))?

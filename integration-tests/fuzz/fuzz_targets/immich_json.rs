@@ -8,6 +8,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
+use vault_immich::error_body::{self, ErrorDetail};
 use vault_immich::queues::{self, Family};
 
 fn queue_states(list: &[vault_immich::QueueState]) {
@@ -26,14 +27,21 @@ fn queue_states(list: &[vault_immich::QueueState]) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let message = queues::error_message(data);
-    assert!(message.chars().count() <= 200 || serde_json::from_slice::<Value>(data).is_ok());
+    // An error answer, with the bytes also as the X-Correlation-ID header's value: whatever
+    // it says, what the daemon keeps of it is bounded and has no control character.
+    let header = std::str::from_utf8(data).ok();
+    let shown = ErrorDetail::read(data, header).to_string();
+    assert!(shown.chars().count() <= error_body::MAX_SHOWN, "unbounded: {}", shown.len());
+    assert!(!shown.chars().any(char::is_control), "a control character: {shown:?}");
     let Ok(body) = serde_json::from_slice::<Value>(data) else {
         return;
     };
     if let Ok(version) = queues::parse_version(&body) {
         let _ = version.has_queues_api();
         let _ = version.to_string();
+    }
+    for q in ["integrityCheck", "editor", "thumbnailGeneration"] {
+        let _ = queues::drain_waits_for(q);
     }
     if let Ok(list) = queues::parse_queues(&body) {
         queue_states(&list);

@@ -1,7 +1,8 @@
 //! The kernel's power_supply class (the fallback without UPower): each supply's attributes as
 //! sysfs prints them, in the `uevent` file's form (`POWER_SUPPLY_CAPACITY=42`, or the bare
 //! attribute name `capacity=42`), supplies separated by an empty line. Read into a reading by
-//! vault_power::kernel::reading, converted as the daemon converts it, and judged.
+//! vault_power::kernel::reading, converted as the daemon converts it (`KernelReading::to_core`),
+//! and judged.
 //!
 //! Real uevent files are seeds as they are (integration-tests/fuzz/corpus/kernel_power).
 #![no_main]
@@ -10,16 +11,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use libfuzzer_sys::fuzz_target;
-use vault_power::kernel::{self, KernelReading};
-
-/// crates/vaultd/src/sources/power.rs `from_kernel`: what the supervisor makes of a reading.
-fn to_core(r: &KernelReading) -> Option<vault_core::PowerReading> {
-    (!r.is_empty()).then(|| vault_core::PowerReading {
-        on_battery: r.on_battery(),
-        percent: r.battery.as_ref().and_then(|b| b.capacity),
-        time_to_empty_secs: r.battery.as_ref().and_then(|b| b.time_to_empty_secs),
-    })
-}
+use vault_power::kernel;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -45,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(secs > 0, "an estimate of zero seconds is no estimate");
         }
     }
-    if let Some(core) = to_core(&reading) {
+    if let Some(core) = reading.to_core() {
         vault_fuzz::judge_reading(&core);
     }
 });

@@ -3,7 +3,8 @@
 //! folded into a reading (vault_power::apply_values), or GetAll's `a{sv}` answers for the main
 //! object and the DisplayDevice (vault_power::reading_of). Any value of any type may come
 //! from any process that owns the name; the reading must then be one the power policy can
-//! judge, and is judged (vault_fuzz::judge_reading) after the daemon's conversion.
+//! judge, and is judged (vault_fuzz::judge_reading) after the daemon's conversion
+//! (`UPowerReading::to_core`).
 //!
 //! Input: one byte (bit 0: big-endian; bit 1: GetAll rather than a signal), then the body.
 #![no_main]
@@ -14,17 +15,6 @@ use libfuzzer_sys::fuzz_target;
 use vault_power::{UPowerReading, apply_values, reading_of, state};
 use zbus::zvariant::serialized::{Context, Data};
 use zbus::zvariant::{Endian, OwnedValue, Value};
-
-/// crates/vaultd/src/sources/power.rs `from_upower`: what the supervisor makes of a reading.
-fn to_core(r: &UPowerReading) -> vault_core::PowerReading {
-    vault_core::PowerReading {
-        on_battery: r.on_battery,
-        percent: r.is_present.then_some(r.percentage),
-        time_to_empty_secs: (r.time_to_empty > 0
-            && matches!(r.state, state::DISCHARGING | state::EMPTY))
-        .then(|| u64::try_from(r.time_to_empty).unwrap_or(0)),
-    }
-}
 
 fn initial() -> UPowerReading {
     UPowerReading {
@@ -64,5 +54,5 @@ fuzz_target!(|data: &[u8]| {
         }
         reading
     };
-    vault_fuzz::judge_reading(&to_core(&reading));
+    vault_fuzz::judge_reading(&reading.to_core());
 });

@@ -31,7 +31,8 @@ impl Core {
         Option<PowerReading>,
         Option<&str>,
     ) {
-        self.sources.current()
+        let (name, reading, gone) = self.sources.current();
+        (name, reading.map(PowerReading::with_known_charge), gone)
     }
 
     /// Why the last power reading was not acted on, if it was not.
@@ -52,17 +53,28 @@ impl Core {
         reading: PowerReading,
         actions: &mut Vec<Action>,
     ) {
+        // A charge no gauge can mean (NaN, infinite, out of 0..=100) is an unknown charge, as
+        // if the source reported none: only the time to empty can then make it low.
+        let nonsense = reading.nonsense_charge();
+        let reading = reading.with_known_charge();
         self.battery.note(&self.policy, reading, now);
         // 0 % with line power online: the battery would be flat while charging, which a real
         // battery never reports for long; the gauge is broken or being recalibrated.
-        let suspect = !reading.on_battery && reading.percent.is_some_and(|p| p <= 0.0);
+        let zero_on_ac = !reading.on_battery && reading.percent.is_some_and(|p| p <= 0.0);
+        let suspect = zero_on_ac || nonsense.is_some();
         let raised = self
             .active_alarms
             .contains_key(AlarmKind::PowerReadingSuspect.name());
         if suspect && !raised {
-            let message = "the battery reads 0 % while on AC: the gauge is not trusted \
-                           (no drain while on AC; check the battery)"
-                .to_owned();
+            let message = match nonsense {
+                Some(p) => format!(
+                    "the battery reports a charge of {p} %, which no gauge can mean: the charge \
+                     is unknown (only the time to empty can start a drain; check the battery)"
+                ),
+                None => "the battery reads 0 % while on AC: the gauge is not trusted \
+                         (no drain while on AC; check the battery)"
+                    .to_owned(),
+            };
             self.alarm(AlarmKind::PowerReadingSuspect, message, actions);
         } else if !suspect && raised {
             let message = "the battery's readings make sense again".to_owned();
@@ -102,7 +114,7 @@ impl Core {
                 .map(|(name, verdict, reading)| {
                     let power = PowerReading {
                         on_battery: reading.on_battery,
-                        percent: reading.charge_percent,
+                        percent: reading.charge_percent.and_then(crate::power::known_charge),
                         time_to_empty_secs: reading.runtime_secs,
                     };
                     (

@@ -131,19 +131,21 @@ impl RealHost {
                 .map_err(|e| StepFailure::new(e.to_string()))?;
                 let seen = if report.idle {
                     format!(
-                        "no active jobs after {} ms ({} requests)",
+                        "no active jobs after {} ms ({} requests){}",
                         now.elapsed().as_millis(),
-                        report.calls
+                        report.calls,
+                        not_waited_for(&report.not_waited_for)
                     )
                 } else {
                     format!(
-                        "jobs still active when the time ran out: {}",
+                        "jobs still active when the time ran out: {}{}",
                         report
                             .still_active
                             .iter()
                             .map(|(q, n)| format!("{q} {n}"))
                             .collect::<Vec<_>>()
-                            .join(", ")
+                            .join(", "),
+                        not_waited_for(&report.not_waited_for)
                     )
                 };
                 tracing::info!("Immich's queues: {seen}");
@@ -277,4 +279,18 @@ impl ImmichHealth for RealHost {
         };
         self.set_immich_seen(seen)
     }
+}
+
+/// The active jobs the wait left alone (Immich's integrity check), for the step's message:
+/// empty when there are none.
+fn not_waited_for(queues: &[(String, u64)]) -> String {
+    if queues.is_empty() {
+        return String::new();
+    }
+    let list = queues
+        .iter()
+        .map(|(q, n)| format!("{q} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("; not waited for, cut short by the stop (read-only checks that resume later): {list}")
 }

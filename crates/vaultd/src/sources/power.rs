@@ -5,35 +5,18 @@
 
 use vault_core::Event;
 use vault_core::power_source::SourceUpdate;
+use vault_power::PowerUpdate;
 use vault_power::kernel::{self, KernelReading};
-use vault_power::{PowerUpdate, UPowerReading, state};
 
 use crate::supervisor::Msg;
 
 use super::{Backoff, Tasks, latest_feed};
 
-/// UPower's DisplayDevice as a reading.
-fn from_upower(r: &UPowerReading) -> vault_core::PowerReading {
-    vault_core::PowerReading {
-        on_battery: r.on_battery,
-        // Without a battery, the DisplayDevice's percentage means nothing.
-        percent: r.is_present.then_some(r.percentage),
-        // 0 is UPower's "unknown"; an estimate only means something while discharging.
-        time_to_empty_secs: (r.time_to_empty > 0
-            && matches!(r.state, state::DISCHARGING | state::EMPTY))
-        .then(|| u64::try_from(r.time_to_empty).unwrap_or(0)),
-    }
-}
-
 /// The kernel's class as a reading, or why there is none.
 fn from_kernel(reading: std::io::Result<KernelReading>) -> SourceUpdate {
-    match reading {
-        Ok(r) if !r.is_empty() => SourceUpdate::Kernel(vault_core::PowerReading {
-            on_battery: r.on_battery(),
-            percent: r.battery.as_ref().and_then(|b| b.capacity),
-            time_to_empty_secs: r.battery.as_ref().and_then(|b| b.time_to_empty_secs),
-        }),
-        Ok(_) => SourceUpdate::KernelGone("the kernel reports no battery or line power".into()),
+    match reading.map(|r| r.to_core()) {
+        Ok(Some(reading)) => SourceUpdate::Kernel(reading),
+        Ok(None) => SourceUpdate::KernelGone("the kernel reports no battery or line power".into()),
         Err(e) => SourceUpdate::KernelGone(format!("{}: {e}", kernel::POWER_SUPPLY_CLASS)),
     }
 }
@@ -103,7 +86,7 @@ pub fn spawn(tasks: &Tasks, tx: tokio::sync::mpsc::Sender<Msg>, charge_end_thres
                     vault_power::follow(&conn, move |update| match update {
                         PowerUpdate::Reading(r) => {
                             tracing::debug!(?r, "upower");
-                            feed.send_replace(Some(SourceUpdate::UPower(from_upower(&r))));
+                            feed.send_replace(Some(SourceUpdate::UPower(r.to_core())));
                         }
                         PowerUpdate::SourceGone(why) => {
                             feed.send_replace(Some(SourceUpdate::UPowerGone(why)));
