@@ -153,7 +153,7 @@ pub fn signature_of(head: &[u8]) -> Option<&'static str> {
 /// Format `device` LUKS2 (aes-xts-plain64, 512-bit key, argon2id as libcryptsetup defaults) and
 /// add one keyslot per key, in order. Returns the header's UUID. Runs at the KDF's priority.
 pub fn format_luks2(device: &Path, keys: &[&[u8]]) -> Result<String, StorageError> {
-    crate::priority::at_idle_priority(|| format_at_this_priority(device, keys)).map_err(|e| {
+    crate::priority::at_kdf_priority(|| format_at_this_priority(device, keys)).map_err(|e| {
         StorageError::Luks {
             device: device.to_owned(),
             op: "start the key derivation's thread",
