@@ -38,7 +38,12 @@ pub enum ResticError {
         stderr: String,
     },
     #[error("restic {what} was interrupted")]
-    Interrupted { what: &'static str },
+    Interrupted {
+        what: &'static str,
+        /// It did not stop by itself within the grace and was killed (its lock then removed
+        /// with `restic unlock`).
+        killed: bool,
+    },
     #[error("restic {what}: {source}")]
     Output {
         what: &'static str,
@@ -235,18 +240,24 @@ impl Repo {
         tokio::select! {
             read = reading => read?,
             () = cancel.cancelled() => {
-                stop(child).await;
-                self.unlock().await;
-                return Err(ResticError::Interrupted { what: "backup" });
+                // SIGINT: restic stops and removes its own lock. Only a restic that had to be
+                // killed leaves one behind.
+                let killed = stop(child).await;
+                if killed {
+                    self.unlock().await;
+                }
+                return Err(ResticError::Interrupted { what: "backup", killed });
             }
         }
         match finish(child, "backup", Some(cancel)).await {
             // Exit 3: some files could not be read; the snapshot was made without them.
             Ok(_) | Err(ResticError::Failed { code: 3, .. }) if got_summary => Ok(report),
             Ok(_) => Err(ResticError::NoSummary),
-            Err(ResticError::Interrupted { what }) => {
-                self.unlock().await;
-                Err(ResticError::Interrupted { what })
+            Err(ResticError::Interrupted { what, killed }) => {
+                if killed {
+                    self.unlock().await;
+                }
+                Err(ResticError::Interrupted { what, killed })
             }
             Err(e) => Err(e),
         }
@@ -338,17 +349,19 @@ impl Repo {
     ) -> Result<Vec<u8>, ResticError> {
         let child = self.spawn(self.command(args))?;
         match finish(child, what, cancel).await {
-            Err(ResticError::Interrupted { what }) => {
-                self.unlock().await;
-                Err(ResticError::Interrupted { what })
+            Err(ResticError::Interrupted { what, killed }) => {
+                if killed {
+                    self.unlock().await;
+                }
+                Err(ResticError::Interrupted { what, killed })
             }
             other => other,
         }
     }
 }
 
-/// SIGINT (restic's clean stop), then SIGKILL after the grace.
-async fn stop(mut child: Child) {
+/// SIGINT (restic's clean stop), then SIGKILL after the grace. Whether it had to be killed.
+async fn stop(mut child: Child) -> bool {
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
         // SAFETY: kill(2) on our own child's pid, not yet reaped (we hold the Child).
         unsafe { libc::kill(pid, libc::SIGINT) };
@@ -358,7 +371,9 @@ async fn stop(mut child: Child) {
         .is_err()
     {
         let _ = child.kill().await;
+        return true;
     }
+    false
 }
 
 /// Wait for the child (or the cancellation), collecting stdout (bounded) and stderr's tail.
@@ -409,8 +424,8 @@ async fn finish(
                 // SAFETY: kill(2) on our own child, not yet reaped (`collect` holds it).
                 unsafe { libc::kill(pid, libc::SIGINT) };
             }
-            let _ = tokio::time::timeout(SIGINT_GRACE, &mut collect).await;
-            Err(ResticError::Interrupted { what })
+            let ended = tokio::time::timeout(SIGINT_GRACE, &mut collect).await.is_ok();
+            Err(ResticError::Interrupted { what, killed: !ended })
         }
     }
 }

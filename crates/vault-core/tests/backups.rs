@@ -175,3 +175,29 @@ fn a_backup_is_refused_while_a_flow_runs() {
         Err(Refusal::Busy { .. })
     ));
 }
+
+#[test]
+fn a_drive_pulled_out_mid_backup_is_an_alarm_and_interrupts_the_job_on_it() {
+    let mut core = core_seeing(running());
+    assert!(starts_backup(&plugged(&mut core, 10)));
+    let actions = core.handle(
+        Millis(20),
+        Event::BackupDrive {
+            drive: DRIVE.into(),
+            present: false,
+        },
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::InterruptBackup { drive } if drive == DRIVE))
+    );
+    assert!(actions.iter().any(|a| matches!(
+        a,
+        Action::Alarm(alarm) if alarm.kind == vault_core::AlarmKind::BackupDriveRemoved
+    )));
+    // Still the job's until it says it ended; the vault is untouched.
+    assert_eq!(core.backup_running(), Some(BackupJob::Run));
+    assert_eq!(core.status().state, State::Running);
+    assert!(steps(&actions).is_empty());
+}

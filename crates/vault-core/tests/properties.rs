@@ -107,6 +107,8 @@ enum Op {
     Terminate,
     /// The backup drive plugged in (udev).
     PlugDrive,
+    /// …and pulled out.
+    UnplugDrive,
     /// `vaultctl backup` by hand.
     BackupByHand,
     /// The backup's job ends by itself.
@@ -133,6 +135,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u64..20_000).prop_map(Op::Tick),
         1 => Just(Op::Terminate),
         1 => Just(Op::PlugDrive),
+        1 => Just(Op::UnplugDrive),
         1 => Just(Op::BackupByHand),
         1 => Just(Op::BackupEnds),
     ]
@@ -200,6 +203,8 @@ impl Harness {
                     }
                 }
                 Action::StartBackup { .. } => self.backup_begins(),
+                // The job ends later, by itself (Op::BackupEnds).
+                Action::InterruptBackup { .. } => {}
                 Action::Exit => self.exited = true,
                 Action::Alarm(_)
                 | Action::WakeAt(_)
@@ -317,6 +322,15 @@ impl Harness {
                 let event = Event::BackupDrive {
                     drive,
                     present: true,
+                };
+                let actions = self.core.handle(self.now, event);
+                self.act(actions);
+            }
+            Op::UnplugDrive => {
+                let drive = "0a1b2c3d-0000-4000-8000-00000000abcd".to_owned();
+                let event = Event::BackupDrive {
+                    drive,
+                    present: false,
                 };
                 let actions = self.core.handle(self.now, event);
                 self.act(actions);

@@ -84,6 +84,21 @@ pub fn unmount(target: &Path) -> Result<(), StorageError> {
     }
 }
 
+/// Unmount a filesystem whose device is gone (a USB drive pulled out): nothing can be written
+/// to it any more, so there is nothing to sync (syncfs would fail with EIO) and a holder can
+/// lose nothing by a lazy detach. Never used for the vault.
+pub fn unmount_gone(target: &Path) -> Result<(), StorageError> {
+    let plain = nix::mount::umount2(target, MntFlags::empty());
+    let result = match plain {
+        Err(nix::errno::Errno::EBUSY) => nix::mount::umount2(target, MntFlags::MNT_DETACH),
+        other => other,
+    };
+    result.map_err(|errno| StorageError::Unmount {
+        target: target.to_owned(),
+        detail: errno.desc().to_owned(),
+    })
+}
+
 /// A process that keeps a filesystem busy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {

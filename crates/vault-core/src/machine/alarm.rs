@@ -32,6 +32,8 @@ pub enum AlarmKind {
     ThrottleRecordUnreadable,
     /// The failed-unlock record was written again.
     ThrottleRecordWritten,
+    /// A backup drive was pulled out while a job ran on it: the job is interrupted.
+    BackupDriveRemoved,
 }
 
 impl AlarmKind {
@@ -56,6 +58,7 @@ impl AlarmKind {
             AlarmKind::UpsBack => "ups-back",
             AlarmKind::ThrottleRecordUnreadable => "throttle-record-unreadable",
             AlarmKind::ThrottleRecordWritten => "throttle-record-written",
+            AlarmKind::BackupDriveRemoved => "backup-drive-removed",
         }
     }
 
@@ -103,7 +106,9 @@ impl AlarmKind {
             AlarmKind::ObservationRestored => AlarmEffect::Clear(&[AlarmKind::CannotObserve]),
             AlarmKind::ConfigValid => AlarmEffect::Clear(&[AlarmKind::ConfigInvalid]),
             AlarmKind::PowerReadingSane => AlarmEffect::Clear(&[AlarmKind::PowerReadingSuspect]),
-            AlarmKind::StepFailed | AlarmKind::DrainAborted => AlarmEffect::Tell,
+            AlarmKind::StepFailed | AlarmKind::DrainAborted | AlarmKind::BackupDriveRemoved => {
+                AlarmEffect::Tell
+            }
         }
     }
 }

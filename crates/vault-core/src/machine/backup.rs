@@ -80,6 +80,14 @@ impl Core {
             if self.backup.waiting.as_deref() == Some(drive.as_str()) {
                 self.backup.waiting = None;
             }
+            if let Some(job) = self.backup.running {
+                let message = format!(
+                    "backup drive {drive} was removed while {} ran: it is interrupted; plug the drive in again and run it again",
+                    job.name()
+                );
+                self.alarm(AlarmKind::BackupDriveRemoved, message, actions);
+                actions.push(Action::InterruptBackup { drive });
+            }
             return;
         }
         // Already on it (udev tells every partition, and a flaky cable tells again).

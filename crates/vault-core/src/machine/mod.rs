@@ -110,6 +110,12 @@ pub enum Action {
     StartBackup {
         drive: String,
     },
+    /// This drive went away: interrupt the job if it runs on it (its writes can only fail
+    /// now, and restic would retry them for minutes). Its end still comes as
+    /// [`Event::BackupEnded`].
+    InterruptBackup {
+        drive: String,
+    },
     /// The SIGTERM drain is over (or could not go further): the daemon may exit.
     Exit,
 }

@@ -89,8 +89,22 @@ pub fn open_at(
     })
 }
 
-/// Sync, unmount, close. Never forced: a busy drive stays open, with the holders named.
+/// Sync, unmount, close. Never forced: a busy drive stays open, with the holders named. A drive
+/// that was pulled out has nothing left to write: its filesystem is let go (a lazy detach if
+/// need be) and its mapping closed.
 pub fn close(drive: &OpenDrive, sysfs: &Path) -> Result<(), BackupError> {
+    if !drive.id.by_uuid().exists() {
+        let unmounted = mounts::unmount_gone(&drive.mount);
+        let _ = std::fs::remove_dir(&drive.mount);
+        let closed = luks::deactivate(&drive.id.mapping_name(), sysfs);
+        return match (unmounted, closed) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(e), _) | (_, Err(e)) => Err(BackupError::Drive(format!(
+                "drive {} was pulled out; letting it go: {e}",
+                drive.id
+            ))),
+        };
+    }
     let mut problems = Vec::new();
     if let Err(e) = mounts::sync_filesystem(&drive.mount) {
         problems.push(e.to_string());

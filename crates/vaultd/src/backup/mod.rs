@@ -232,6 +232,17 @@ impl Backups {
         self.view.send_modify(change);
     }
 
+    /// Interrupt the job under way if it runs on `drive` (which went away); do not wait.
+    pub fn interrupt_on(&self, drive: &str) {
+        if self.view().drive != drive {
+            return;
+        }
+        if let Some((cancel, _)) = self.current.lock().ok().and_then(|c| c.clone()) {
+            tracing::warn!("backup drive {drive} was removed: interrupting the job on it");
+            cancel.cancel();
+        }
+    }
+
     /// Interrupt the job under way (if any) and wait until it ended and closed the drive,
     /// bounded by [`STOP_LIMIT`]. Whether it ended in time.
     pub async fn stop(&self) -> bool {
@@ -239,10 +250,18 @@ impl Backups {
         let Some((cancel, mut busy)) = current else {
             return true;
         };
+        let asked = std::time::Instant::now();
         cancel.cancel();
-        tokio::time::timeout(STOP_LIMIT, busy.wait_for(|b| !*b))
+        let ended = tokio::time::timeout(STOP_LIMIT, busy.wait_for(|b| !*b))
             .await
-            .is_ok()
+            .is_ok();
+        if ended {
+            tracing::info!(
+                "the backup stopped {} ms after its interruption (restic gone, the drive closed)",
+                asked.elapsed().as_millis()
+            );
+        }
+        ended
     }
 
     /// Carry out `request` (the core has let it begin). The drive is closed before this

@@ -16,6 +16,11 @@ impl<H: Host> Supervisor<H> {
                     self.tell_step_started(Step::StopBackup);
                     self.spawn_stop_backup();
                 }
+                Action::InterruptBackup { drive } => {
+                    if let Some(backups) = &self.backups {
+                        backups.interrupt_on(&drive);
+                    }
+                }
                 Action::StartBackup { drive } => {
                     let drive = vault_backup::DriveId::parse(&drive).ok();
                     self.spawn_backup(crate::backup::BackupRequest::Run { drive }, None);
