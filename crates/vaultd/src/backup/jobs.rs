@@ -153,11 +153,9 @@ where
     let key = Secret::new(
         layout::load_key(id, &s.mountpoint).map_err(|e| BackupError::Drive(e.to_string()))?,
     );
-    let (id2, run_dir, sysfs) = (id.clone(), s.run_dir.clone(), s.sysfs.clone());
-    let opened = blocking(move || drive::open(&id2, key.expose(), &run_dir, &sysfs)).await?;
+    let opened = drive::open(id, None, key, s, false).await?;
     let result = work(repo(s, id, &opened), opened.mount.clone()).await;
-    let sysfs = s.sysfs.clone();
-    let closed = blocking(move || drive::close(&opened, &sysfs)).await;
+    let closed = drive::close(opened, &s.sysfs).await;
     match (result, closed) {
         (Ok(v), Ok(())) => Ok(v),
         (Err(e), _) => Err(e),
@@ -372,14 +370,7 @@ async fn init(
     })
     .await?;
     let key = Secret::new(key);
-    let (dev, id2, run_dir, sysfs) = (
-        device.to_owned(),
-        id.clone(),
-        s.run_dir.clone(),
-        s.sysfs.clone(),
-    );
-    let opened =
-        blocking(move || drive::open_at(&dev, &id2, key.expose(), &run_dir, &sysfs, true)).await?;
+    let opened = drive::open(&id, Some(device.to_owned()), key, s, true).await?;
     let repo = repo(s, &id, &opened);
     b.show(|v| v.doing = format!("making the repository on {id}"));
     let made = async {
@@ -394,8 +385,7 @@ async fn init(
         Ok(())
     }
     .await;
-    let sysfs = s.sysfs.clone();
-    let closed = blocking(move || drive::close(&opened, &sysfs)).await;
+    let closed = drive::close(opened, &s.sysfs).await;
     made?;
     closed?;
     Ok(BackupOutcome::Initialised {

@@ -63,6 +63,8 @@ pub struct BackupSettings {
     /// Where drives are mounted while open.
     pub run_dir: PathBuf,
     pub sysfs: PathBuf,
+    /// PID 1 mounts the drive (as it mounts the vault, `storage.mount_by`).
+    pub mount_by_systemd: bool,
 }
 
 impl BackupSettings {
@@ -96,6 +98,7 @@ impl BackupSettings {
                 .map_or_else(|| PathBuf::from("/run/vaultd"), PathBuf::from)
                 .join("backup"),
             sysfs: PathBuf::from(vault_storage::SYSFS),
+            mount_by_systemd: crate::host::mount_by_systemd(config.storage.mount_by),
         }
     }
 

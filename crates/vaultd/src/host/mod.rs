@@ -31,6 +31,7 @@ mod stack;
 mod storage;
 
 pub use real::RealHost;
+pub(crate) use real::mount_by_systemd;
 
 /// One container of the project as status shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -216,7 +216,7 @@ impl Host for RealHost {
 
 /// `auto`: systemd mounts when vaultd is a systemd service (systemd sets INVOCATION_ID for
 /// every service it starts, and /run/systemd/system exists only where systemd is PID 1).
-fn mount_by_systemd(choice: vault_config::MountBy) -> bool {
+pub(crate) fn mount_by_systemd(choice: vault_config::MountBy) -> bool {
     match choice {
         vault_config::MountBy::Systemd => true,
         vault_config::MountBy::Vaultd => false,
