@@ -1,4 +1,4 @@
-//! vault-config's tests: `parse` (each key's checks), `schema` (SCHEMA, the defaults built
+//! vault-config's tests: `parse` (each key's checks), `file_errors` (the file as a whole), `schema` (SCHEMA, the defaults built
 //! from it), `docs` (docs/config.md and packaging/vaultd.toml against SCHEMA), `collect` (every
 //! error of a file at once, across keys and on the host).
 
@@ -8,6 +8,7 @@ use super::*;
 
 mod collect;
 mod docs;
+mod file_errors;
 mod parse;
 mod schema;
 
