@@ -106,9 +106,6 @@ fn a_restore_request_over_the_bound_is_refused_and_the_daemon_answers_on() {
 
 #[test]
 fn the_simulation_has_no_drive_and_says_so() {
-    if !require("the built binaries", true) {
-        return;
-    }
     let d = Daemon::start_sim("");
     let out = d.vaultctl(None, &["backup"]);
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));

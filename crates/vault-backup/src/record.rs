@@ -76,7 +76,8 @@ impl BackupRecords {
         self.save(&all)
     }
 
-    fn save(&self, all: &BTreeMap<String, DriveRecord>) -> std::io::Result<()> {
+    /// Write every drive's record, atomically.
+    pub fn save(&self, all: &BTreeMap<String, DriveRecord>) -> std::io::Result<()> {
         let temp = self.path.with_extension("json.new");
         let mut f = std::fs::File::create(&temp)?;
         f.write_all(&serde_json::to_vec_pretty(all).map_err(std::io::Error::other)?)?;

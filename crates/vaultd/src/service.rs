@@ -440,7 +440,7 @@ impl<H: Host> Vault for VaultService<H> {
             drive: api::drive(&r.drive)?,
             snapshot: r.snapshot,
             path: r.path.clone(),
-            target: api::target(&r.target),
+            target: std::path::PathBuf::from(&r.target),
         };
         let done = api::ask(&self.handle, asked).await?;
         let outcome = api::ended(done).await;

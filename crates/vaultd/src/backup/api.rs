@@ -2,7 +2,6 @@
 //! through the supervisor (where the core decides whether it may begin), and a backup's
 //! progress as a stream.
 
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -19,7 +18,7 @@ pub type BackupStream = Pin<Box<dyn Stream<Item = Result<pb::BackupEvent, Status
 /// Status's view of the drives.
 pub fn status(backups: &Backups, waiting: Option<&str>) -> pb::Backups {
     let view = backups.view();
-    let records = backups.records().load();
+    let records = backups.drive_records();
     let drives = backups
         .settings()
         .drives
@@ -61,7 +60,7 @@ pub fn status(backups: &Backups, waiting: Option<&str>) -> pb::Backups {
 pub fn check(backups: &Backups) -> Vec<crate::host::CheckFinding> {
     use vault_docker::posture::Severity;
     let settings = backups.settings();
-    let records = backups.records().load();
+    let records = backups.drive_records();
     let mut findings = Vec::new();
     let last_good = settings
         .drives
@@ -182,41 +181,9 @@ pub fn follow(
 
 fn words(result: BackupResult) -> (String, String) {
     match result {
-        Ok(BackupOutcome::Ran(r)) => {
-            let s = &r.summary;
-            let outcome = if r.verify_ok { "ok" } else { "verify-failed" };
-            let mut message = format!(
-                "snapshot {} on {}: {} files ({} bytes) looked at, {} new, {} changed, {} bytes added, in {:.1} s; {}",
-                s.snapshot_id.get(..8).unwrap_or(&s.snapshot_id),
-                r.drive,
-                s.files_processed,
-                s.bytes_processed,
-                s.files_new,
-                s.files_changed,
-                s.bytes_added,
-                r.duration_ms as f64 / 1000.0,
-                r.verified
-            );
-            if !r.unreadable.is_empty() {
-                message.push_str(&format!(
-                    "; {} files could not be read (first: {} — {})",
-                    r.unreadable.len(),
-                    r.unreadable[0].0,
-                    r.unreadable[0].1
-                ));
-            }
-            if r.verify_ok {
-                message.push_str(". The drive is closed and can be unplugged.");
-            }
-            (outcome.into(), message)
-        }
+        Ok(BackupOutcome::Ran(r)) => (r.outcome().into(), r.sentence()),
         Ok(other) => ("ok".into(), format!("{other:?}")),
         Err(why) if why.contains("interrupted") => ("interrupted".into(), why),
         Err(why) => ("failed".into(), why),
     }
-}
-
-/// A restore's target, as asked.
-pub fn target(text: &str) -> PathBuf {
-    PathBuf::from(text)
 }

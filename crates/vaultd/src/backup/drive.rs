@@ -31,7 +31,7 @@ pub fn mount_dir(run_dir: &Path, id: &DriveId) -> PathBuf {
     run_dir.join(id.as_str())
 }
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, BackupError> + Send + 'static,
 ) -> Result<T, BackupError> {
     tokio::task::spawn_blocking(f)

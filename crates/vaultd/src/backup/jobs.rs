@@ -8,7 +8,7 @@ use vault_backup::restic::{Repo, ResticError};
 use vault_backup::{DriveId, Summary, drive as layout, sample};
 use vault_core::machine::Step;
 
-use super::drive::{self, OpenDrive};
+use super::drive::{self, OpenDrive, blocking};
 use super::{
     BackupError, BackupOutcome, BackupRequest, BackupSettings, Backups, MIN_RECOVERY_CHARS,
 };
@@ -136,14 +136,6 @@ fn repo(s: &BackupSettings, id: &DriveId, drive: &OpenDrive) -> Repo {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, BackupError> + Send + 'static,
-) -> Result<T, BackupError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| BackupError::Drive(format!("the drive's task failed: {e}")))?
-}
-
 /// Open the drive, do `work`, close the drive (also when `work` failed).
 async fn with_drive<T, F, Fut>(s: &BackupSettings, id: &DriveId, work: F) -> Result<T, BackupError>
 where
@@ -177,7 +169,7 @@ async fn run<H: Host>(
         v.doing = format!("opening backup drive {id}");
         v.drive = id.to_string();
     });
-    let runs_before = b.records().load().get(id.as_str()).map_or(0, |r| r.runs);
+    let runs_before = b.drive_records().get(id.as_str()).map_or(0, |r| r.runs);
     let report = with_drive(s, id, |repo, mount| async move {
         // Immich's guidance: the library still while it is copied. Only what vaultd pauses is
         // resumed (the record), as in a drain.
@@ -254,6 +246,46 @@ async fn run<H: Host>(
         duration_ms: u64::try_from(began_at.elapsed().as_millis()).unwrap_or(u64::MAX),
         ..report
     })
+}
+
+impl RunReport {
+    /// `ok`, or `verify-failed` when the snapshot was made but its verification failed.
+    pub fn outcome(&self) -> &'static str {
+        if self.verify_ok {
+            "ok"
+        } else {
+            "verify-failed"
+        }
+    }
+
+    /// The run in one sentence, for `vaultctl backup`, the notice and the history.
+    pub fn sentence(&self) -> String {
+        let s = &self.summary;
+        let mut message = format!(
+            "snapshot {} on {}: {} files ({} bytes) looked at, {} new, {} changed, {} bytes added, in {:.1} s; {}",
+            s.snapshot_id.get(..8).unwrap_or(&s.snapshot_id),
+            self.drive,
+            s.files_processed,
+            s.bytes_processed,
+            s.files_new,
+            s.files_changed,
+            s.bytes_added,
+            self.duration_ms as f64 / 1000.0,
+            self.verified
+        );
+        if let Some((item, why)) = self.unreadable.first() {
+            message.push_str(&format!(
+                "; {} files could not be read (first: {item} — {why})",
+                self.unreadable.len()
+            ));
+        }
+        message.push_str(if self.verify_ok {
+            ". The drive is closed and can be unplugged."
+        } else {
+            ". The repository needs attention."
+        });
+        message
+    }
 }
 
 fn interrupted(e: ResticError) -> BackupError {

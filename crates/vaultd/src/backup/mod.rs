@@ -19,7 +19,9 @@ use vault_config::Config;
 use vault_core::backup::BackupJob;
 
 use crate::secret::Secret;
-use vault_backup::record::BackupRecords;
+use std::collections::BTreeMap;
+
+use vault_backup::record::{BackupRecords, DriveRecord};
 
 pub use jobs::RunReport;
 
@@ -177,6 +179,9 @@ pub struct BackupView {
 pub struct Backups {
     settings: RwLock<BackupSettings>,
     records: BackupRecords,
+    /// What `records` holds, read once at start and kept with every write: status and watch
+    /// (twice a second during a backup) read it without touching the disk.
+    known: RwLock<BTreeMap<String, DriveRecord>>,
     /// The job under way: how to interrupt it, and a flag cleared once it ended and the drive
     /// is closed.
     current: Mutex<Option<(CancellationToken, watch::Receiver<bool>)>>,
@@ -186,9 +191,11 @@ pub struct Backups {
 impl Backups {
     pub fn new(settings: BackupSettings) -> Arc<Self> {
         let records = BackupRecords::in_dir(&settings.state_dir);
+        let known = RwLock::new(records.load());
         Arc::new(Self {
             settings: RwLock::new(settings),
             records,
+            known,
             current: Mutex::new(None),
             view: watch::Sender::new(BackupView::default()),
         })
@@ -211,8 +218,11 @@ impl Backups {
         self.settings().drives.iter().any(|d| d.as_str() == uuid)
     }
 
-    pub fn records(&self) -> &BackupRecords {
-        &self.records
+    /// Each drive's record, by UUID.
+    pub fn drive_records(&self) -> BTreeMap<String, DriveRecord> {
+        self.known
+            .read()
+            .map_or_else(|p| p.into_inner().clone(), |k| k.clone())
     }
 
     pub fn view(&self) -> BackupView {
@@ -223,10 +233,14 @@ impl Backups {
         self.view.subscribe()
     }
 
-    /// Change one drive's record; a record that cannot be written is said in the log (status
-    /// and check then show the previous one).
-    fn record(&self, drive: &str, change: impl FnOnce(&mut vault_backup::record::DriveRecord)) {
-        if let Err(e) = self.records.update(drive, change) {
+    /// Change one drive's record, kept and written; a record that cannot be written is said in
+    /// the log (status shows it until a restart reads the file again).
+    fn record(&self, drive: &str, change: impl FnOnce(&mut DriveRecord)) {
+        let Ok(mut known) = self.known.write() else {
+            return;
+        };
+        change(known.entry(drive.to_owned()).or_default());
+        if let Err(e) = self.records.save(&known) {
             tracing::error!("cannot write {}: {e}", self.records.path().display());
         }
     }

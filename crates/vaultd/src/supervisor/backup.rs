@@ -135,30 +135,11 @@ impl<H: Host> Supervisor<H> {
         millis: u64,
     ) -> Vec<Action> {
         let (outcome, drive, message) = match result {
-            Ok(BackupOutcome::Ran(report)) => {
-                let s = &report.summary;
-                let outcome = if report.verify_ok {
-                    "ok"
-                } else {
-                    "verify-failed"
-                };
-                let message = format!(
-                    "Backup to {} made snapshot {}: {} new and {} changed files, {} bytes added, in {} s; {}. {}",
-                    report.drive,
-                    s.snapshot_id.get(..8).unwrap_or(&s.snapshot_id),
-                    s.files_new,
-                    s.files_changed,
-                    s.bytes_added,
-                    report.duration_ms / 1000,
-                    report.verified,
-                    if report.verify_ok {
-                        "The drive can be unplugged."
-                    } else {
-                        "The repository needs attention."
-                    }
-                );
-                (outcome, report.drive.clone(), message)
-            }
+            Ok(BackupOutcome::Ran(report)) => (
+                report.outcome(),
+                report.drive.clone(),
+                format!("Backup {}", report.sentence()),
+            ),
             Ok(BackupOutcome::Initialised { drive }) => (
                 "ok",
                 drive.clone(),
