@@ -95,15 +95,6 @@ pub fn judge_start(
     GateVerdict::Pass { warnings }
 }
 
-/// Below this a database's stop timeout risks Docker's SIGKILL in the middle of its shutdown
-/// (Postgres' fast shutdown checkpoints first; Docker's own default is 10 s).
-pub const DATABASE_STOP_FLOOR_SECS: u64 = 30;
-
-/// Whether a database service's stop timeout is too short for a clean shutdown.
-pub fn database_stop_too_short(stop_timeout_secs: u64) -> bool {
-    stop_timeout_secs < DATABASE_STOP_FLOOR_SECS
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,12 +150,6 @@ mod tests {
             ),
             GateVerdict::Pass { warnings: vec![] }
         );
-    }
-
-    #[test]
-    fn a_database_needs_thirty_seconds_to_stop() {
-        assert!(database_stop_too_short(10));
-        assert!(!database_stop_too_short(30));
     }
 
     #[test]

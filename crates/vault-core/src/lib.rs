@@ -12,7 +12,9 @@
 //! - [`reload`]: whether a change of the config file is applied.
 //! - [`throttle`]: the growing wait after wrong passphrases, decided where an unlock is accepted.
 //! - [`gate`]: the start gate's verdict on what the adapters found (binds off the volume,
-//!   the containers' and the host's posture), and the database's stop-time rule.
+//!   the containers' and the host's posture).
+//! - [`stop`]: how each service is stopped (Postgres' fast shutdown and its own timeout), and
+//!   what `check` says of a database's stop.
 //! - [`backup`]: when the backup drive's work may run, what it copies, which part of the
 //!   repository each run reads back, when the last good backup is too old.
 //! - [`drain`]: the ordered drain plan and how its deadline is shared between steps.
@@ -30,6 +32,7 @@ pub mod power;
 pub mod power_source;
 pub mod reload;
 pub mod state;
+pub mod stop;
 pub mod throttle;
 pub mod ups;
 

@@ -67,6 +67,8 @@ pub struct ListedContainer {
     pub id: String,
     pub name: String,
     pub service: String,
+    /// The image as the engine lists it (its name, or its ID when the name was removed).
+    pub image: String,
     /// created, running, restarting, paused, exited, dead.
     pub state: String,
     /// Docker's own words, with uptime and health: "Up 3 minutes (healthy)".

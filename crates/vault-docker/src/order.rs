@@ -319,17 +319,6 @@ impl Stack {
         }
     }
 
-    /// Stop every container of the project that may write, now.
-    pub async fn stop_all(
-        &self,
-        grace: Duration,
-        signals: &BTreeMap<String, String>,
-    ) -> Result<Vec<String>, DockerError> {
-        let listed = self.list().await?;
-        let writing: Vec<&ListedContainer> = listed.iter().filter(|c| c.may_write()).collect();
-        self.stop_now(&writing, grace, signals).await
-    }
-
     /// Set a container's restart policy to "no" (the owner's compose file is not touched).
     pub async fn disable_restart(&self, id: &str) -> Result<(), DockerError> {
         let body = ContainerUpdateBody {

@@ -162,7 +162,7 @@ pub(super) const VAULT: &[KeySpec] = &[
         kind: "table of strings",
         default: DefaultValue::EmptyTable,
         range: Range::Text("service = SIGNAME"),
-        doc: "per-service stop signals, e.g. { database = \"SIGINT\" } (Postgres' fast shutdown); else the container's own",
+        doc: "per-service stop signals, e.g. { worker = \"SIGQUIT\" }; else SIGINT for Postgres (its fast shutdown), else the container's own",
     },
     KeySpec {
         key: "stack.posture_gate",
@@ -197,6 +197,6 @@ pub(super) const VAULT: &[KeySpec] = &[
         kind: "list of strings",
         default: DefaultValue::Strings(&["database"]),
         range: Range::Text("compose service names"),
-        doc: "services that are databases: `check` warns when their stop timeout is under 30 s (Postgres needs its fast shutdown, not a SIGKILL)",
+        doc: "services that are databases; one whose image is not another engine (MariaDB, Redis…) counts as Postgres, like an image named postgres/pgvecto/vectorchord: SIGINT and 120 s to stop unless configured, and `check` warns at a timeout under 30 s or another signal",
     },
 ];

@@ -13,7 +13,6 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use vault_docker::StopSettings;
 use vault_docker::posture::{PosturePolicy, Severity};
 use vault_storage::mount::FsckPolicy;
 
@@ -28,6 +27,7 @@ mod posture;
 mod poweroff;
 mod real;
 mod stack;
+mod stop;
 mod storage;
 
 pub use real::RealHost;
@@ -144,18 +144,13 @@ pub struct StackSettings {
     pub project: String,
     pub start_order: Vec<String>,
     pub start_timeout: Duration,
-    pub stop: StopSettings,
+    /// How services are stopped (signals, timeouts, which are databases): the core decides
+    /// each container's manner from it (vault_core::stop).
+    pub stop: vault_core::stop::StopConfig,
     pub posture: PosturePolicy,
     /// Posture errors stop a start (else they are only reported).
     pub gate_blocks: bool,
-    /// Services that are databases: their stop timeout must allow a clean shutdown.
-    pub database_services: Vec<String>,
 }
-
-/// Below this a database's stop timeout risks Docker's SIGKILL in the middle of its shutdown:
-/// the core's rule (vault_core::gate).
-pub const DATABASE_STOP_FLOOR: Duration =
-    Duration::from_secs(vault_core::gate::DATABASE_STOP_FLOOR_SECS);
 
 /// The storage settings the real host acts on (from `[storage]`).
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use vault_core::observation::MountSeen;
 use vault_docker::posture::Severity;
 
-use super::{CheckFinding, DATABASE_STOP_FLOOR, RealHost};
+use super::{CheckFinding, RealHost};
 
 /// The folders Immich keeps under UPLOAD_LOCATION, each with a `.immich` marker it checks at
 /// start (a missing marker means the path does not hold what Immich wrote).
@@ -182,24 +182,16 @@ impl RealHost {
                         fix: "fix the compose project; vaultd cannot start it in order".into(),
                     });
                 }
-                for c in containers
-                    .iter()
-                    .filter(|c| self.stack.database_services.contains(&c.service))
-                {
-                    let timeout = self.stack.stop.timeout_for(c);
-                    if vault_core::gate::database_stop_too_short(timeout.as_secs()) {
+                for (c, m) in super::stop::manners(&self.stack.stop, &containers) {
+                    for finding in vault_core::stop::database_stop_findings(&m) {
                         findings.push(CheckFinding {
                             severity: Severity::Warning,
                             area: format!("container {}", c.name),
-                            finding: format!(
-                                "the database service {} gets {} s to stop, under {} s: a SIGKILL mid-shutdown can leave Postgres needing recovery",
-                                c.service,
-                                timeout.as_secs(),
-                                DATABASE_STOP_FLOOR.as_secs()
-                            ),
+                            finding: format!("the database service {} {finding}", c.service),
                             fix: format!(
-                                "set stack.stop_timeouts = {{ {} = 120 }} (or stop_grace_period in the compose file)",
-                                c.service
+                                "set stack.stop_timeouts = {{ {service} = {secs} }} and leave stack.stop_signals unset for it (vaultd sends Postgres SIGINT), or give stop_grace_period in the compose file",
+                                service = c.service,
+                                secs = vault_core::stop::POSTGRES_STOP_SECS
                             ),
                         });
                     }

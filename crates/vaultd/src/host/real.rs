@@ -11,8 +11,8 @@ use vault_config::Config;
 use vault_core::StopScope;
 use vault_core::machine::Step;
 use vault_core::observation::{ContainersSeen, MappingSeen, MountSeen, Observation};
+use vault_docker::Stack;
 use vault_docker::posture::PosturePolicy;
-use vault_docker::{Stack, StopSettings};
 use vault_storage::mount::FsckPolicy;
 
 use super::{
@@ -234,14 +234,11 @@ fn stack_settings(config: &Config) -> StackSettings {
         project: stack.project.clone(),
         start_order: stack.start_order.clone(),
         start_timeout: secs(stack.start_timeout_secs),
-        stop: StopSettings {
-            timeouts: stack
-                .stop_timeouts
-                .iter()
-                .map(|(service, t)| (service.clone(), secs(*t)))
-                .collect(),
+        stop: vault_core::stop::StopConfig {
             signals: stack.stop_signals.clone(),
-            default_timeout: secs(stack.default_stop_timeout_secs),
+            timeouts: stack.stop_timeouts.clone(),
+            default_timeout_secs: stack.default_stop_timeout_secs,
+            database_services: stack.database_services.clone(),
         },
         posture: PosturePolicy {
             allowed_publish_addresses: stack.allowed_publish_addresses.clone(),
@@ -251,7 +248,6 @@ fn stack_settings(config: &Config) -> StackSettings {
             fix_restart_policy: stack.fix_restart_policy,
         },
         gate_blocks: stack.posture_gate == vault_config::PostureGate::Block,
-        database_services: stack.database_services.clone(),
     }
 }
 

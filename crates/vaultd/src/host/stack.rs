@@ -200,8 +200,9 @@ impl RealHost {
                     }
                 });
         let deadline = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(300));
+        let settings = super::stop::ordered_settings(&self.stack.stop, &containers);
         let stopped = stack
-            .stop_ordered(&plan, &containers, &self.stack.stop, deadline)
+            .stop_ordered(&plan, &containers, &settings, deadline)
             .await
             .map_err(failed)?;
         for s in &stopped {
@@ -224,11 +225,15 @@ impl RealHost {
     /// Stop containers of the project now (the fail-closed rule).
     pub(super) async fn emergency_stop_now(&self, scope: StopScope) -> Result<(), String> {
         let stack = self.connection().await.map_err(|e| e.to_string())?;
-        let signals = &self.stack.stop.signals;
+        let listed = stack.list().await.map_err(|e| e.to_string())?;
+        let signals = &super::stop::emergency_signals(&self.stack.stop, &listed);
         let result = match scope {
-            StopScope::All => stack.stop_all(EMERGENCY_GRACE, signals).await,
+            StopScope::All => {
+                let writing: Vec<&ListedContainer> =
+                    listed.iter().filter(|c| c.may_write()).collect();
+                stack.stop_now(&writing, EMERGENCY_GRACE, signals).await
+            }
             StopScope::Misplaced => {
-                let listed = stack.list().await.map_err(|e| e.to_string())?;
                 let mapping_dev = vault_storage::observe_mapping(&self.sysfs, &self.mapping_name)
                     .ok()
                     .filter(|m| m.active)
