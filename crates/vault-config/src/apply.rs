@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::walk::{At, absolute, service_name};
-use crate::{Config, ConfigError, Fsck, MountBy, PostureGate};
+use crate::{Config, ConfigError, Fsck, MountBy, PostureGate, UncleanStart};
 
 /// Check `at`'s value and set it in `c`; on an error `c` is left as it was.
 pub(crate) fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
@@ -93,6 +93,13 @@ pub(crate) fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
                 .then(|| format!("SIG{name}"))
                 .ok_or_else(|| format!("{s:?} is not a signal name like \"SIGINT\""))
             })?;
+        }
+        "unclean.start" => {
+            c.unclean.start = match at.string()?.as_str() {
+                "auto" => UncleanStart::Auto,
+                "ask" => UncleanStart::Ask,
+                other => return Err(at.invalid(format!("{other:?} is not one of auto, ask"))),
+            }
         }
         "stack.posture_gate" => {
             c.stack.posture_gate = match at.string()?.as_str() {

@@ -24,6 +24,7 @@ pub struct Config {
     pub backup: BackupConfig,
     pub notify: NotifyConfig,
     pub history: HistoryConfig,
+    pub unclean: UncleanConfig,
     pub immich: ImmichConfig,
     pub host: HostConfig,
 }
@@ -102,6 +103,20 @@ pub struct StackConfig {
     pub fix_restart_policy: bool,
     /// Services that are databases: `check` warns when their stop timeout is short.
     pub database_services: Vec<String>,
+}
+
+/// What an unlock does after an end that was not a lock (`[unclean]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UncleanConfig {
+    pub start: UncleanStart,
+}
+
+/// Once the database has recovered alone and the checks passed: start the rest, or ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UncleanStart {
+    Auto,
+    /// Stop the database again; the owner starts the stack with `vaultctl start`.
+    Ask,
 }
 
 /// What posture findings at error level do to a start.
@@ -329,6 +344,9 @@ impl Config {
                 unlock_reminder_mins: 0,
             },
             history: HistoryConfig { max_bytes: 0 },
+            unclean: UncleanConfig {
+                start: UncleanStart::Auto,
+            },
             immich: ImmichConfig {
                 url: String::new(),
                 api_key_file: None,

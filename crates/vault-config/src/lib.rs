@@ -31,7 +31,7 @@ pub use check::Checked;
 pub use config::{
     AccessConfig, BackupConfig, Config, DaemonConfig, Fsck, HistoryConfig, HostConfig,
     ImmichConfig, MountBy, NotifyConfig, NutConfig, PostureGate, PowerConfig, StackConfig,
-    StorageConfig, UnlockConfig,
+    StorageConfig, UncleanConfig, UncleanStart, UnlockConfig,
 };
 pub use error::{ConfigError, ConfigErrors, ConfigWarning};
 pub use man::man_page;

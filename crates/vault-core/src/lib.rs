@@ -17,6 +17,8 @@
 //!   what `check` says of a database's stop.
 //! - [`backup`]: when the backup drive's work may run, what it copies, which part of the
 //!   repository each run reads back, when the last good backup is too old.
+//! - [`unclean`]: the signs of an unclean end, the stricter filesystem check after one, and
+//!   the verdict of the data checks before the rest of the stack starts.
 //! - [`drain`]: the ordered drain plan and how its deadline is shared between steps.
 //! - [`machine`]: the transition function. Events in, [`machine::Action`]s out.
 //!
@@ -34,6 +36,7 @@ pub mod reload;
 pub mod state;
 pub mod stop;
 pub mod throttle;
+pub mod unclean;
 pub mod ups;
 
 pub use machine::{

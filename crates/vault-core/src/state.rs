@@ -62,8 +62,14 @@ pub enum Phase {
     // Unlock (state LOCKED until the mount succeeds).
     OpeningMapping,
     CheckingFilesystem,
+    /// After an unclean end, before the full check.
+    ReplayingJournal,
     Mounting,
     // Start (state MOUNTED until the stack is up).
+    /// After an unclean end: the database alone, through its crash recovery.
+    StartingDatabase,
+    /// After an unclean end: the checks before the rest starts.
+    CheckingData,
     StartingStack,
     ResumingQueues,
     // Drain.
@@ -87,7 +93,10 @@ impl Phase {
             Phase::Idle => "idle",
             Phase::OpeningMapping => "opening mapping",
             Phase::CheckingFilesystem => "checking filesystem",
+            Phase::ReplayingJournal => "replaying journal",
             Phase::Mounting => "mounting",
+            Phase::StartingDatabase => "starting database alone",
+            Phase::CheckingData => "checking data",
             Phase::StartingStack => "starting stack",
             Phase::ResumingQueues => "resuming queues",
             Phase::StoppingBackup => "stopping backup",

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{LOCKED, core_seeing, mounted, obs, opened, running, steps};
-use vault_core::machine::{Step, StepError};
+use vault_core::machine::{SessionRecord, Step, StepError};
 use vault_core::observation::MappingSeen;
 use vault_core::state::Caller;
 use vault_core::throttle::{ThrottlePolicy, UnlockThrottle};
@@ -225,7 +225,11 @@ fn sigterm_during_an_unlock_whose_fsck_then_fails_still_exits() {
     );
     assert_eq!(steps(&actions), [Step::CloseMapping], "the rollback closes");
     let actions = step_done(&mut core, 5, Step::CloseMapping, Ok(()), LOCKED);
-    assert_eq!(actions, [Action::Exit], "and the SIGTERM's exit follows");
+    assert_eq!(
+        actions,
+        [Action::RecordSession(SessionRecord::Closed), Action::Exit],
+        "the session ends, and the SIGTERM's exit follows"
+    );
 }
 
 #[test]
@@ -238,7 +242,10 @@ fn sigterm_during_an_unlock_whose_mount_fails_still_exits() {
     let actions = step_done(&mut core, 5, Step::Mount, Err("busy".into()), opened());
     assert_eq!(steps(&actions), [Step::CloseMapping]);
     let actions = step_done(&mut core, 6, Step::CloseMapping, Ok(()), LOCKED);
-    assert_eq!(actions, [Action::Exit]);
+    assert_eq!(
+        actions,
+        [Action::RecordSession(SessionRecord::Closed), Action::Exit]
+    );
 }
 
 #[test]

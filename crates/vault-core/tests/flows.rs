@@ -3,7 +3,7 @@
 mod common;
 
 use common::{LOCKED, core_seeing, mounted, obs, opened, running, steps};
-use vault_core::machine::Step;
+use vault_core::machine::{SessionRecord, Step};
 use vault_core::observation::MappingSeen;
 use vault_core::state::Caller;
 use vault_core::{
@@ -319,7 +319,10 @@ fn sigterm_drains_to_locked_then_exits_and_exits_at_once_when_locked() {
     done(&mut core, 2, Step::Sync, mounted());
     done(&mut core, 3, Step::Unmount, opened());
     let actions = done(&mut core, 4, Step::CloseMapping, LOCKED);
-    assert_eq!(actions, [Action::Exit]);
+    assert_eq!(
+        actions,
+        [Action::RecordSession(SessionRecord::Closed), Action::Exit]
+    );
 }
 
 #[test]
@@ -340,7 +343,7 @@ fn sigterm_during_an_unlock_drains_after_the_running_step() {
     );
     assert_eq!(
         done(&mut core, 5, Step::CloseMapping, LOCKED),
-        [Action::Exit]
+        [Action::RecordSession(SessionRecord::Closed), Action::Exit]
     );
 }
 

@@ -7,7 +7,7 @@
 //! emits a step: with everything it has seen, it never chooses an unsafe one.
 
 use proptest::prelude::*;
-use vault_core::machine::Step;
+use vault_core::machine::{SessionRecord, Step};
 use vault_core::observation::MappingSeen;
 use vault_core::state::Caller;
 use vault_core::{
@@ -72,6 +72,8 @@ impl World {
                 return Err("docker down".into());
             }
             Step::StartStack => self.running = 4,
+            Step::StartDatabase if self.docker_down => return Err("docker down".into()),
+            Step::StartDatabase => self.running = self.running.max(1),
             Step::StopStack => {
                 self.running = 0;
                 self.misplaced = 0;
@@ -113,6 +115,8 @@ enum Op {
     BackupByHand,
     /// The backup's job ends by itself.
     BackupEnds,
+    /// The adapters see a sign of an unclean end (the filesystem's journal).
+    UncleanSign,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -138,6 +142,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::UnplugDrive),
         1 => Just(Op::BackupByHand),
         1 => Just(Op::BackupEnds),
+        1 => Just(Op::UncleanSign),
     ]
 }
 
@@ -181,9 +186,20 @@ impl Harness {
                             "close chosen under a mount: {:?}",
                             self.world
                         ),
-                        Step::StartStack => assert!(
+                        Step::StartStack => {
+                            assert!(
+                                self.world.mounted,
+                                "stack start chosen on an unmounted data path: {:?}",
+                                self.world
+                            );
+                            assert!(
+                                self.core.unclean_signs().is_empty(),
+                                "the stack started before the checks after an unclean end passed"
+                            );
+                        }
+                        Step::StartDatabase => assert!(
                             self.world.mounted,
-                            "stack start chosen on an unmounted data path: {:?}",
+                            "database start chosen on an unmounted data path: {:?}",
                             self.world
                         ),
                         _ => {}
@@ -206,7 +222,12 @@ impl Harness {
                 // The job ends later, by itself (Op::BackupEnds).
                 Action::InterruptBackup { .. } => {}
                 Action::Exit => self.exited = true,
-                Action::Alarm(_)
+                Action::RecordSession(SessionRecord::Closed) => assert!(
+                    self.core.unclean_signs().is_empty() && !self.world.mapping_open,
+                    "the session record removed with the volume open or signs unanswered"
+                ),
+                Action::RecordSession(_)
+                | Action::Alarm(_)
                 | Action::WakeAt(_)
                 | Action::Cancel(_)
                 | Action::RecordUnlockFailures(_) => {}
@@ -248,6 +269,16 @@ impl Harness {
             }
             Op::Complete(fail) => {
                 if let Some(step) = self.pending.take() {
+                    if step == Step::CheckData {
+                        // A failed check is one that found damage: the core must refuse it.
+                        let facts = vault_core::unclean::CheckFacts {
+                            checksums: vault_core::unclean::Checksums::Counted(u64::from(fail)),
+                            ..Default::default()
+                        };
+                        let actions = self.core.handle(self.now, Event::DataChecked(facts));
+                        self.act(actions);
+                    }
+                    let fail = fail && step != Step::CheckData;
                     let result = self.world.apply(step, fail);
                     let observed = self.world.observe();
                     let actions = self.core.handle(
@@ -343,6 +374,11 @@ impl Harness {
                 {
                     self.backup_begins();
                 }
+            }
+            Op::UncleanSign => {
+                let sign = vault_core::unclean::Sign::JournalNeedsRecovery;
+                let actions = self.core.handle(self.now, Event::UncleanSigns(vec![sign]));
+                self.act(actions);
             }
             Op::BackupEnds => {
                 if self.world.backup {

@@ -9,6 +9,7 @@
 //! engine's answers are read into the crate's model by [`convert`] (pure too, and fuzzed with
 //! JSON as the engine sends it: integration-tests/fuzz, target `docker_json`).
 
+pub mod exec;
 pub mod model;
 pub mod plan;
 pub mod posture;
@@ -231,6 +232,11 @@ impl Stack {
     }
 
     pub async fn inspect(&self, id: &str) -> Result<ContainerInfo, DockerError> {
+        self.inspect_within(self.timeout, id).await
+    }
+
+    /// One container as the engine sees it now.
+    pub async fn container(&self, id: &str) -> Result<ContainerInfo, DockerError> {
         self.inspect_within(self.timeout, id).await
     }
 

@@ -20,6 +20,7 @@ pub mod mount;
 pub mod mountinfo;
 pub mod plug;
 pub mod priority;
+pub mod superblock;
 
 use std::path::{Path, PathBuf};
 

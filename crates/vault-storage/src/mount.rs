@@ -207,21 +207,81 @@ pub fn check_filesystem_until(
         FsckPolicy::Report => "-n",
         FsckPolicy::Repair => "-p",
     };
+    let typed = format!("-t{fs_type}");
+    run_fsck(
+        device,
+        "fsck",
+        &[&typed, flag],
+        policy == FsckPolicy::Repair,
+        stop,
+    )
+}
+
+/// The whole filesystem checked even if it says it is clean (`-f`), after an unclean end.
+/// `None` is not a policy here: the caller decides what a full check is.
+pub fn check_filesystem_fully_until(
+    device: &Path,
+    fs_type: &str,
+    policy: FsckPolicy,
+    stop: &AtomicBool,
+) -> Result<Option<String>, StorageError> {
+    let flag = match policy {
+        FsckPolicy::None | FsckPolicy::Report => "-n",
+        FsckPolicy::Repair => "-p",
+    };
+    let typed = format!("-t{fs_type}");
+    run_fsck(
+        device,
+        "fsck",
+        &[&typed, "-f", flag],
+        policy == FsckPolicy::Repair,
+        stop,
+    )
+}
+
+/// Whether [`replay_journal_until`] can replay this type's journal (e2fsck's option).
+pub fn can_replay_journal(fs_type: &str) -> bool {
+    matches!(fs_type, "ext3" | "ext4")
+}
+
+/// Replay the journal of an ext3/ext4 filesystem left mounted, and change nothing else
+/// (`e2fsck -E journal_only`): what the mount would do, done before a read-only check that
+/// would otherwise report what the replay resolves. Nothing to do for other types.
+pub fn replay_journal_until(
+    device: &Path,
+    fs_type: &str,
+    stop: &AtomicBool,
+) -> Result<Option<String>, StorageError> {
+    if !can_replay_journal(fs_type) {
+        return Ok(None);
+    }
+    // e2fsck itself: fsck(8) would take `-E` for an option of its own.
+    run_fsck(device, "e2fsck", &["-p", "-E", "journal_only"], true, stop)
+}
+
+/// Run `program` (fsck or e2fsck, from [`TOOL_PATH`]) with `args` on `device`; `repairing`:
+/// exit codes 1 and 2 (errors corrected) are a success with something to say.
+fn run_fsck(
+    device: &Path,
+    program: &str,
+    args: &[&str],
+    repairing: bool,
+    stop: &AtomicBool,
+) -> Result<Option<String>, StorageError> {
     let failed = |code, output: String| StorageError::Fsck {
         device: device.to_owned(),
         code,
         output,
     };
-    let child = Command::new("fsck")
+    let child = Command::new(program)
         .env("PATH", TOOL_PATH)
-        .arg(format!("-t{fs_type}"))
-        .arg(flag)
+        .args(args)
         .arg(device)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| failed(None, format!("cannot run fsck: {source}")))?;
+        .map_err(|source| failed(None, format!("cannot run {program}: {source}")))?;
     let pid = child.id();
     let finished = AtomicBool::new(false);
     let stopped = AtomicBool::new(false);
@@ -248,7 +308,7 @@ pub fn check_filesystem_until(
         finished.store(true, Ordering::Release);
         out
     })
-    .map_err(|source| failed(None, format!("cannot wait for fsck: {source}")))?;
+    .map_err(|source| failed(None, format!("cannot wait for {program}: {source}")))?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -266,7 +326,7 @@ pub fn check_filesystem_until(
     // 8 operational error, …
     match out.status.code() {
         Some(0) => Ok(None),
-        Some(1 | 2) if policy == FsckPolicy::Repair => Ok(Some(text)),
+        Some(1 | 2) if repairing => Ok(Some(text)),
         code => Err(failed(code, text)),
     }
 }

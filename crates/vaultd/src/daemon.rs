@@ -121,6 +121,10 @@ pub async fn run<H: Host + ImmichHealth>(
         throttle_record,
     );
     supervisor = supervisor.with_upses(config.nut.upses.iter().cloned());
+    supervisor = supervisor.with_session(
+        crate::session::SessionFile::new(&config.daemon.state_dir),
+        unclean_start(&config),
+    );
     // The notice task: the supervisor only enqueues to it.
     let (notices, last_records, notice_task) =
         vault_notify::worker::spawn(crate::host::notify::settings(&config));
@@ -276,4 +280,12 @@ pub async fn run<H: Host + ImmichHealth>(
     let _ = std::fs::remove_file(&root_socket_path);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `unclean.start`, as the core takes it.
+pub(crate) fn unclean_start(config: &Config) -> vault_core::unclean::UncleanStart {
+    match config.unclean.start {
+        vault_config::UncleanStart::Auto => vault_core::unclean::UncleanStart::Auto,
+        vault_config::UncleanStart::Ask => vault_core::unclean::UncleanStart::Ask,
+    }
 }

@@ -53,6 +53,7 @@ pub mod peer;
 pub mod reauth;
 pub mod secret;
 pub mod service;
+pub mod session;
 pub mod sim;
 pub mod socket;
 pub mod sources;

@@ -199,4 +199,11 @@ pub(super) const VAULT: &[KeySpec] = &[
         range: Range::Text("compose service names"),
         doc: "services that are databases; one whose image is not another engine (MariaDB, Redis…) counts as Postgres, like an image named postgres/pgvecto/vectorchord: SIGINT and 120 s to stop unless configured, and `check` warns at a timeout under 30 s or another signal",
     },
+    KeySpec {
+        key: "unclean.start",
+        kind: "string",
+        default: DefaultValue::Str("auto"),
+        range: Range::Text("auto, ask"),
+        doc: "after an end that was not a lock (power cut, crash) the database starts alone, recovers and is checked first; then the rest starts (auto), or the database is stopped again until `vaultctl start` (ask)",
+    },
 ];

@@ -128,6 +128,9 @@ unlock_reminder_mins = 0
 [history]
 max_bytes = 65536
 
+[unclean]
+start = "ask"
+
 [backup]
 drives = ["0A1B2C3D-0000-4000-8000-00000000ABCD"]
 on_plug = false
@@ -251,6 +254,9 @@ restic = "/opt/restic"
             unlock_reminder_mins: 0,
         },
         history: HistoryConfig { max_bytes: 65536 },
+        unclean: UncleanConfig {
+            start: UncleanStart::Ask,
+        },
     };
     assert_eq!(parse(text, p()).expect("parse"), expected);
 }
@@ -328,7 +334,7 @@ fn a_misspelt_table_is_unknown() {
     assert_eq!(e.key(), Some("powr"));
     assert!(
         e.to_string()
-            .contains("the tables are: daemon, access, storage, unlock, stack, power"),
+            .contains("the tables are: daemon, access, storage, unlock, stack, unclean, power"),
         "{e}"
     );
 }

@@ -34,6 +34,11 @@ pub enum AlarmKind {
     ThrottleRecordWritten,
     /// A backup drive was pulled out while a job ran on it: the job is interrupted.
     BackupDriveRemoved,
+    /// The last session did not end with a lock (or the filesystem says it was left
+    /// mounted): the next start checks first.
+    UncleanEnd,
+    /// The checks after an unclean end passed.
+    UncleanChecked,
 }
 
 impl AlarmKind {
@@ -59,6 +64,8 @@ impl AlarmKind {
             AlarmKind::ThrottleRecordUnreadable => "throttle-record-unreadable",
             AlarmKind::ThrottleRecordWritten => "throttle-record-written",
             AlarmKind::BackupDriveRemoved => "backup-drive-removed",
+            AlarmKind::UncleanEnd => "unclean-end",
+            AlarmKind::UncleanChecked => "unclean-checked",
         }
     }
 
@@ -92,7 +99,9 @@ impl AlarmKind {
             | AlarmKind::PowerReadingSuspect
             | AlarmKind::PowerSourceGone
             | AlarmKind::UpsGone
-            | AlarmKind::ThrottleRecordUnreadable => AlarmEffect::Raise,
+            | AlarmKind::ThrottleRecordUnreadable
+            | AlarmKind::UncleanEnd => AlarmEffect::Raise,
+            AlarmKind::UncleanChecked => AlarmEffect::Clear(&[AlarmKind::UncleanEnd]),
             AlarmKind::UpsBack => AlarmEffect::Clear(&[AlarmKind::UpsGone]),
             AlarmKind::ThrottleRecordWritten => {
                 AlarmEffect::Clear(&[AlarmKind::ThrottleRecordUnreadable])

@@ -126,9 +126,10 @@ impl Core {
                         // Cannot be seen with the mapping closed; treat as nothing to mount.
                         MountSeen::FromMapping => {}
                     }
-                    steps.extend([Step::CheckFilesystem, Step::Mount]);
+                    steps.extend(self.filesystem_steps());
+                    steps.push_back(Step::Mount);
                     if !no_start {
-                        steps.extend([Step::StartStack, Step::ResumeQueues]);
+                        steps.extend(self.start_steps());
                     }
                     self.begin(FlowKind::Unlock, steps, None, reason, now, actions);
                     CommandOutcome::Accepted
@@ -189,7 +190,7 @@ impl Core {
                 why: "power is critical",
             });
         }
-        let steps = VecDeque::from([Step::StartStack, Step::ResumeQueues]);
+        let steps = VecDeque::from(self.start_steps());
         self.begin(FlowKind::Start, steps, None, reason, now, actions);
         CommandOutcome::Accepted
     }

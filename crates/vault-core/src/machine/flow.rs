@@ -171,6 +171,15 @@ impl Core {
                 }
             }
         }
+        let result = match result {
+            Ok(()) if step == Step::CheckData => {
+                self.judge_data_check(actions).map_err(StepError::Failed)
+            }
+            other => other,
+        };
+        if result.is_ok() {
+            self.record_session_after(flow.kind, step, actions);
+        }
         match result {
             Ok(()) => {
                 match (flow.kind, step) {
@@ -238,7 +247,13 @@ impl Core {
                     self.advance(&mut flow, now, actions);
                 }
             }
-            (FlowKind::Unlock, Step::CheckFilesystem | Step::Mount) => {
+            (
+                FlowKind::Unlock,
+                Step::CheckFilesystem
+                | Step::ReplayJournal
+                | Step::CheckFilesystemFully
+                | Step::Mount,
+            ) => {
                 let seen = self.seen;
                 let mut rollback = Flow {
                     kind: FlowKind::Rollback,
@@ -257,7 +272,10 @@ impl Core {
                 // once the rollback has closed the volume (with its exit or power-off).
                 self.advance(&mut rollback, now, actions);
             }
-            (FlowKind::Unlock | FlowKind::Start, Step::StartStack) => {
+            (
+                FlowKind::Unlock | FlowKind::Start,
+                Step::StartStack | Step::StartDatabase | Step::CheckData,
+            ) => {
                 // Take back whatever did start; the volume stays mounted, unless a drain to
                 // LOCKED was wanted meanwhile (then it goes on, with its deadline and power-off).
                 if !self.begin_pending_drain(now, actions) {

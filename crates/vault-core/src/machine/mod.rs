@@ -71,6 +71,13 @@ pub enum Event {
     BackupDrive { drive: String, present: bool },
     /// The backup drive's job ended, whatever its outcome.
     BackupEnded,
+    /// The session record was found at start (after the first observation): the last unlock's
+    /// session, unless it goes on.
+    SessionRecordFound(crate::unclean::OpenSession),
+    /// Signs of an unclean end the adapters saw (the filesystem's, after the open).
+    UncleanSigns(Vec<crate::unclean::Sign>),
+    /// What [`Step::CheckData`] found; sent before its [`Event::StepDone`].
+    DataChecked(crate::unclean::CheckFacts),
     /// Immich answers its API while RUNNING; `holds_paused`: vaultd still holds queues it
     /// paused (the resume after a start could not reach it, or a restart adopted the stack).
     ImmichAnswers { holds_paused: bool },
@@ -116,6 +123,8 @@ pub enum Action {
     InterruptBackup {
         drive: String,
     },
+    /// Write or remove the session record (in the state directory).
+    RecordSession(SessionRecord),
     /// The SIGTERM drain is over (or could not go further): the daemon may exit.
     Exit,
 }
@@ -248,6 +257,8 @@ pub struct Core {
     active_alarms: std::collections::BTreeMap<&'static str, String>,
     /// The backup drive's job and a drive waiting for the vault.
     backup: backup::BackupTrack,
+    /// The signs of an unclean end and what the next start does about them.
+    unclean: unclean::UncleanTrack,
 }
 
 impl Core {
@@ -279,6 +290,7 @@ impl Core {
             device_configured: true,
             active_alarms: std::collections::BTreeMap::new(),
             backup: backup::BackupTrack::default(),
+            unclean: unclean::UncleanTrack::default(),
         }
     }
 
@@ -442,6 +454,11 @@ impl Core {
             Event::BackupDrive { drive, present } => {
                 self.backup_drive(drive, present, &mut actions);
             }
+            Event::SessionRecordFound(session) => {
+                self.session_record_found(session, &mut actions);
+            }
+            Event::UncleanSigns(signs) => self.unclean_signs_seen(signs, &mut actions),
+            Event::DataChecked(facts) => self.data_checked(facts),
             Event::BackupEnded => {
                 self.backup_ended();
                 self.start_waiting_backup(&mut actions);
@@ -486,7 +503,7 @@ fn unsafe_to_run(step: Step, seen: Option<Observation>) -> Option<&'static str> 
             MountSeen::FromMapping => Some("the volume is still mounted"),
             MountSeen::Unknown => Some("cannot see whether the volume is still mounted"),
         },
-        Step::StartStack => match seen.mount {
+        Step::StartStack | Step::StartDatabase => match seen.mount {
             MountSeen::FromMapping => None,
             _ => Some("the data path is not the mounted volume"),
         },
@@ -505,10 +522,12 @@ mod alarm;
 mod backup;
 mod command;
 mod step;
+mod unclean;
 
 use alarm::AlarmEffect;
 pub use alarm::{Alarm, AlarmKind};
 pub use step::{Step, StepError, StepLimits};
+pub use unclean::SessionRecord;
 mod flow;
 mod observe;
 mod power;

@@ -93,9 +93,14 @@ impl Core {
         }
         match &self.flow {
             Some(flow) => match flow.kind {
-                FlowKind::Unlock | FlowKind::Start => {
-                    matches!(flow.running, Step::StartStack | Step::ResumeQueues)
-                }
+                FlowKind::Unlock | FlowKind::Start => matches!(
+                    flow.running,
+                    Step::StartDatabase
+                        | Step::CheckData
+                        | Step::StartStack
+                        | Step::ResumeQueues
+                        | Step::StopStack
+                ),
                 FlowKind::Drain(_) => {
                     flow.running == Step::StopStack || flow.remaining.contains(&Step::StopStack)
                 }

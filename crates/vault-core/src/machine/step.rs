@@ -9,7 +9,17 @@ pub enum Step {
     /// Verify the passphrase and activate the mapping. The driver holds the passphrase.
     OpenMapping,
     CheckFilesystem,
+    /// After an unclean end: replay the filesystem's journal (nothing else is changed).
+    ReplayJournal,
+    /// After an unclean end: check the whole filesystem, even if it says it is clean.
+    CheckFilesystemFully,
     Mount,
+    /// After an unclean end: start the database services alone, and wait until they have
+    /// finished their crash recovery and accept connections.
+    StartDatabase,
+    /// After an unclean end: the checks of the data (Postgres' checksum failures, Immich's
+    /// folder markers); what they find comes as [`Event::DataChecked`].
+    CheckData,
     /// Start the project's containers in dependency order (after the posture gate).
     StartStack,
     /// Resume exactly the Immich queues vaultd paused.
@@ -37,8 +47,11 @@ impl Step {
     pub(super) fn phase(self) -> Phase {
         match self {
             Step::OpenMapping => Phase::OpeningMapping,
-            Step::CheckFilesystem => Phase::CheckingFilesystem,
+            Step::CheckFilesystem | Step::CheckFilesystemFully => Phase::CheckingFilesystem,
+            Step::ReplayJournal => Phase::ReplayingJournal,
             Step::Mount => Phase::Mounting,
+            Step::StartDatabase => Phase::StartingDatabase,
+            Step::CheckData => Phase::CheckingData,
             Step::StartStack => Phase::StartingStack,
             Step::ResumeQueues => Phase::ResumingQueues,
             Step::StopBackup => Phase::StoppingBackup,
@@ -66,7 +79,10 @@ impl Step {
             Phase::Idle
             | Phase::OpeningMapping
             | Phase::CheckingFilesystem
+            | Phase::ReplayingJournal
             | Phase::Mounting
+            | Phase::StartingDatabase
+            | Phase::CheckingData
             | Phase::StartingStack
             | Phase::ResumingQueues
             | Phase::PoweringOff
@@ -139,9 +155,12 @@ impl StepLimits {
     pub(super) fn of(&self, step: Step) -> Millis {
         match step {
             Step::OpenMapping => self.open_mapping,
-            Step::CheckFilesystem => self.check_filesystem,
+            Step::CheckFilesystem | Step::ReplayJournal | Step::CheckFilesystemFully => {
+                self.check_filesystem
+            }
             Step::Mount => self.mount,
-            Step::StartStack => self.start_stack,
+            // Crash recovery of a large database can take as long as a whole start.
+            Step::StartStack | Step::StartDatabase => self.start_stack,
             Step::ResumeQueues => self.resume_queues,
             _ => self.other,
         }

@@ -29,6 +29,7 @@ mod real;
 mod stack;
 mod stop;
 mod storage;
+mod unclean;
 
 pub use real::RealHost;
 pub(crate) use real::mount_by_systemd;
@@ -122,6 +123,12 @@ pub trait Host: Send + Sync + 'static {
     /// `vaultctl check`: the findings about the data path, the stack and the host (a read; it
     /// never queues behind a flow).
     fn check(&self) -> impl Future<Output = Vec<CheckFinding>> + Send;
+    /// Right after the mapping was opened: the filesystem's own signs of an unclean end.
+    fn filesystem_signs(&self) -> impl Future<Output = Vec<vault_core::unclean::Sign>> + Send;
+    /// [`Step::CheckData`]: what the data checks after an unclean end found (the core judges).
+    fn check_data(
+        &self,
+    ) -> impl Future<Output = Result<vault_core::unclean::CheckFacts, StepFailure>> + Send;
 }
 
 /// What the Immich health source needs from the host while RUNNING: a look at Immich for

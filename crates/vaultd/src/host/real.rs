@@ -183,6 +183,12 @@ impl Host for RealHost {
     ) -> Result<(), StepFailure> {
         match step {
             Step::StartStack => return self.start_stack().await,
+            Step::StartDatabase => return self.start_database().await,
+            Step::CheckData => {
+                return Err(StepFailure::new(
+                    "the data checks report through check_data, not as a step",
+                ));
+            }
             Step::StopStack => return self.stop_stack(deadline).await,
             Step::PowerOff => return poweroff::power_off().await,
             Step::PauseQueues | Step::WaitForJobs | Step::ResumeQueues => {
@@ -211,6 +217,17 @@ impl Host for RealHost {
 
     async fn emergency_stop(&self, scope: StopScope) -> Result<(), String> {
         self.emergency_stop_now(scope).await
+    }
+
+    async fn filesystem_signs(&self) -> Vec<vault_core::unclean::Sign> {
+        let host = self.clone();
+        tokio::task::spawn_blocking(move || host.filesystem_signs_now())
+            .await
+            .unwrap_or_default()
+    }
+
+    async fn check_data(&self) -> Result<vault_core::unclean::CheckFacts, StepFailure> {
+        self.check_data_now().await
     }
 }
 

@@ -109,12 +109,35 @@ impl RealHost {
         let plan =
             vault_docker::plan::plan(&self.stack.project, &containers, &self.stack.start_order)
                 .map_err(|e| StepFailure::new(e.to_string()))?;
+        self.start_gate(&stack, &containers).await?;
+        let started = stack
+            .start_ordered(&plan, &containers, self.stack.start_timeout)
+            .await
+            .map_err(failed)?;
+        tracing::info!(
+            "stack {} started in {} levels: {}",
+            self.stack.project,
+            plan.levels.len(),
+            started.join(", ")
+        );
+        Ok(())
+    }
+
+    /// What every start passes first, the database's alone too: bind sources on the volume,
+    /// the containers' and the host's posture (the core's gate decides), then restart
+    /// policies set to "no" where asked.
+    pub(super) async fn start_gate(
+        &self,
+        stack: &Stack,
+        containers: &[ContainerInfo],
+    ) -> Result<(), StepFailure> {
+        let failed = |e: DockerError| StepFailure::new(e.to_string());
         let mapping_dev = vault_storage::observe_mapping(&self.sysfs, &self.mapping_name)
             .ok()
             .and_then(|m| m.dm_device);
         // The adapters report; the core's gate decides. With a bind off the volume nothing else
         // matters (the host check, which runs nft, is not even run).
-        let (off_volume, missing) = Self::off_volume(&containers, mapping_dev, &self.mountpoint);
+        let (off_volume, missing) = Self::off_volume(containers, mapping_dev, &self.mountpoint);
         let host_errors = if off_volume.is_empty() && missing.is_empty() {
             self.host_findings()
                 .await
@@ -166,16 +189,6 @@ impl RealHost {
                 tracing::info!("restart policy of {} set to \"no\"", c.name);
             }
         }
-        let started = stack
-            .start_ordered(&plan, &containers, self.stack.start_timeout)
-            .await
-            .map_err(failed)?;
-        tracing::info!(
-            "stack {} started in {} levels: {}",
-            self.stack.project,
-            plan.levels.len(),
-            started.join(", ")
-        );
         Ok(())
     }
 

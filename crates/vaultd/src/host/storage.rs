@@ -10,7 +10,7 @@ use vault_core::machine::Step;
 use vault_core::observation::{ContainersSeen, MappingSeen, MountSeen, Observation};
 use vault_storage::StorageError;
 use vault_storage::luks::{self, ActivateOptions};
-use vault_storage::mount as mounts;
+use vault_storage::mount::{self as mounts, FsckPolicy};
 
 use super::{Observed, RealHost, StepFailure};
 use crate::secret::Secret;
@@ -37,7 +37,7 @@ impl RealHost {
     /// The mapping's device node. udev creates /dev/mapper/<name> a moment after activation;
     /// wait for it (bounded), else use the kernel's own /dev/dm-N, which devtmpfs creates at
     /// once. Either names the same device.
-    fn mapper_path(&self) -> PathBuf {
+    pub(super) fn mapper_path(&self) -> PathBuf {
         let by_name = Path::new("/dev/mapper").join(&self.mapping_name);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !by_name.exists() && std::time::Instant::now() < deadline {
@@ -124,6 +124,50 @@ impl RealHost {
                         Ok(())
                     }
                     Ok(None) => Ok(()),
+                    Err(e) => Err(failed(e)),
+                }
+            }
+            Step::ReplayJournal => {
+                match mounts::replay_journal_until(
+                    &self.mapper_path(),
+                    &self.storage.filesystem,
+                    stop,
+                ) {
+                    Ok(Some(said)) => {
+                        tracing::warn!("the journal was replayed after an unclean end: {said}");
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(failed(e)),
+                }
+            }
+            Step::CheckFilesystemFully => {
+                // The core's rule: a full check never does less than look.
+                let mode = vault_core::unclean::full_check_mode(match self.storage.fsck {
+                    FsckPolicy::None => vault_core::unclean::FsckMode::None,
+                    FsckPolicy::Report => vault_core::unclean::FsckMode::Report,
+                    FsckPolicy::Repair => vault_core::unclean::FsckMode::Repair,
+                });
+                let policy = match mode {
+                    vault_core::unclean::FsckMode::Repair => FsckPolicy::Repair,
+                    _ => FsckPolicy::Report,
+                };
+                match mounts::check_filesystem_fully_until(
+                    &self.mapper_path(),
+                    &self.storage.filesystem,
+                    policy,
+                    stop,
+                ) {
+                    Ok(Some(said)) => {
+                        tracing::warn!("the full check repaired the filesystem: {said}");
+                        Ok(())
+                    }
+                    Ok(None) => {
+                        tracing::info!(
+                            "the full filesystem check after an unclean end found nothing"
+                        );
+                        Ok(())
+                    }
                     Err(e) => Err(failed(e)),
                 }
             }

@@ -199,7 +199,12 @@ impl FakeHost {
     ) -> Result<(), StepFailure> {
         match step {
             Step::OpenMapping => self.open_mapping(secret),
-            Step::CheckFilesystem => self.check_filesystem(),
+            Step::CheckFilesystem | Step::ReplayJournal | Step::CheckFilesystemFully => {
+                self.check_filesystem()
+            }
+            Step::StartDatabase => self.start_database(),
+            // Reported through check_data.
+            Step::CheckData => Ok(()),
             Step::Mount => self.mount(),
             Step::Sync => self.sync(),
             Step::Unmount => self.unmount(),
@@ -314,6 +319,29 @@ impl Host for FakeHost {
 
     async fn check(&self) -> Vec<CheckFinding> {
         self.shared.read(observe::findings)
+    }
+
+    /// The simulated volume has no superblock: only vaultd's own session record tells.
+    async fn filesystem_signs(&self) -> Vec<vault_core::unclean::Sign> {
+        Vec::new()
+    }
+
+    /// The simulated database has no pages to fail: it counts none while it runs.
+    async fn check_data(&self) -> Result<vault_core::unclean::CheckFacts, StepFailure> {
+        let running = self.shared.read(|w| {
+            w.containers
+                .iter()
+                .any(|c| c.name.contains("database") && c.running())
+        });
+        Ok(vault_core::unclean::CheckFacts {
+            crash_recovery: false,
+            checksums: if running {
+                vault_core::unclean::Checksums::Counted(0)
+            } else {
+                vault_core::unclean::Checksums::Unknown("the database is not running".into())
+            },
+            missing_markers: Vec::new(),
+        })
     }
 }
 

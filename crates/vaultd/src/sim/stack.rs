@@ -60,6 +60,22 @@ impl FakeHost {
         })
     }
 
+    /// After an unclean end: the simulated database service alone (the service named
+    /// `database`), through the same bind check as a start.
+    pub(super) fn start_database(&self) -> Result<(), StepFailure> {
+        self.shared.mutate(|w| {
+            if !w.docker_up {
+                return Err(StepFailure::new(w.docker_unreachable()));
+            }
+            for i in 0..w.containers.len() {
+                if w.containers[i].name.contains("database") {
+                    w.start(i, false);
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// Every running container in reverse start order, each on its stop time; one that would
     /// pass the deadline is killed at it.
     pub(super) async fn stop_stack(&self, deadline: Option<Instant>) -> Result<(), StepFailure> {

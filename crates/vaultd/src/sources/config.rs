@@ -127,6 +127,7 @@ pub(crate) async fn reload(
                     policy: policy_of(&config),
                     power_off_after_drain: config.power.power_off_after_drain,
                     throttle: throttle_policy(&config),
+                    unclean_start: crate::daemon::unclean_start(&config),
                     backup: (
                         crate::backup::BackupSettings::from_config(&config),
                         crate::backup::BackupSettings::policy(&config),

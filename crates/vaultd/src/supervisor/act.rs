@@ -52,7 +52,26 @@ impl<H: Host> Supervisor<H> {
                                 wait.as_millis()
                             );
                         }
-                        let result = run_step(&*host, step, deadline, secret, &cancel).await;
+                        let result = match step {
+                            // The checks' findings go to the core, which judges them when the
+                            // step's end arrives right after.
+                            Step::CheckData => match host.check_data().await {
+                                Ok(facts) => {
+                                    let _ = tx.send(Msg::Event(Event::DataChecked(facts))).await;
+                                    Ok(())
+                                }
+                                Err(failure) => Err(step_error(failure)),
+                            },
+                            _ => run_step(&*host, step, deadline, secret, &cancel).await,
+                        };
+                        // Right after the open, before anything checks or mounts it: what the
+                        // filesystem itself says of how it was left.
+                        if step == Step::OpenMapping && result.is_ok() {
+                            let signs = host.filesystem_signs().await;
+                            if !signs.is_empty() {
+                                let _ = tx.send(Msg::Event(Event::UncleanSigns(signs))).await;
+                            }
+                        }
                         let observed = observe_in_order(&*host, &count).await;
                         let _ = tx
                             .send(Msg::StepDone {
@@ -109,6 +128,17 @@ impl<H: Host> Supervisor<H> {
                             tracing::error!(%error, "cannot record the failed-unlock count; the throttle will not survive a restart");
                         }
                     });
+                }
+                Action::RecordSession(change) => {
+                    if let Some(file) = self.session.clone() {
+                        let at = unix_now();
+                        // A small fsynced write, off the supervisor's loop.
+                        tokio::task::spawn_blocking(move || {
+                            if let Err(error) = file.apply(change, at) {
+                                tracing::error!(%error, ?change, "cannot write the session record; an unclean end may go unnoticed");
+                            }
+                        });
+                    }
                 }
                 Action::WakeAt(at) => {
                     let delay = Duration::from_millis(at.saturating_sub(self.now()).0);

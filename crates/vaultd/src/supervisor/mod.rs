@@ -73,6 +73,7 @@ pub enum Msg {
         policy: PowerPolicy,
         power_off_after_drain: bool,
         throttle: ThrottlePolicy,
+        unclean_start: vault_core::unclean::UncleanStart,
         /// `[backup]`: the jobs' settings and the core's policy.
         backup: (
             crate::backup::BackupSettings,
@@ -152,6 +153,10 @@ pub struct Supervisor<H: Host> {
     unlocking: Option<Caller>,
     /// The failed-unlock count on disk (the core decides the wait).
     throttle_record: ThrottleRecord,
+    /// The session record (an unclean end's sign; `None` where nothing is recorded), and what
+    /// it held at start.
+    session: Option<crate::session::SessionFile>,
+    session_found: Option<vault_core::unclean::OpenSession>,
     /// The step running now and how to cut it short.
     running_step: Option<(Step, CancellationToken)>,
     /// Commands that arrived, waiting (in order) for the look they are decided on.
@@ -231,6 +236,8 @@ impl<H: Host> Supervisor<H> {
             secret: None,
             unlocking: None,
             throttle_record,
+            session: None,
+            session_found: None,
             running_step: None,
             awaiting: std::collections::VecDeque::new(),
             notices: vault_notify::Notifier::off(),
@@ -261,6 +268,20 @@ impl<H: Host> Supervisor<H> {
         self
     }
 
+    /// Keep the session record in `file`, and tell the core what it held at start; after an
+    /// unclean end, `start` is what the unlock does once the checks passed.
+    #[must_use]
+    pub fn with_session(
+        mut self,
+        file: crate::session::SessionFile,
+        start: vault_core::unclean::UncleanStart,
+    ) -> Self {
+        self.session_found = file.found();
+        self.session = Some(file);
+        self.core.set_unclean_start(start);
+        self
+    }
+
     /// No `storage.device` in the config: the core refuses every unlock, saying so.
     #[must_use]
     pub fn without_device(mut self) -> Self {
@@ -283,6 +304,11 @@ impl<H: Host> Supervisor<H> {
         // The first reconciliation: nothing is served as truth before reality was seen.
         let seen = observe_in_order(&*self.host, &self.observations).await;
         self.handle(Msg::Observed(seen));
+        // Decided on the first look: a record under a closed volume is a session that never
+        // ended with a lock.
+        if let Some(found) = self.session_found.take() {
+            self.handle(Msg::Event(Event::SessionRecordFound(found)));
+        }
         self.publish();
         self.notifier
             .send(&format!("READY=1\nSTATUS={}", self.status_line()));
@@ -467,8 +493,10 @@ impl<H: Host> Supervisor<H> {
                 policy,
                 power_off_after_drain,
                 throttle,
+                unclean_start,
                 backup: (backup_settings, backup_policy),
             } => {
+                self.core.set_unclean_start(unclean_start);
                 if let Some(backups) = &self.backups {
                     backups.reconfigure(backup_settings);
                     self.core.set_backup_policy(backup_policy);

@@ -182,6 +182,7 @@ async fn a_rejected_config_shows_in_status_until_a_valid_one_is_applied() {
             policy: PowerPolicy::default(),
             power_off_after_drain: true,
             throttle: vault_core::throttle::ThrottlePolicy::default(),
+            unclean_start: vault_core::unclean::UncleanStart::Auto,
             backup: {
                 let config = vault_config::Config::default();
                 (

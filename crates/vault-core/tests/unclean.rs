@@ -1,0 +1,284 @@
+//! After an unclean end: the signs, the stricter check, the database alone first, the checks
+//! judged by the core, `unclean.start = "ask"`, and the session record kept until they pass.
+
+mod common;
+
+use common::{LOCKED, core_seeing, mounted, obs, opened, running, steps};
+use vault_core::machine::{SessionRecord, Step, StepError};
+use vault_core::observation::MappingSeen;
+use vault_core::state::Caller;
+use vault_core::unclean::{CheckFacts, OpenSession, Sign, UncleanStart};
+use vault_core::{
+    Action, AlarmKind, Command, CommandOutcome, Core, Event, Millis, MountSeen, Observation, State,
+};
+
+const ROOT: Caller = Caller { uid: 0, pid: 1 };
+const UNLOCK: Command = Command::Unlock { no_start: false };
+
+fn done(core: &mut Core, at: u64, step: Step, observed: Observation) -> Vec<Action> {
+    step_done(core, at, step, Ok(()), observed)
+}
+
+fn step_done(
+    core: &mut Core,
+    at: u64,
+    step: Step,
+    result: Result<(), StepError>,
+    observed: Observation,
+) -> Vec<Action> {
+    core.handle(
+        Millis(at),
+        Event::StepDone {
+            step,
+            result,
+            observed,
+        },
+    )
+}
+
+fn session() -> OpenSession {
+    OpenSession {
+        opened_at_unix: 1_765_000_000,
+        boot_id: "5f1c0e2a9b7d4c3e8a6f1b2c3d4e5f60".into(),
+    }
+}
+
+fn alarms(actions: &[Action]) -> Vec<AlarmKind> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Alarm(alarm) => Some(alarm.kind),
+            _ => None,
+        })
+        .collect()
+}
+
+fn records(actions: &[Action]) -> Vec<SessionRecord> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::RecordSession(r) => Some(*r),
+            _ => None,
+        })
+        .collect()
+}
+
+fn database_alone() -> Observation {
+    obs(MappingSeen::Open, MountSeen::FromMapping, 1)
+}
+
+fn good() -> CheckFacts {
+    CheckFacts {
+        crash_recovery: true,
+        checksums: vault_core::unclean::Checksums::Counted(0),
+        ..CheckFacts::default()
+    }
+}
+
+/// A core that found the session record at start, with the volume closed.
+fn after_a_power_cut(start: UncleanStart) -> Core {
+    let mut core = core_seeing(LOCKED).with_unclean_start(start);
+    let actions = core.handle(Millis(1), Event::SessionRecordFound(session()));
+    assert_eq!(alarms(&actions), [AlarmKind::UncleanEnd]);
+    core
+}
+
+#[test]
+fn a_clean_session_is_recorded_at_the_open_and_removed_at_the_close() {
+    let mut core = core_seeing(LOCKED);
+    core.command(Millis(1), UNLOCK, ROOT);
+    let actions = done(&mut core, 2, Step::OpenMapping, opened());
+    assert_eq!(records(&actions), [SessionRecord::Opened]);
+    assert_eq!(steps(&actions), [Step::CheckFilesystem]);
+    done(&mut core, 3, Step::CheckFilesystem, opened());
+    assert_eq!(
+        steps(&done(&mut core, 4, Step::Mount, mounted())),
+        [Step::StartStack]
+    );
+    done(&mut core, 5, Step::StartStack, running());
+    done(&mut core, 6, Step::ResumeQueues, running());
+    core.command(Millis(7), Command::Lock, ROOT);
+    for (at, step, seen) in [
+        (8, Step::PauseQueues, running()),
+        (9, Step::WaitForJobs, running()),
+        (10, Step::StopStack, mounted()),
+        (11, Step::Sync, mounted()),
+        (12, Step::Unmount, opened()),
+    ] {
+        assert!(records(&done(&mut core, at, step, seen)).is_empty());
+    }
+    let actions = done(&mut core, 13, Step::CloseMapping, LOCKED);
+    assert_eq!(records(&actions), [SessionRecord::Closed]);
+}
+
+#[test]
+fn a_record_found_under_an_open_volume_is_a_session_that_goes_on() {
+    let mut core = core_seeing(running());
+    let actions = core.handle(Millis(1), Event::SessionRecordFound(session()));
+    assert!(actions.is_empty(), "{actions:?}");
+    assert!(core.unclean_signs().is_empty());
+}
+
+#[test]
+fn after_an_unclean_end_the_database_starts_alone_and_is_checked_before_the_rest() {
+    let mut core = after_a_power_cut(UncleanStart::Auto);
+    assert!(core.active_alarms().contains_key("unclean-end"));
+    core.command(Millis(2), UNLOCK, ROOT);
+    let actions = done(&mut core, 3, Step::OpenMapping, opened());
+    assert_eq!(steps(&actions), [Step::ReplayJournal]);
+    assert_eq!(
+        steps(&done(&mut core, 4, Step::ReplayJournal, opened())),
+        [Step::CheckFilesystemFully]
+    );
+    done(&mut core, 5, Step::CheckFilesystemFully, opened());
+    assert_eq!(
+        steps(&done(&mut core, 6, Step::Mount, mounted())),
+        [Step::StartDatabase]
+    );
+    assert_eq!(core.status().state, State::Mounted);
+    // The database alone is allowed to run in MOUNTED while the flow runs: no emergency stop.
+    let actions = done(&mut core, 7, Step::StartDatabase, database_alone());
+    assert_eq!(steps(&actions), [Step::CheckData]);
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::EmergencyStop(_)))
+    );
+    assert!(
+        core.handle(Millis(8), Event::DataChecked(good()))
+            .is_empty()
+    );
+    let actions = done(&mut core, 9, Step::CheckData, database_alone());
+    assert_eq!(steps(&actions), [Step::StartStack]);
+    assert_eq!(alarms(&actions), [AlarmKind::UncleanChecked]);
+    assert_eq!(records(&actions), [SessionRecord::Renewed]);
+    assert!(core.unclean_signs().is_empty());
+    assert!(!core.active_alarms().contains_key("unclean-end"));
+    done(&mut core, 10, Step::StartStack, running());
+    assert_eq!(core.status().state, State::Running);
+}
+
+#[test]
+fn checks_that_find_damage_leave_the_vault_mounted_with_the_database_stopped() {
+    let mut core = after_a_power_cut(UncleanStart::Auto);
+    core.command(Millis(2), UNLOCK, ROOT);
+    for (at, step, seen) in [
+        (3, Step::OpenMapping, opened()),
+        (4, Step::ReplayJournal, opened()),
+        (5, Step::CheckFilesystemFully, opened()),
+        (6, Step::Mount, mounted()),
+        (7, Step::StartDatabase, database_alone()),
+    ] {
+        done(&mut core, at, step, seen);
+    }
+    let damaged = CheckFacts {
+        checksums: vault_core::unclean::Checksums::Counted(2),
+        ..good()
+    };
+    core.handle(Millis(8), Event::DataChecked(damaged));
+    let actions = done(&mut core, 9, Step::CheckData, database_alone());
+    assert_eq!(alarms(&actions), [AlarmKind::StepFailed]);
+    let Some(Action::Alarm(alarm)) = actions.iter().find(|a| matches!(a, Action::Alarm(_))) else {
+        unreachable!()
+    };
+    assert!(alarm.message.contains("2 checksum failure(s)"), "{alarm:?}");
+    // The drain to MOUNTED stops the database (queues first: nothing of Immich runs).
+    assert!(!steps(&actions).contains(&Step::StartStack));
+    assert_eq!(
+        core.status().state,
+        State::Draining {
+            target: vault_core::DrainTarget::Mounted
+        }
+    );
+    // The signs stay: the record is kept through a lock, and a start checks again.
+    assert_eq!(core.unclean_signs().len(), 1);
+}
+
+#[test]
+fn a_check_that_reported_nothing_does_not_pass() {
+    let mut core = after_a_power_cut(UncleanStart::Auto);
+    core.command(Millis(2), Command::Unlock { no_start: true }, ROOT);
+    for (at, step, seen) in [
+        (3, Step::OpenMapping, opened()),
+        (4, Step::ReplayJournal, opened()),
+        (5, Step::CheckFilesystemFully, opened()),
+        (6, Step::Mount, mounted()),
+    ] {
+        done(&mut core, at, step, seen);
+    }
+    // `start` later still goes the database-first way.
+    let (outcome, actions) = core.command(Millis(7), Command::Start, ROOT);
+    assert_eq!(outcome, CommandOutcome::Accepted);
+    assert_eq!(steps(&actions), [Step::StartDatabase]);
+    done(&mut core, 8, Step::StartDatabase, database_alone());
+    let actions = done(&mut core, 9, Step::CheckData, database_alone());
+    assert_eq!(alarms(&actions), [AlarmKind::StepFailed]);
+    assert_eq!(core.unclean_signs().len(), 1);
+}
+
+#[test]
+fn asked_to_it_stops_the_database_again_and_waits_for_start() {
+    let mut core = after_a_power_cut(UncleanStart::Ask);
+    core.command(Millis(2), UNLOCK, ROOT);
+    for (at, step, seen) in [
+        (3, Step::OpenMapping, opened()),
+        (4, Step::ReplayJournal, opened()),
+        (5, Step::CheckFilesystemFully, opened()),
+        (6, Step::Mount, mounted()),
+        (7, Step::StartDatabase, database_alone()),
+    ] {
+        done(&mut core, at, step, seen);
+    }
+    core.handle(Millis(8), Event::DataChecked(good()));
+    let actions = done(&mut core, 9, Step::CheckData, database_alone());
+    assert_eq!(steps(&actions), [Step::StopStack]);
+    let Some(Action::Alarm(alarm)) = actions.iter().find(|a| matches!(a, Action::Alarm(_))) else {
+        unreachable!()
+    };
+    assert!(alarm.message.contains("vaultctl start"), "{alarm:?}");
+    assert!(done(&mut core, 10, Step::StopStack, mounted()).is_empty());
+    assert_eq!(core.status().state, State::Mounted);
+    // The owner's start is the ordinary one now.
+    let (_, actions) = core.command(Millis(11), Command::Start, ROOT);
+    assert_eq!(steps(&actions), [Step::StartStack]);
+}
+
+#[test]
+fn the_filesystem_s_own_sign_after_the_open_makes_the_rest_of_the_unlock_strict() {
+    let mut core = core_seeing(LOCKED);
+    core.command(Millis(1), UNLOCK, ROOT);
+    // The host reads the superblock after the open and says so before the step's end.
+    let actions = core.handle(
+        Millis(2),
+        Event::UncleanSigns(vec![Sign::JournalNeedsRecovery]),
+    );
+    assert_eq!(alarms(&actions), [AlarmKind::UncleanEnd]);
+    let actions = done(&mut core, 3, Step::OpenMapping, opened());
+    assert_eq!(steps(&actions), [Step::ReplayJournal]);
+    assert_eq!(records(&actions), [SessionRecord::Opened]);
+    done(&mut core, 4, Step::ReplayJournal, opened());
+    done(&mut core, 5, Step::CheckFilesystemFully, opened());
+    assert_eq!(
+        steps(&done(&mut core, 6, Step::Mount, mounted())),
+        [Step::StartDatabase]
+    );
+}
+
+#[test]
+fn a_failed_strict_check_closes_the_volume_but_keeps_the_record() {
+    let mut core = after_a_power_cut(UncleanStart::Auto);
+    core.command(Millis(2), UNLOCK, ROOT);
+    done(&mut core, 3, Step::OpenMapping, opened());
+    done(&mut core, 4, Step::ReplayJournal, opened());
+    let actions = step_done(
+        &mut core,
+        5,
+        Step::CheckFilesystemFully,
+        Err("fsck: 4 errors left uncorrected".into()),
+        opened(),
+    );
+    assert_eq!(steps(&actions), [Step::CloseMapping]);
+    let actions = done(&mut core, 6, Step::CloseMapping, LOCKED);
+    assert!(records(&actions).is_empty(), "{actions:?}");
+    assert_eq!(core.unclean_signs().len(), 1);
+}

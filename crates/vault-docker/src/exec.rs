@@ -1,0 +1,146 @@
+//! Asking a container: a command run inside it (`pg_isready`, a `psql` query) and its log
+//! since a time. Both bounded in time and in what is kept of their output: a container's
+//! words are untrusted input.
+
+use std::time::Duration;
+
+use bollard::container::LogOutput;
+use bollard::exec::{StartExecOptions, StartExecResults};
+use bollard::models::ExecConfig;
+use bollard::query_parameters::LogsOptionsBuilder;
+use tokio_stream::StreamExt;
+
+use crate::{DockerError, Stack};
+
+/// The most kept of a command's output or a log: the tail, where the last words are.
+pub const OUTPUT_LIMIT: usize = 64 * 1024;
+
+/// What a command run in a container said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// `None` when the engine did not say (the command was cut short).
+    pub exit_code: Option<i64>,
+    /// stdout and stderr together, at most [`OUTPUT_LIMIT`] bytes (the tail), lossy UTF-8.
+    pub output: String,
+}
+
+/// Keep the last `limit` bytes of `buffer`.
+fn keep_tail(buffer: &mut Vec<u8>, limit: usize) {
+    if buffer.len() > limit {
+        buffer.drain(..buffer.len() - limit);
+    }
+}
+
+impl Stack {
+    /// Run `argv` in the running container `id` (as `user` when given), within `limit`.
+    pub async fn exec(
+        &self,
+        id: &str,
+        argv: &[&str],
+        user: Option<&str>,
+        limit: Duration,
+    ) -> Result<ExecOutput, DockerError> {
+        let op = format!(
+            "run {} in {id}",
+            argv.first().copied().unwrap_or("a command")
+        );
+        let config = ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(argv.iter().map(|a| (*a).to_owned()).collect()),
+            user: user.map(str::to_owned),
+            ..ExecConfig::default()
+        };
+        let run = async {
+            let created = self
+                .docker
+                .create_exec(id, config)
+                .await
+                .map_err(self.api(&op))?;
+            let options = StartExecOptions {
+                detach: false,
+                tty: false,
+                output_capacity: None,
+            };
+            let mut buffer = Vec::new();
+            if let StartExecResults::Attached { mut output, .. } = self
+                .docker
+                .start_exec(&created.id, Some(options))
+                .await
+                .map_err(self.api(&op))?
+            {
+                while let Some(chunk) = output.next().await {
+                    let chunk = chunk.map_err(self.api(&op))?;
+                    buffer.extend_from_slice(&chunk.into_bytes());
+                    keep_tail(&mut buffer, OUTPUT_LIMIT);
+                }
+            }
+            let inspected = self
+                .docker
+                .inspect_exec(&created.id)
+                .await
+                .map_err(self.api(&op))?;
+            Ok(ExecOutput {
+                exit_code: inspected.exit_code,
+                output: String::from_utf8_lossy(&buffer).into_owned(),
+            })
+        };
+        tokio::time::timeout(limit, run)
+            .await
+            .map_err(|_| DockerError::Timeout {
+                socket: self.socket.clone(),
+                timeout: limit,
+            })?
+    }
+
+    /// The container's log (stdout and stderr) since `since_unix`, the last
+    /// [`OUTPUT_LIMIT`] bytes of it, within `limit`.
+    pub async fn logs_since(
+        &self,
+        id: &str,
+        since_unix: i64,
+        limit: Duration,
+    ) -> Result<String, DockerError> {
+        let op = format!("read the log of {id}");
+        let options = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .since(i32::try_from(since_unix).unwrap_or(i32::MAX))
+            .build();
+        let read = async {
+            let mut stream = self.docker.logs(id, Some(options));
+            let mut buffer = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                let bytes = match chunk.map_err(self.api(&op))? {
+                    LogOutput::StdOut { message }
+                    | LogOutput::StdErr { message }
+                    | LogOutput::Console { message }
+                    | LogOutput::StdIn { message } => message,
+                };
+                buffer.extend_from_slice(&bytes);
+                keep_tail(&mut buffer, OUTPUT_LIMIT);
+            }
+            Ok(String::from_utf8_lossy(&buffer).into_owned())
+        };
+        tokio::time::timeout(limit, read)
+            .await
+            .map_err(|_| DockerError::Timeout {
+                socket: self.socket.clone(),
+                timeout: limit,
+            })?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_tail_is_kept() {
+        let mut b = b"0123456789".to_vec();
+        keep_tail(&mut b, 4);
+        assert_eq!(b, b"6789");
+        keep_tail(&mut b, 10);
+        assert_eq!(b, b"6789");
+    }
+}
