@@ -236,3 +236,68 @@ fn loop_fsck_cut_short_says_it_was_interrupted_and_leaves_the_filesystem_clean()
         None
     );
 }
+
+/// The signs of an unclean end, as the kernel leaves them: a filesystem copied while mounted
+/// (what a power cut leaves on the disk) says its journal needs recovery; the replay clears
+/// that and changes nothing else; the forced full check then finds it clean.
+#[test]
+fn loop_a_filesystem_left_mounted_needs_recovery_until_its_journal_is_replayed() {
+    if !capable() {
+        return;
+    }
+    use std::sync::atomic::AtomicBool;
+    use vault_storage::mount::{FsckPolicy, check_filesystem_fully_until, replay_journal_until};
+    use vault_storage::superblock;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut cleanup, loopdev, mountpoint) = ext4_on_loop(dir.path());
+    let before = superblock::read(Path::new(&loopdev))
+        .expect("read")
+        .expect("ext4");
+    assert!(before.has_journal && !before.needs_recovery && before.marked_clean);
+    run(&["mount", &loopdev, mountpoint.to_str().expect("utf8")]);
+    cleanup.0.push(vec![
+        "umount".into(),
+        mountpoint.to_str().expect("utf8").into(),
+    ]);
+    std::fs::write(mountpoint.join("photo.jpg"), vec![7u8; 1 << 20]).expect("write");
+    run(&["sync"]);
+    // While mounted, the superblock on the device says the journal is in use.
+    let mounted = superblock::read(Path::new(&loopdev))
+        .expect("read")
+        .expect("ext4");
+    assert!(mounted.needs_recovery, "{mounted:?}");
+    // The disk as the power cut leaves it.
+    let crashed = dir.path().join("crashed.img");
+    run(&[
+        "cp",
+        "--sparse=always",
+        dir.path().join("fs.img").to_str().expect("utf8"),
+        crashed.to_str().expect("utf8"),
+    ]);
+    run(&["umount", mountpoint.to_str().expect("utf8")]);
+    let unmounted = superblock::read(Path::new(&loopdev))
+        .expect("read")
+        .expect("ext4");
+    assert!(!unmounted.needs_recovery, "a clean unmount clears it");
+
+    let left = superblock::read(&crashed).expect("read").expect("ext4");
+    assert!(left.needs_recovery && !left.errors, "{left:?}");
+    let stop = AtomicBool::new(false);
+    let said = replay_journal_until(&crashed, "ext4", &stop).expect("replayed");
+    assert!(
+        said.as_deref().is_none_or(|s| s.contains("recovering journal")),
+        "{said:?}"
+    );
+    let replayed = superblock::read(&crashed).expect("read").expect("ext4");
+    assert!(!replayed.needs_recovery, "{replayed:?}");
+    assert_eq!(
+        check_filesystem_fully_until(&crashed, "ext4", FsckPolicy::Report, &stop)
+            .expect("clean after the replay"),
+        None
+    );
+    // Nothing to replay on a filesystem type without e2fsck's journal.
+    assert_eq!(
+        replay_journal_until(&crashed, "vfat", &stop).expect("nothing"),
+        None
+    );
+}
