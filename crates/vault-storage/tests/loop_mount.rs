@@ -285,7 +285,8 @@ fn loop_a_filesystem_left_mounted_needs_recovery_until_its_journal_is_replayed()
     let stop = AtomicBool::new(false);
     let said = replay_journal_until(&crashed, "ext4", &stop).expect("replayed");
     assert!(
-        said.as_deref().is_none_or(|s| s.contains("recovering journal")),
+        said.as_deref()
+            .is_none_or(|s| s.contains("recovering journal")),
         "{said:?}"
     );
     let replayed = superblock::read(&crashed).expect("read").expect("ext4");

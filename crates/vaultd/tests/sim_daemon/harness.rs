@@ -38,6 +38,9 @@ pub struct Options {
     pub throttle: ThrottlePolicy,
     /// Set the world up before the daemon first looks at it.
     pub prepare: fn(&SimControl),
+    /// Keep the session record in this directory (an unclean end's sign), with what the
+    /// unlock does after one.
+    pub session: Option<(std::path::PathBuf, vault_core::unclean::UncleanStart)>,
 }
 
 impl Default for Options {
@@ -53,6 +56,7 @@ impl Default for Options {
             power_off_after_drain: true,
             throttle: ThrottlePolicy::default(),
             prepare: |_| {},
+            session: None,
         }
     }
 }
@@ -100,6 +104,12 @@ impl Daemon {
             options.throttle,
             ThrottleRecord::load(dir.path()).0,
         );
+        let supervisor = match &options.session {
+            Some((dir, start)) => {
+                supervisor.with_session(vaultd::session::SessionFile::new(dir), *start)
+            }
+            None => supervisor,
+        };
 
         // Root is always authorised; the caller's own group is the admin group, so the tests
         // also pass where they do not run as root.

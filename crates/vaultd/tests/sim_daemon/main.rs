@@ -4,6 +4,7 @@
 mod edges;
 mod harness;
 mod one_house;
+mod unclean;
 
 use std::time::Duration;
 

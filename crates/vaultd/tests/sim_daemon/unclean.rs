@@ -1,0 +1,111 @@
+//! After an unclean end, end to end on the simulated host: the session record a session that
+//! never ended left behind is the alarm from the first look; the unlock starts the database
+//! alone and checks before the rest; the record follows the sessions.
+
+use vault_api::v1::VaultState;
+use vault_core::machine::Step;
+use vault_core::unclean::UncleanStart;
+use vaultd::sim::SimEvent;
+
+use crate::harness::{Daemon, Options, PASSPHRASE, has_alarm};
+
+fn began(events: &[SimEvent]) -> Vec<Step> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            SimEvent::StepBegan(step) => Some(*step),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn daemon_after_a_cut(start: UncleanStart) -> (Daemon, tempfile::TempDir) {
+    let state = tempfile::tempdir().expect("tempdir");
+    // What a session that never ended leaves: its record.
+    std::fs::write(
+        state.path().join("session"),
+        "1765000000 5f1c0e2a9b7d4c3e8a6f1b2c3d4e5f60\n",
+    )
+    .expect("record");
+    let d = Daemon::start_with(Options {
+        session: Some((state.path().to_owned(), start)),
+        ..Options::default()
+    })
+    .await;
+    (d, state)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_cut_the_database_starts_alone_and_is_checked_before_the_rest() {
+    let (mut d, state) = daemon_after_a_cut(UncleanStart::Auto).await;
+    let status = d.status().await;
+    assert!(
+        has_alarm(&status, "unclean-end"),
+        "{:?}",
+        status.active_alarms
+    );
+    assert!(
+        status
+            .active_alarms
+            .iter()
+            .any(|a| a.contains("never ended with a lock")),
+        "{:?}",
+        status.active_alarms
+    );
+    d.unlock(PASSPHRASE, false).await.expect("unlock");
+    let status = d.wait_idle(VaultState::Running).await;
+    assert!(
+        !has_alarm(&status, "unclean-end"),
+        "{:?}",
+        status.active_alarms
+    );
+    let steps = began(&d.control.events());
+    assert_eq!(
+        steps,
+        [
+            Step::OpenMapping,
+            Step::ReplayJournal,
+            Step::CheckFilesystemFully,
+            Step::Mount,
+            Step::StartDatabase,
+            Step::StartStack,
+            Step::ResumeQueues
+        ],
+        "(CheckData reports through check_data, not as a host step)"
+    );
+    // The database first, alone; the rest after the checks.
+    assert_eq!(d.control.starts()[0], "database");
+    assert_eq!(d.control.starts().len(), 4);
+    // The record is this session's now.
+    let record = std::fs::read_to_string(state.path().join("session")).expect("record");
+    assert!(!record.starts_with("1765000000"), "{record}");
+    d.lock().await.expect("lock");
+    d.wait_idle(VaultState::Locked).await;
+    assert!(
+        !state.path().join("session").exists(),
+        "a lock ends the session"
+    );
+
+    // A clean session after it: the usual path.
+    d.control.clear_events();
+    d.unlock(PASSPHRASE, false).await.expect("unlock");
+    d.wait_idle(VaultState::Running).await;
+    assert!(!began(&d.control.events()).contains(&Step::StartDatabase));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asked_to_it_stays_mounted_until_start() {
+    let (mut d, state) = daemon_after_a_cut(UncleanStart::Ask).await;
+    d.unlock(PASSPHRASE, false).await.expect("unlock");
+    let status = d
+        .wait_for("MOUNTED at rest after the checks", |s| {
+            s.state() == VaultState::Mounted && s.phase == "idle" && !has_alarm(s, "unclean-end")
+        })
+        .await;
+    assert_eq!(crate::harness::observed(&status).containers_running, 0);
+    assert_eq!(d.control.starts(), ["database"]);
+    d.start_stack().await.expect("start");
+    d.wait_idle(VaultState::Running).await;
+    assert_eq!(d.control.starts().len(), 5, "{:?}", d.control.starts());
+    assert!(state.path().join("session").exists());
+}
