@@ -4,10 +4,12 @@
 //! reported as SKIPPED on stderr). Also [`goals`]: the goals file (goals.toml) against the
 //! benchmarks' figures, for `bench --check`.
 
+pub mod debian_images;
 pub mod flood;
 pub mod goals;
 pub mod luks;
 pub mod nut;
+pub mod plain_volume;
 pub mod receivers;
 
 use std::fs;
