@@ -88,6 +88,14 @@ pub fn age_finding(last_good: Option<u64>, now: u64, max_age_days: u32) -> Optio
     })
 }
 
+/// Whether a backup dumps the database first: while the stack runs, Postgres' files change
+/// under the copy (the snapshot of them would be torn across files), so its own dump stands for
+/// them. A stopped database (MOUNTED) left its files consistent at its shutdown: they are
+/// copied as they are, and nothing runs to dump them with.
+pub fn dump_database_first(stack_running: bool) -> bool {
+    stack_running
+}
+
 /// What a backup of the vault leaves out, as restic exclude patterns: vaultd's own keys (the
 /// drive's key is useless inside the repository it opens), Immich's regenerable thumbnails and
 /// transcoded videos unless the config keeps them, and — while the database runs — its data
@@ -112,6 +120,19 @@ pub fn excludes(
 mod tests {
     use super::*;
     use crate::state::DrainTarget;
+
+    #[test]
+    fn the_database_is_dumped_only_while_it_runs_and_only_a_dumped_one_is_left_out() {
+        assert!(dump_database_first(true));
+        assert!(!dump_database_first(false));
+        let out = excludes(false, true, &["/srv/immich/postgres".to_owned()]);
+        assert!(out.contains(&"/srv/immich/postgres".to_owned()));
+        assert!(
+            !excludes(false, true, &[])
+                .iter()
+                .any(|e| e.contains("postgres"))
+        );
+    }
 
     #[test]
     fn backups_run_only_on_a_mounted_vault() {

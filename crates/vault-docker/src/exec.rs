@@ -24,6 +24,16 @@ pub struct ExecOutput {
     pub output: String,
 }
 
+/// What a command whose output went to a file did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecToFile {
+    pub exit_code: Option<i64>,
+    /// Bytes written to the file.
+    pub bytes: u64,
+    /// The tail of what it said on stderr.
+    pub stderr: String,
+}
+
 /// Keep the last `limit` bytes of `buffer`.
 fn keep_tail(buffer: &mut Vec<u8>, limit: usize) {
     if buffer.len() > limit {
@@ -83,6 +93,95 @@ impl Stack {
             Ok(ExecOutput {
                 exit_code: inspected.exit_code,
                 output: String::from_utf8_lossy(&buffer).into_owned(),
+            })
+        };
+        tokio::time::timeout(limit, run)
+            .await
+            .map_err(|_| DockerError::Timeout {
+                socket: self.socket.clone(),
+                timeout: limit,
+            })?
+    }
+
+    /// Run `argv` in the running container `id` (as `user` when given) with its stdout written
+    /// to `into` (a file created 0600, fsynced before this returns), within `limit`. For a dump
+    /// of unbounded size: only stderr is kept in memory, its tail. `into` is left with what
+    /// arrived, whatever the outcome; the caller decides what a partial file is.
+    pub async fn exec_to_file(
+        &self,
+        id: &str,
+        argv: &[&str],
+        user: Option<&str>,
+        limit: Duration,
+        into: &std::path::Path,
+    ) -> Result<ExecToFile, DockerError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        use tokio::io::AsyncWriteExt;
+        let op = format!(
+            "run {} in {id}",
+            argv.first().copied().unwrap_or("a command")
+        );
+        let file_error = |e: std::io::Error| DockerError::Api {
+            op: op.clone(),
+            detail: format!("cannot write {}: {e}", into.display()),
+        };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(into)
+            .map_err(file_error)?;
+        let mut file = tokio::fs::File::from_std(file);
+        let config = ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(argv.iter().map(|a| (*a).to_owned()).collect()),
+            user: user.map(str::to_owned),
+            ..ExecConfig::default()
+        };
+        let run = async {
+            let created = self
+                .docker
+                .create_exec(id, config)
+                .await
+                .map_err(self.api(&op))?;
+            let options = StartExecOptions {
+                detach: false,
+                tty: false,
+                output_capacity: None,
+            };
+            let mut stderr = Vec::new();
+            let mut bytes = 0u64;
+            if let StartExecResults::Attached { mut output, .. } = self
+                .docker
+                .start_exec(&created.id, Some(options))
+                .await
+                .map_err(self.api(&op))?
+            {
+                while let Some(chunk) = output.next().await {
+                    match chunk.map_err(self.api(&op))? {
+                        LogOutput::StdOut { message } => {
+                            file.write_all(&message).await.map_err(file_error)?;
+                            bytes += u64::try_from(message.len()).unwrap_or(u64::MAX);
+                        }
+                        other => {
+                            stderr.extend_from_slice(&other.into_bytes());
+                            keep_tail(&mut stderr, 4096);
+                        }
+                    }
+                }
+            }
+            file.sync_all().await.map_err(file_error)?;
+            let inspected = self
+                .docker
+                .inspect_exec(&created.id)
+                .await
+                .map_err(self.api(&op))?;
+            Ok(ExecToFile {
+                exit_code: inspected.exit_code,
+                bytes,
+                stderr: String::from_utf8_lossy(&stderr).into_owned(),
             })
         };
         tokio::time::timeout(limit, run)

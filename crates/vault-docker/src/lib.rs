@@ -12,6 +12,7 @@
 pub mod exec;
 pub mod model;
 pub mod plan;
+pub mod postgres;
 pub mod posture;
 pub mod volumes;
 

@@ -231,6 +231,11 @@ pub fn backup_ended(
             Severity::Critical,
             "Backup check failed",
         ),
+        "no-database-dump" => (
+            Kind::BackupFailed,
+            Severity::Warning,
+            "Backup without the database's dump",
+        ),
         _ => (Kind::BackupFailed, Severity::Warning, "Backup failed"),
     };
     let mut record = Record::new("backup", outcome, message, at_unix);

@@ -29,7 +29,14 @@ pub struct RunReport {
     /// The verification after it, in words, and whether it passed.
     pub verified: String,
     pub verify_ok: bool,
+    /// The database's dump before it, in words ("" when none was due), and whether every
+    /// running database was dumped.
+    pub database: String,
+    pub database_ok: bool,
 }
+
+/// Where the dumps go, under the vault's mountpoint: inside what is backed up.
+const DUMP_DIR: &str = ".vaultd/database-dump";
 
 pub(super) async fn execute<H: Host>(
     b: &Backups,
@@ -182,8 +189,16 @@ async fn run<H: Host>(
                 Err(e) => tracing::warn!("backup: Immich's queues not paused: {}", e.message),
             }
         }
+        let (database, database_ok, dumped_dirs) =
+            if vault_core::backup::dump_database_first(stack_running) {
+                b.show(|v| v.doing = "dumping the database".into());
+                dumps_in_words(host.dump_databases(s.mountpoint.join(DUMP_DIR)).await)
+            } else {
+                (String::new(), true, Vec::new())
+            };
         b.show(|v| v.doing = format!("backing up to {id}"));
-        let excludes = vault_core::backup::excludes(s.include_thumbs, s.include_encoded_video, &[]);
+        let excludes =
+            vault_core::backup::excludes(s.include_thumbs, s.include_encoded_video, &dumped_dirs);
         let made = repo
             .backup(
                 std::slice::from_ref(&s.mountpoint),
@@ -239,6 +254,8 @@ async fn run<H: Host>(
             paused_queues: paused,
             verified,
             verify_ok,
+            database,
+            database_ok,
         })
     })
     .await?;
@@ -249,20 +266,29 @@ async fn run<H: Host>(
 }
 
 impl RunReport {
-    /// `ok`, or `verify-failed` when the snapshot was made but its verification failed.
+    /// `ok`; `verify-failed` when the snapshot was made but its verification failed;
+    /// `no-database-dump` when a running database could not be dumped (its files were copied as
+    /// they were, which may not restore).
     pub fn outcome(&self) -> &'static str {
-        if self.verify_ok {
-            "ok"
-        } else {
+        if !self.verify_ok {
             "verify-failed"
+        } else if !self.database_ok {
+            "no-database-dump"
+        } else {
+            "ok"
         }
     }
 
     /// The run in one sentence, for `vaultctl backup`, the notice and the history.
     pub fn sentence(&self) -> String {
         let s = &self.summary;
+        let database = if self.database.is_empty() {
+            String::new()
+        } else {
+            format!("{}; ", self.database)
+        };
         let mut message = format!(
-            "snapshot {} on {}: {} files ({} bytes) looked at, {} new, {} changed, {} bytes added, in {:.1} s; {}",
+            "{database}snapshot {} on {}: {} files ({} bytes) looked at, {} new, {} changed, {} bytes added, in {:.1} s; {}",
             s.snapshot_id.get(..8).unwrap_or(&s.snapshot_id),
             self.drive,
             s.files_processed,
@@ -286,6 +312,37 @@ impl RunReport {
         });
         message
     }
+}
+
+/// The dumps in words for the run's sentence, whether every one was made, and the data
+/// directories they stand for (left out of the snapshot).
+fn dumps_in_words(dumps: Vec<crate::host::DatabaseDump>) -> (String, bool, Vec<String>) {
+    let mut said = Vec::new();
+    let mut all_ok = true;
+    let mut dirs = Vec::new();
+    for d in dumps {
+        match d.result {
+            Ok(done) => {
+                said.push(format!(
+                    "database {} dumped ({} bytes)",
+                    d.service, done.bytes
+                ));
+                dirs.extend(done.data_dir.map(|p| p.display().to_string()));
+            }
+            Err(why) => {
+                all_ok = false;
+                let who = if d.service.is_empty() {
+                    "the database".to_owned()
+                } else {
+                    format!("database {}", d.service)
+                };
+                said.push(format!(
+                    "{who} NOT dumped ({why}): its files were copied as they were"
+                ));
+            }
+        }
+    }
+    (said.join("; "), all_ok, dirs)
 }
 
 fn interrupted(e: ResticError) -> BackupError {

@@ -21,6 +21,7 @@ use vault_core::StopScope;
 use vault_core::machine::Step;
 use vault_core::observation::Observation;
 
+mod dump;
 mod immich;
 pub mod notify;
 mod posture;
@@ -125,10 +126,30 @@ pub trait Host: Send + Sync + 'static {
     fn check(&self) -> impl Future<Output = Vec<CheckFinding>> + Send;
     /// Right after the mapping was opened: the filesystem's own signs of an unclean end.
     fn filesystem_signs(&self) -> impl Future<Output = Vec<vault_core::unclean::Sign>> + Send;
+    /// Before a backup while the stack runs: each running Postgres dumped into `into` (on the
+    /// vault), one result per database.
+    fn dump_databases(&self, into: PathBuf) -> impl Future<Output = Vec<DatabaseDump>> + Send;
     /// [`Step::CheckData`]: what the data checks after an unclean end found (the core judges).
     fn check_data(
         &self,
     ) -> impl Future<Output = Result<vault_core::unclean::CheckFacts, StepFailure>> + Send;
+}
+
+/// One database's dump before a backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseDump {
+    /// The compose service (empty when the stack could not be asked at all).
+    pub service: String,
+    pub result: Result<DumpDone, String>,
+}
+
+/// A dump written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpDone {
+    pub file: PathBuf,
+    pub bytes: u64,
+    /// The live data directory the dump stands for (left out of the snapshot).
+    pub data_dir: Option<PathBuf>,
 }
 
 /// What the Immich health source needs from the host while RUNNING: a look at Immich for

@@ -226,6 +226,10 @@ impl Host for RealHost {
             .unwrap_or_default()
     }
 
+    async fn dump_databases(&self, into: PathBuf) -> Vec<super::DatabaseDump> {
+        self.dump_databases_now(&into).await
+    }
+
     async fn check_data(&self) -> Result<vault_core::unclean::CheckFacts, StepFailure> {
         self.check_data_now().await
     }

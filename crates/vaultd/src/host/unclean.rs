@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use vault_core::stop::{ServiceKind, kind};
 use vault_core::unclean::{CheckFacts, Checksums, Sign, filesystem_signs};
-use vault_docker::{ContainerInfo, DockerError, Plan, Stack};
+use vault_docker::{ContainerInfo, DockerError, Plan, Stack, postgres};
 
 use super::{RealHost, StepFailure};
 
@@ -27,15 +27,6 @@ const IMMICH_FOLDERS: &[&str] = &[
     "profile",
     "backups",
 ];
-/// What Postgres logs when it starts after an end that was not a shutdown.
-const RECOVERY_WORDS: &[&str] = &[
-    "was not properly shut down",
-    "automatic recovery in progress",
-    "database system was interrupted",
-    "redo done at",
-];
-const CHECKSUM_QUERY: &str = "exec psql -XAtq -U \"${POSTGRES_USER:-postgres}\" -d postgres -c 'SELECT coalesce(sum(checksum_failures), 0) FROM pg_stat_database'";
-
 impl RealHost {
     /// The filesystem's own signs of an unclean end, from the opened mapping's superblock.
     pub(super) fn filesystem_signs_now(&self) -> Vec<Sign> {
@@ -121,19 +112,19 @@ impl RealHost {
                 .logs_since(&c.id, since, ASK_LIMIT)
                 .await
                 .map_err(failed)?;
-            facts.crash_recovery |= RECOVERY_WORDS.iter().any(|w| log.contains(w));
+            facts.crash_recovery |= postgres::crash_recovery_logged(&log);
             let asked = stack
                 .exec(
                     &c.id,
-                    &["sh", "-c", CHECKSUM_QUERY],
-                    Some("postgres"),
+                    postgres::CHECKSUM_FAILURES,
+                    Some(postgres::USER),
                     ASK_LIMIT,
                 )
                 .await;
             let count = match asked {
-                Ok(out) if out.exit_code == Some(0) => match out.output.trim().parse::<u64>() {
-                    Ok(n) => Checksums::Counted(n),
-                    Err(_) => {
+                Ok(out) if out.exit_code == Some(0) => match postgres::parse_count(&out.output) {
+                    Some(n) => Checksums::Counted(n),
+                    None => {
                         Checksums::Unknown(format!("{} answered {:?}", c.name, tail(&out.output)))
                     }
                 },
@@ -146,7 +137,9 @@ impl RealHost {
                 Err(e) => Checksums::Unknown(e.to_string()),
             };
             facts.checksums = match (facts.checksums, count) {
-                (Checksums::Counted(a), Checksums::Counted(b)) => Checksums::Counted(a + b),
+                (Checksums::Counted(a), Checksums::Counted(b)) => {
+                    Checksums::Counted(a.saturating_add(b))
+                }
                 (Checksums::Unknown(why), _) | (_, Checksums::Unknown(why)) => {
                     Checksums::Unknown(why)
                 }
@@ -183,7 +176,7 @@ async fn wait_until_ready(stack: &Stack, c: &ContainerInfo) -> Result<(), StepFa
             )));
         }
         if let Ok(out) = stack
-            .exec(&c.id, &["pg_isready", "-q"], Some("postgres"), ASK_LIMIT)
+            .exec(&c.id, postgres::READY, Some(postgres::USER), ASK_LIMIT)
             .await
             && out.exit_code == Some(0)
         {

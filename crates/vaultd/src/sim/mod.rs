@@ -326,6 +326,11 @@ impl Host for FakeHost {
         Vec::new()
     }
 
+    /// The simulated database has nothing to dump.
+    async fn dump_databases(&self, _into: std::path::PathBuf) -> Vec<crate::host::DatabaseDump> {
+        Vec::new()
+    }
+
     /// The simulated database has no pages to fail: it counts none while it runs.
     async fn check_data(&self) -> Result<vault_core::unclean::CheckFacts, StepFailure> {
         let running = self.shared.read(|w| {
