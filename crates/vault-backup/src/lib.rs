@@ -6,6 +6,7 @@
 //!   listings and restores, each interruptible within [`restic::INTERRUPT_BUDGET`].
 //! - [`progress`] reads its `--json` lines (pure; fuzzed).
 //! - [`drive`] says where a drive's key, repository and cache live.
+//! - [`offsite`]: the off-site copy over SFTP (its target, ssh's command, its key's place).
 //! - [`record`]: each drive's last backup and verification, in the state directory.
 //! - [`sample`] is the restore test: a few unchanged files compared byte for byte.
 //!
@@ -13,6 +14,7 @@
 //! `backup` module); the daemon wires them.
 
 pub mod drive;
+pub mod offsite;
 pub mod progress;
 pub mod record;
 #[cfg(feature = "restic")]

@@ -68,6 +68,8 @@ pub struct Repo {
     pub password_file: PathBuf,
     /// restic's cache: on the backup drive, so nothing of it lands on the root disk.
     pub cache_dir: PathBuf,
+    /// restic's `-o` options (e.g. `sftp.command=…` for the off-site repository).
+    pub options: Vec<String>,
 }
 
 /// How many snapshots each rule keeps (`restic forget --keep-*`).
@@ -117,8 +119,11 @@ impl Repo {
             // Two status lines a second: enough for watch, cheap for the pipe.
             .env("RESTIC_PROGRESS_FPS", "2")
             // restic's "stale lock" check and its temp files: on the drive too.
-            .env("TMPDIR", &self.cache_dir)
-            .args(args)
+            .env("TMPDIR", &self.cache_dir);
+        for option in &self.options {
+            cmd.arg("-o").arg(option);
+        }
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

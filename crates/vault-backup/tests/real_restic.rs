@@ -49,6 +49,7 @@ fn setup(restic: PathBuf) -> Setup {
         repository: drive.join(drive::REPOSITORY_DIR),
         password_file: key_file,
         cache_dir: drive.join(drive::CACHE_DIR),
+        options: Vec::new(),
     };
     // The owner's recovery passphrase, in a file for the test's own restic calls only.
     let recovery_file = dir.path().join("recovery");

@@ -220,6 +220,21 @@ pub(crate) fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
         "backup.verify_parts" => c.backup.verify_parts = at.integer()?,
         "backup.sample_files" => c.backup.sample_files = at.integer()?,
         "backup.restic" => c.backup.restic = at.absolute_path()?,
+        "backup.offsite_repository" => {
+            let text = at.string()?;
+            vault_backup::offsite::SftpTarget::parse(
+                &text,
+                22,
+                std::path::Path::new("/"),
+                std::path::Path::new("/"),
+            )
+            .map_err(|e| at.invalid(e.to_string()))?;
+            c.backup.offsite_repository = Some(text);
+        }
+        "backup.offsite_port" => c.backup.offsite_port = at.integer()?,
+        "backup.offsite_ssh_key" => c.backup.offsite_ssh_key = at.absolute_path()?,
+        "backup.offsite_known_hosts" => c.backup.offsite_known_hosts = at.absolute_path()?,
+        "backup.offsite_every_hours" => c.backup.offsite_every_hours = at.integer()?,
         "notify.command" => c.notify.command = Some(at.absolute_path()?),
         "notify.command_user" => {
             let name = at.string()?;

@@ -191,6 +191,12 @@ pub struct BackupConfig {
     pub verify_parts: u32,
     pub sample_files: u32,
     pub restic: PathBuf,
+    /// `sftp:USER@HOST:/PATH`, checked.
+    pub offsite_repository: Option<String>,
+    pub offsite_port: u16,
+    pub offsite_ssh_key: PathBuf,
+    pub offsite_known_hosts: PathBuf,
+    pub offsite_every_hours: u32,
 }
 
 /// Notices to the owner: the exec hook, ntfy, Gotify, a webhook, and their rules.
@@ -321,6 +327,11 @@ impl Config {
                 verify_parts: 0,
                 sample_files: 0,
                 restic: PathBuf::new(),
+                offsite_repository: None,
+                offsite_port: 0,
+                offsite_ssh_key: PathBuf::new(),
+                offsite_known_hosts: PathBuf::new(),
+                offsite_every_hours: 0,
             },
             notify: NotifyConfig {
                 command: None,

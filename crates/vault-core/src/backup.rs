@@ -88,6 +88,29 @@ pub fn age_finding(last_good: Option<u64>, now: u64, max_age_days: u32) -> Optio
     })
 }
 
+/// After a failed off-site copy, the next try comes within this (the friend's machine was
+/// off, the tunnel down): sooner than the next scheduled copy.
+pub const OFFSITE_RETRY_SECS: i64 = 3600;
+
+/// When the off-site copy is next due (unix seconds): at once if it never ran; an interval
+/// after the last good one; within the hour after a failure. Only while the vault is unlocked
+/// (the caller waits for that: a due copy is made at the next unlock).
+pub fn offsite_due_at(
+    last_good_unix: Option<i64>,
+    last_failure_unix: Option<i64>,
+    every_hours: u32,
+) -> i64 {
+    let every = i64::from(every_hours).saturating_mul(3600);
+    let after_good = last_good_unix.map(|t| t.saturating_add(every));
+    match last_failure_unix {
+        Some(failed) if last_good_unix.is_none_or(|good| failed > good) => {
+            let retry = failed.saturating_add(OFFSITE_RETRY_SECS.min(every));
+            after_good.map_or(retry, |due| due.min(retry))
+        }
+        _ => after_good.unwrap_or(0),
+    }
+}
+
 /// Whether a backup dumps the database first: while the stack runs, Postgres' files change
 /// under the copy (the snapshot of them would be torn across files), so its own dump stands for
 /// them. A stopped database (MOUNTED) left its files consistent at its shutdown: they are
@@ -132,6 +155,24 @@ mod tests {
                 .iter()
                 .any(|e| e.contains("postgres"))
         );
+    }
+
+    #[test]
+    fn the_off_site_copy_is_due_by_interval_and_retried_within_the_hour() {
+        let day = 24;
+        assert_eq!(offsite_due_at(None, None, day), 0, "never ran: now");
+        assert_eq!(offsite_due_at(Some(1_000), None, day), 1_000 + 86_400);
+        // A failure after the last good one: again within the hour.
+        assert_eq!(offsite_due_at(Some(1_000), Some(5_000), day), 5_000 + 3_600);
+        assert_eq!(offsite_due_at(None, Some(5_000), day), 5_000 + 3_600);
+        // An old failure, a good copy since: the interval.
+        assert_eq!(
+            offsite_due_at(Some(9_000), Some(5_000), day),
+            9_000 + 86_400
+        );
+        // An interval shorter than the retry wait is not lengthened by a failure.
+        assert_eq!(offsite_due_at(Some(0), Some(100), 1), 3_600);
+        assert_eq!(offsite_due_at(Some(i64::MAX), None, 720), i64::MAX);
     }
 
     #[test]

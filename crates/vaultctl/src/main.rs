@@ -77,6 +77,9 @@ enum Cmd {
         /// The drive's UUID (default: the one of backup.drives that is plugged in).
         #[arg(long, global = true, default_value = "")]
         drive: String,
+        /// To the off-site repository (backup.offsite_repository) instead of a drive.
+        #[arg(long, conflicts_with = "drive")]
+        offsite: bool,
         #[command(subcommand)]
         what: Option<BackupCmd>,
     },
@@ -92,6 +95,8 @@ enum Cmd {
 enum BackupCmd {
     /// Format DEVICE (a whole spare disk: everything on it is lost) as a backup drive: LUKS2
     /// with a key kept on the vault and a recovery passphrase you type now and write down.
+    /// `offsite` instead of a device makes the off-site repository (backup.offsite_repository),
+    /// keyed the same way.
     Init {
         device: String,
         /// Read the recovery passphrase from this file instead of the terminal or stdin.
@@ -315,8 +320,15 @@ async fn run(args: Args) -> Result<(), Failure> {
                 );
             }
         }
-        Cmd::Backup { drive, what } => match what {
-            None => vaultctl::backup::run(&mut client, drive, args.json).await?,
+        Cmd::Backup {
+            drive,
+            offsite,
+            what,
+        } => match what {
+            None => {
+                let target = if offsite { "offsite".to_owned() } else { drive };
+                vaultctl::backup::run(&mut client, target, args.json).await?;
+            }
             Some(BackupCmd::Init { device, force, .. }) => {
                 let recovery = secret.unwrap_or_default();
                 vaultctl::backup::init(&mut client, device, recovery, force, args.json).await?;

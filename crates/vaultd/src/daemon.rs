@@ -226,6 +226,7 @@ pub async fn run<H: Host + ImmichHealth>(
             sources::logind::spawn(&tasks, handle.clone());
             if let Some(backups) = &backups {
                 sources::drives::spawn(&tasks, handle.tx.clone(), backups.clone());
+                sources::offsite::spawn(&tasks, handle.clone(), backups.clone());
             }
             sources::immich_health::spawn(&tasks, handle.clone(), host_for_health);
             sources::docker::spawn(

@@ -339,11 +339,11 @@ impl<H: Host> Vault for VaultService<H> {
         &self,
         request: Request<pb::BackupRequest>,
     ) -> Result<Response<Self::BackupStream>, Status> {
-        use crate::backup::{BackupRequest, api};
+        use crate::backup::api;
         let peer = self.authorize(&request, "Backup", Need::Change)?;
         let backups = self.backups.clone().ok_or_else(no_backups)?;
-        let drive = api::drive(&request.get_ref().drive)?;
-        let done = api::ask(&self.handle, BackupRequest::Run { drive })
+        let run = api::run_target(&request.get_ref().drive)?;
+        let done = api::ask(&self.handle, run)
             .await
             .inspect_err(|_| audit::control_call(&peer, "Backup", "refused"))?;
         audit::control_call(&peer, "Backup", "accepted");
@@ -364,9 +364,10 @@ impl<H: Host> Vault for VaultService<H> {
             return Err(Status::invalid_argument(format!("recovery: {invalid}")));
         }
         let device = std::path::PathBuf::from(&request.device);
-        if !device.is_absolute() {
+        // `offsite`: the configured off-site repository, not a device.
+        if !device.is_absolute() && request.device != vault_backup::offsite::NAME {
             return Err(Status::invalid_argument(format!(
-                "{:?} is not a device path (/dev/sdX)",
+                "{:?} is not a device path (/dev/sdX) or `offsite`",
                 request.device
             )));
         }
@@ -385,6 +386,12 @@ impl<H: Host> Vault for VaultService<H> {
             if outcome.is_ok() { "ok" } else { "failed" },
         );
         match outcome? {
+            BackupOutcome::Initialised { drive } if drive == vault_backup::offsite::NAME => {
+                Ok(Response::new(pb::BackupInitReply {
+                    message: "the off-site repository is ready: vaultd copies to it every backup.offsite_every_hours while the vault is unlocked (now: `vaultctl backup --offsite`). Keep the recovery passphrase written down, away from the laptop: with it alone the off-site copy opens with restic on any machine.".into(),
+                    drive,
+                }))
+            }
             BackupOutcome::Initialised { drive } => Ok(Response::new(pb::BackupInitReply {
                 message: format!(
                     "backup drive {drive} is ready. Add it to the config: [backup] drives = [\"{drive}\"], then `systemctl reload vaultd`. Keep the recovery passphrase written down, away from the laptop: with it alone the drive opens on any Linux machine."

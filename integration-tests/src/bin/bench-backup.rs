@@ -21,6 +21,7 @@ fn repo(dir: &Path, name: &str, key: &Path) -> Repo {
         repository: dir.join(name).join("restic"),
         password_file: key.to_owned(),
         cache_dir: dir.join(name).join("cache"),
+        options: Vec::new(),
     }
 }
 

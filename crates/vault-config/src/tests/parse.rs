@@ -144,6 +144,9 @@ max_age_days = 14
 verify_parts = 4
 sample_files = 2
 restic = "/opt/restic"
+offsite_repository = "sftp:vault@10.8.0.5:/srv/backups/laptop"
+offsite_port = 2222
+offsite_every_hours = 12
 "#;
     let expected = Config {
         daemon: DaemonConfig {
@@ -214,6 +217,11 @@ restic = "/opt/restic"
             verify_parts: 4,
             sample_files: 2,
             restic: "/opt/restic".into(),
+            offsite_repository: Some("sftp:vault@10.8.0.5:/srv/backups/laptop".into()),
+            offsite_port: 2222,
+            offsite_ssh_key: "/etc/vaultd/offsite-ssh-key".into(),
+            offsite_known_hosts: "/etc/vaultd/offsite-known-hosts".into(),
+            offsite_every_hours: 12,
         },
         immich: ImmichConfig {
             url: "http://127.0.0.1:3001".into(),

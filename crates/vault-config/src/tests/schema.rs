@@ -98,6 +98,7 @@ fn only_optional_keys_are_unset_by_default() {
             "power.charge_end_threshold_percent",
             "nut.username",
             "nut.password_file",
+            "backup.offsite_repository",
             "immich.api_key_file",
             "immich.upload_location",
             "host.wireguard_port",

@@ -108,9 +108,29 @@ pub fn drive(text: &str) -> Result<Option<DriveId>, Status> {
     if text.is_empty() {
         return Ok(None);
     }
+    if text == vault_backup::offsite::NAME {
+        return Err(Status::invalid_argument(
+            "the off-site repository is not a drive: back up to it with `vaultctl backup --offsite`",
+        ));
+    }
     DriveId::parse(text)
         .map(Some)
         .map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+/// A backup run's target as the request names it: a drive's UUID, `offsite`, or nothing (the
+/// configured drive that is plugged in).
+pub fn run_target(text: &str) -> Result<BackupRequest, Status> {
+    if text == vault_backup::offsite::NAME {
+        return Ok(BackupRequest::Run {
+            drive: None,
+            offsite: true,
+        });
+    }
+    Ok(BackupRequest::Run {
+        drive: drive(text)?,
+        offsite: false,
+    })
 }
 
 /// Hand the job to the supervisor: refused at once (FAILED_PRECONDITION with the core's

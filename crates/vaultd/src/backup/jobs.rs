@@ -33,6 +33,8 @@ pub struct RunReport {
     /// running database was dumped.
     pub database: String,
     pub database_ok: bool,
+    /// To the off-site repository (no drive to unplug).
+    pub offsite: bool,
 }
 
 /// Where the dumps go, under the vault's mountpoint: inside what is backed up.
@@ -47,16 +49,27 @@ pub(super) async fn execute<H: Host>(
 ) -> Result<BackupOutcome, BackupError> {
     let s = b.settings();
     match request {
-        BackupRequest::Run { drive } => {
-            let id = pick_drive(&s, drive)?;
-            let result = run(b, host, &s, &id, stack_running, cancel).await;
+        BackupRequest::Run { drive, offsite } => {
+            let target = if offsite {
+                Target::Offsite(s.offsite.clone().ok_or_else(|| {
+                    BackupError::NoDrive("backup.offsite_repository is not set".into())
+                })?)
+            } else {
+                Target::Drive(pick_drive(&s, drive)?)
+            };
+            let result = run(b, host, &s, &target, stack_running, cancel).await;
             if let Err(e) = &result {
                 let why = e.to_string();
-                b.record(id.as_str(), |r| {
+                b.record(&target.name(), |r| {
                     r.last_failure = Some((crate::supervisor::unix_now(), why))
                 });
             }
             result.map(BackupOutcome::Ran)
+        }
+        BackupRequest::Init {
+            device, recovery, ..
+        } if device.as_os_str() == vault_backup::offsite::NAME => {
+            super::offsite::init(b, &s, &recovery, cancel).await
         }
         BackupRequest::Init {
             device,
@@ -140,6 +153,49 @@ fn repo(s: &BackupSettings, id: &DriveId, drive: &OpenDrive) -> Repo {
         repository: drive.mount.join(layout::REPOSITORY_DIR),
         password_file: id.key_path(&s.mountpoint),
         cache_dir: drive.mount.join(layout::CACHE_DIR),
+        options: Vec::new(),
+    }
+}
+
+/// Where a backup run goes.
+pub(super) enum Target {
+    Drive(DriveId),
+    Offsite(vault_backup::offsite::SftpTarget),
+}
+
+impl Target {
+    /// Its name in records, status and the API: the drive's UUID, or `offsite`.
+    fn name(&self) -> String {
+        match self {
+            Target::Drive(id) => id.to_string(),
+            Target::Offsite(_) => vault_backup::offsite::NAME.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Drive(id) => write!(f, "backup drive {id}"),
+            Target::Offsite(t) => write!(f, "the off-site repository {}", t.repository()),
+        }
+    }
+}
+
+/// Do `work` with the target's repository: a drive opened before and closed after (also when
+/// `work` failed); the off-site repository as it is.
+async fn with_target<T, F, Fut>(
+    s: &BackupSettings,
+    target: &Target,
+    work: F,
+) -> Result<T, BackupError>
+where
+    F: FnOnce(Repo, PathBuf) -> Fut,
+    Fut: std::future::Future<Output = Result<T, BackupError>>,
+{
+    match target {
+        Target::Drive(id) => with_drive(s, id, work).await,
+        Target::Offsite(t) => super::offsite::with_offsite(s, t, work).await,
     }
 }
 
@@ -166,18 +222,20 @@ async fn run<H: Host>(
     b: &Backups,
     host: &H,
     s: &BackupSettings,
-    id: &DriveId,
+    target: &Target,
     stack_running: bool,
     cancel: &CancellationToken,
 ) -> Result<RunReport, BackupError> {
     let began_at = Instant::now();
     let began = SystemTime::now();
+    let name = target.name();
     b.show(|v| {
-        v.doing = format!("opening backup drive {id}");
-        v.drive = id.to_string();
+        v.doing = format!("opening {target}");
+        v.drive = name.clone();
     });
-    let runs_before = b.drive_records().get(id.as_str()).map_or(0, |r| r.runs);
-    let report = with_drive(s, id, |repo, mount| async move {
+    let runs_before = b.drive_records().get(&name).map_or(0, |r| r.runs);
+    let offsite = matches!(target, Target::Offsite(_));
+    let report = with_target(s, target, |repo, mount| async move {
         // Immich's guidance: the library still while it is copied. Only what vaultd pauses is
         // resumed (the record), as in a drain.
         let mut paused = false;
@@ -196,7 +254,7 @@ async fn run<H: Host>(
             } else {
                 (String::new(), true, Vec::new())
             };
-        b.show(|v| v.doing = format!("backing up to {id}"));
+        b.show(|v| v.doing = format!("backing up to {target}"));
         let excludes =
             vault_core::backup::excludes(s.include_thumbs, s.include_encoded_video, &dumped_dirs);
         let made = repo
@@ -216,7 +274,7 @@ async fn run<H: Host>(
         }
         let made = made.map_err(interrupted)?;
         b.show(|v| v.progress = None);
-        b.record(id.as_str(), |r| {
+        b.record(&name, |r| {
             r.runs += 1;
             r.last_good = Some(LastBackup {
                 at: crate::supervisor::unix_now(),
@@ -242,12 +300,15 @@ async fn run<H: Host>(
             cancel,
         )
         .await?;
-        b.record(id.as_str(), |r| {
+        b.record(&name, |r| {
             r.last_verify = Some((crate::supervisor::unix_now(), verify_ok, verified.clone()));
         });
-        b.show(|v| v.doing = format!("closing backup drive {id}"));
+        if !offsite {
+            b.show(|v| v.doing = format!("closing {target}"));
+        }
         Ok(RunReport {
-            drive: id.to_string(),
+            drive: name.clone(),
+            offsite,
             summary: made.summary,
             unreadable: made.unreadable,
             duration_ms: 0,
@@ -305,10 +366,12 @@ impl RunReport {
                 self.unreadable.len()
             ));
         }
-        message.push_str(if self.verify_ok {
-            ". The drive is closed and can be unplugged."
-        } else {
+        message.push_str(if !self.verify_ok {
             ". The repository needs attention."
+        } else if self.offsite {
+            ". The off-site copy is up to date."
+        } else {
+            ". The drive is closed and can be unplugged."
         });
         message
     }

@@ -7,6 +7,7 @@
 pub mod api;
 mod drive;
 mod jobs;
+pub mod offsite;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -67,6 +68,9 @@ pub struct BackupSettings {
     pub sysfs: PathBuf,
     /// PID 1 mounts the drive (as it mounts the vault, `storage.mount_by`).
     pub mount_by_systemd: bool,
+    /// The off-site repository over SFTP, if one is configured.
+    pub offsite: Option<vault_backup::offsite::SftpTarget>,
+    pub offsite_every_hours: u32,
 }
 
 impl BackupSettings {
@@ -101,6 +105,16 @@ impl BackupSettings {
                 .join("backup"),
             sysfs: PathBuf::from(vault_storage::SYSFS),
             mount_by_systemd: crate::host::mount_by_systemd(config.storage.mount_by),
+            offsite: b.offsite_repository.as_deref().and_then(|r| {
+                vault_backup::offsite::SftpTarget::parse(
+                    r,
+                    b.offsite_port,
+                    &b.offsite_ssh_key,
+                    &b.offsite_known_hosts,
+                )
+                .ok()
+            }),
+            offsite_every_hours: b.offsite_every_hours,
         }
     }
 
@@ -117,9 +131,11 @@ impl BackupSettings {
 /// A job asked for.
 #[derive(Debug)]
 pub enum BackupRequest {
-    /// Back up to `drive`, or to the configured drive that is plugged in.
+    /// Back up to `drive`, or to the configured drive that is plugged in; or, with
+    /// `offsite`, to the off-site repository.
     Run {
         drive: Option<DriveId>,
+        offsite: bool,
     },
     Init {
         device: PathBuf,
@@ -213,7 +229,7 @@ impl Backups {
         }
     }
 
-    /// Whether `uuid` is one of the configured drives.
+    /// Whether `uuid` is one of the configured drives (or the off-site target, when set).
     pub fn knows(&self, uuid: &str) -> bool {
         self.settings().drives.iter().any(|d| d.as_str() == uuid)
     }

@@ -128,10 +128,10 @@ pub(crate) async fn reload(
                     power_off_after_drain: config.power.power_off_after_drain,
                     throttle: throttle_policy(&config),
                     unclean_start: crate::daemon::unclean_start(&config),
-                    backup: (
+                    backup: Box::new((
                         crate::backup::BackupSettings::from_config(&config),
                         crate::backup::BackupSettings::policy(&config),
-                    ),
+                    )),
                 })
                 .await;
             audit::config_reload(&shown, trigger, "applied");

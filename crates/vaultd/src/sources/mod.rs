@@ -28,6 +28,7 @@ pub mod immich_health;
 pub mod logind;
 pub mod mounts;
 pub mod nut;
+pub mod offsite;
 pub mod power;
 pub mod reminder;
 pub mod signals;

@@ -23,7 +23,11 @@ impl<H: Host> Supervisor<H> {
                 }
                 Action::StartBackup { drive } => {
                     let drive = vault_backup::DriveId::parse(&drive).ok();
-                    self.spawn_backup(crate::backup::BackupRequest::Run { drive }, None);
+                    let request = crate::backup::BackupRequest::Run {
+                        drive,
+                        offsite: false,
+                    };
+                    self.spawn_backup(request, None);
                 }
                 Action::Run { step, deadline } => {
                     let deadline = deadline.map(|d| self.started + Duration::from_millis(d.0));

@@ -74,11 +74,11 @@ pub enum Msg {
         power_off_after_drain: bool,
         throttle: ThrottlePolicy,
         unclean_start: vault_core::unclean::UncleanStart,
-        /// `[backup]`: the jobs' settings and the core's policy.
-        backup: (
+        /// `[backup]`: the jobs' settings and the core's policy (boxed: the largest message).
+        backup: Box<(
             crate::backup::BackupSettings,
             vault_core::backup::BackupPolicy,
-        ),
+        )>,
     },
 }
 
@@ -494,8 +494,9 @@ impl<H: Host> Supervisor<H> {
                 power_off_after_drain,
                 throttle,
                 unclean_start,
-                backup: (backup_settings, backup_policy),
+                backup,
             } => {
+                let (backup_settings, backup_policy) = *backup;
                 self.core.set_unclean_start(unclean_start);
                 if let Some(backups) = &self.backups {
                     backups.reconfigure(backup_settings);

@@ -185,10 +185,10 @@ async fn a_rejected_config_shows_in_status_until_a_valid_one_is_applied() {
             unclean_start: vault_core::unclean::UncleanStart::Auto,
             backup: {
                 let config = vault_config::Config::default();
-                (
+                Box::new((
                     vaultd::backup::BackupSettings::from_config(&config),
                     vaultd::backup::BackupSettings::policy(&config),
-                )
+                ))
             },
         })
         .await

@@ -1,0 +1,178 @@
+//! The second, off-site copy: the same restic repository format on a friend's machine, reached
+//! over SFTP through WireGuard. The repository is keyed like a drive's (a random key kept on
+//! the vault volume, and the owner's recovery passphrase), and the connection is ssh's with a
+//! key of its own and a pinned host key: no password prompt, no trust on first use.
+
+use std::path::{Path, PathBuf};
+
+use crate::drive::KEYS_DIR;
+
+/// The off-site target's name wherever a drive's UUID would be (records, status, the API).
+pub const NAME: &str = "offsite";
+/// Its repository key on the vault volume, beside the drives'.
+pub const KEY_FILE: &str = "offsite.key";
+/// restic's cache for it, on the vault volume (left out of backups with the keys).
+pub const CACHE_DIR: &str = "offsite-cache";
+/// Where its restore test restores the sample, on the vault volume (removed after each run).
+pub const SAMPLE_DIR: &str = "offsite-restore-test";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OffsiteError {
+    #[error(
+        "{0:?} is not an SFTP repository like \"sftp:USER@HOST:/ABSOLUTE/PATH\" (no spaces, quotes or a leading '-')"
+    )]
+    BadRepository(String),
+}
+
+/// An SFTP repository and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SftpTarget {
+    pub user: String,
+    pub host: String,
+    pub path: String,
+    pub port: u16,
+    /// ssh's private key for it (root's, 0600).
+    pub ssh_key: PathBuf,
+    /// The host's key, pinned (`known_hosts` format).
+    pub known_hosts: PathBuf,
+}
+
+/// Characters allowed in the user, the host and the path: what ends up on ssh's command line
+/// (restic splits `sftp.command` on spaces) stays one word and never an option.
+fn plain(text: &str) -> bool {
+    !text.is_empty()
+        && !text.starts_with('-')
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/:[]%+=~".contains(c))
+}
+
+impl SftpTarget {
+    /// `sftp:USER@HOST:/PATH` (IPv6 hosts in brackets).
+    pub fn parse(
+        repository: &str,
+        port: u16,
+        ssh_key: &Path,
+        known_hosts: &Path,
+    ) -> Result<Self, OffsiteError> {
+        let bad = || OffsiteError::BadRepository(repository.chars().take(200).collect());
+        let rest = repository.strip_prefix("sftp:").ok_or_else(bad)?;
+        let (user, rest) = rest.split_once('@').ok_or_else(bad)?;
+        let (host, path) = if let Some(bracketed) = rest.strip_prefix('[') {
+            let (host, after) = bracketed.split_once(']').ok_or_else(bad)?;
+            (host, after.strip_prefix(':').ok_or_else(bad)?)
+        } else {
+            rest.split_once(':').ok_or_else(bad)?
+        };
+        if !(plain(user) && plain(host) && plain(path) && path.starts_with('/'))
+            || user.contains(['/', ':'])
+        {
+            return Err(bad());
+        }
+        Ok(Self {
+            user: user.to_owned(),
+            host: host.to_owned(),
+            path: path.to_owned(),
+            port,
+            ssh_key: ssh_key.to_owned(),
+            known_hosts: known_hosts.to_owned(),
+        })
+    }
+
+    /// What restic is given as the repository.
+    pub fn repository(&self) -> String {
+        if self.host.contains(':') {
+            format!("sftp:{}@[{}]:{}", self.user, self.host, self.path)
+        } else {
+            format!("sftp:{}@{}:{}", self.user, self.host, self.path)
+        }
+    }
+
+    /// restic's `sftp.command`: ssh with only this key, the pinned host key, never a prompt,
+    /// and a dead link noticed within a minute.
+    pub fn ssh_command(&self) -> String {
+        format!(
+            "ssh -F /dev/null -i {} -o IdentitiesOnly=yes -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=20 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -p {} {}@{} -s sftp",
+            self.ssh_key.display(),
+            self.known_hosts.display(),
+            self.port,
+            self.user,
+            self.host
+        )
+    }
+}
+
+/// The repository key's file on the vault volume.
+pub fn key_path(vault_mount: &Path) -> PathBuf {
+    vault_mount.join(KEYS_DIR).join(KEY_FILE)
+}
+
+/// restic's cache for the off-site repository, on the vault volume.
+pub fn cache_dir(vault_mount: &Path) -> PathBuf {
+    vault_mount.join(KEYS_DIR).join(CACHE_DIR)
+}
+
+/// Where the off-site restore test restores its sample.
+pub fn sample_dir(vault_mount: &Path) -> PathBuf {
+    vault_mount.join(KEYS_DIR).join(SAMPLE_DIR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(repository: &str) -> Result<SftpTarget, OffsiteError> {
+        SftpTarget::parse(
+            repository,
+            22,
+            Path::new("/etc/vaultd/offsite-ssh-key"),
+            Path::new("/etc/vaultd/offsite-known-hosts"),
+        )
+    }
+
+    #[test]
+    fn a_repository_names_user_host_and_an_absolute_path() {
+        let t = target("sftp:vault@10.8.0.5:/srv/backups/laptop").expect("valid");
+        assert_eq!((t.user.as_str(), t.host.as_str()), ("vault", "10.8.0.5"));
+        assert_eq!(t.path, "/srv/backups/laptop");
+        assert_eq!(t.repository(), "sftp:vault@10.8.0.5:/srv/backups/laptop");
+        let v6 = target("sftp:vault@[fd00::5]:/b").expect("valid");
+        assert_eq!(v6.host, "fd00::5");
+        assert_eq!(v6.repository(), "sftp:vault@[fd00::5]:/b");
+    }
+
+    #[test]
+    fn anything_that_could_become_an_option_or_two_words_is_refused() {
+        for bad in [
+            "vault@10.8.0.5:/b",
+            "sftp:10.8.0.5:/b",
+            "sftp:vault@10.8.0.5:relative",
+            "sftp:vault@10.8.0.5:/with space",
+            "sftp:-oProxyCommand=x@h:/b",
+            "sftp:vault@-oProxyCommand=x:/b",
+            "sftp:vault@h:/b'quote",
+            "sftp:va/ult@h:/b",
+            "sftp:vault@[fd00::5:/b",
+            "sftp:vault@h:/b;reboot",
+        ] {
+            assert!(target(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ssh_never_prompts_and_trusts_only_the_pinned_key() {
+        let cmd = target("sftp:vault@10.8.0.5:/b")
+            .expect("valid")
+            .ssh_command();
+        for part in [
+            "-F /dev/null",
+            "-i /etc/vaultd/offsite-ssh-key",
+            "UserKnownHostsFile=/etc/vaultd/offsite-known-hosts",
+            "StrictHostKeyChecking=yes",
+            "BatchMode=yes",
+            "-p 22 vault@10.8.0.5 -s sftp",
+        ] {
+            assert!(cmd.contains(part), "{cmd}");
+        }
+    }
+}
