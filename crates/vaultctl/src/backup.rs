@@ -207,7 +207,9 @@ pub fn status_rows(b: &pb::Backups, now: SystemTime) -> Vec<(String, String)> {
         ));
     }
     for d in &b.drives {
-        let plugged = if d.plugged_in {
+        let plugged = if d.uuid == "offsite" {
+            "off site, over SFTP"
+        } else if d.plugged_in {
             "plugged in"
         } else {
             "not plugged in"

@@ -19,12 +19,21 @@ pub type BackupStream = Pin<Box<dyn Stream<Item = Result<pb::BackupEvent, Status
 pub fn status(backups: &Backups, waiting: Option<&str>) -> pb::Backups {
     let view = backups.view();
     let records = backups.drive_records();
-    let drives = backups
-        .settings()
+    let settings = backups.settings();
+    // The drives, then the off-site repository when one is configured (under its name).
+    let targets = settings
         .drives
         .iter()
-        .map(|id| {
-            let r = records.get(id.as_str()).cloned().unwrap_or_default();
+        .map(|id| (id.to_string(), id.by_uuid().exists()))
+        .chain(
+            settings
+                .offsite
+                .is_some()
+                .then(|| (vault_backup::offsite::NAME.to_owned(), false)),
+        );
+    let drives = targets
+        .map(|(id, plugged_in)| {
+            let r = records.get(&id).cloned().unwrap_or_default();
             let good = r.last_good.clone().unwrap_or_default();
             let (verified_unix, verified_ok, verified) = r.last_verify.clone().unwrap_or_default();
             let last_failure = match &r.last_failure {
@@ -32,8 +41,8 @@ pub fn status(backups: &Backups, waiting: Option<&str>) -> pb::Backups {
                 _ => String::new(),
             };
             pb::BackupDrive {
-                uuid: id.to_string(),
-                plugged_in: id.by_uuid().exists(),
+                uuid: id,
+                plugged_in,
                 runs: r.runs,
                 last_unix: good.at,
                 last_snapshot: good.snapshot,
@@ -65,7 +74,14 @@ pub fn check(backups: &Backups) -> Vec<crate::host::CheckFinding> {
     let last_good = settings
         .drives
         .iter()
-        .filter_map(|d| records.get(d.as_str())?.last_good.as_ref().map(|l| l.at))
+        .map(DriveId::as_str)
+        .chain(
+            settings
+                .offsite
+                .is_some()
+                .then_some(vault_backup::offsite::NAME),
+        )
+        .filter_map(|d| records.get(d)?.last_good.as_ref().map(|l| l.at))
         .max()
         .and_then(|at| u64::try_from(at).ok());
     let now = u64::try_from(crate::supervisor::unix_now()).unwrap_or(0);
@@ -77,9 +93,14 @@ pub fn check(backups: &Backups) -> Vec<crate::host::CheckFinding> {
             fix: "plug the backup drive in while the vault is unlocked (or run `vaultctl backup`); docs/operations.md, Backups".into(),
         });
     }
-    for d in &settings.drives {
-        if let Some((_, false, what)) = records.get(d.as_str()).and_then(|r| r.last_verify.clone())
-        {
+    let targets = settings.drives.iter().map(DriveId::to_string).chain(
+        settings
+            .offsite
+            .is_some()
+            .then(|| vault_backup::offsite::NAME.to_owned()),
+    );
+    for d in targets {
+        if let Some((_, false, what)) = records.get(&d).and_then(|r| r.last_verify.clone()) {
             findings.push(crate::host::CheckFinding {
                 severity: Severity::Error,
                 area: "backup".into(),

@@ -20,6 +20,7 @@ pub fn spawn(tasks: &Tasks, handle: Handle, backups: Arc<Backups>) {
     let stop = tasks.shutdown.clone();
     let tx = handle.tx.clone();
     let mut status = handle.status.clone();
+    let mut jobs = backups.subscribe();
     tasks.tracker.spawn(async move {
         loop {
             let s = backups.settings();
@@ -49,7 +50,10 @@ pub fn spawn(tasks: &Tasks, handle: Handle, backups: Arc<Backups>) {
                     vault_core::State::Mounted | vault_core::State::Running
                 ) && snapshot.status.phase == vault_core::Phase::Idle
             };
-            if due <= now && unlocked {
+            // Set up (`vaultctl backup init offsite`): its key is on the vault, seen only while
+            // the vault is unlocked. Not set up: nothing to copy to, and no failure to report.
+            let set_up = unlocked && offsite::key_path(&s.mountpoint).exists();
+            if due <= now && set_up {
                 let (reply, answer) = oneshot::channel();
                 let request = BackupRequest::Run {
                     drive: None,
@@ -58,13 +62,23 @@ pub fn spawn(tasks: &Tasks, handle: Handle, backups: Arc<Backups>) {
                 if tx.send(Msg::Backup { request, reply }).await.is_err() {
                     return;
                 }
-                // Refused (another job, a flow) or run: either way, look again after it.
-                if let Ok(Ok(done)) = answer.await {
-                    let _ = done.await;
-                }
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(60)) => {}
+                match answer.await {
+                    // Ran (well or not): its record says when the next one is due.
+                    Ok(Ok(done)) => {
+                        let _ = done.await;
+                    }
+                    // Refused (another job, a flow, a drain): look again once the vault's
+                    // state changed or no job is under way, at the latest in a minute, and
+                    // not sooner than a second from now.
+                    _ => {
+                        tokio::select! {
+                            () = stop.cancelled() => return,
+                            changed = status.changed() => if changed.is_err() { return },
+                            _ = jobs.wait_for(|v| v.doing.is_empty()) => {}
+                            () = tokio::time::sleep(Duration::from_secs(60)) => {}
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
                 }
                 continue;
             }

@@ -140,6 +140,11 @@ impl<H: Host> Supervisor<H> {
                 report.drive.clone(),
                 format!("Backup {}", report.sentence()),
             ),
+            Ok(BackupOutcome::Initialised { drive }) if drive == vault_backup::offsite::NAME => (
+                "ok",
+                drive.clone(),
+                "The off-site repository is set up: its first copy follows".to_owned(),
+            ),
             Ok(BackupOutcome::Initialised { drive }) => (
                 "ok",
                 drive.clone(),
