@@ -117,7 +117,16 @@ fn vault_docker_asks_a_real_postgres_what_vaultd_needs() {
             .expect("exec");
         assert_eq!(out.exit_code, Some(0), "{out:?}");
         assert_eq!(postgres::parse_count(&out.output), Some(0), "{out:?}");
-        assert_eq!(psql(&stack, &id, "SHOW data_checksums").await.trim(), "on");
+        let on = stack
+            .exec(
+                &id,
+                postgres::DATA_CHECKSUMS,
+                Some(postgres::USER),
+                Duration::from_secs(30),
+            )
+            .await
+            .expect("exec");
+        assert_eq!(on.output.trim(), "on", "{on:?}");
 
         // The dump, streamed to a file: everything, restorable SQL; stderr apart.
         let dump = dir.path().join("database.sql");

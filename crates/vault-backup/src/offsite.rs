@@ -22,6 +22,20 @@ pub enum OffsiteError {
         "{0:?} is not an SFTP repository like \"sftp:USER@HOST:/ABSOLUTE/PATH\" (no spaces, quotes or a leading '-')"
     )]
     BadRepository(String),
+    #[error(
+        "{0:?} cannot go on ssh's command line: an absolute path of letters, digits and ._-/+= only"
+    )]
+    BadPath(String),
+}
+
+/// Whether `path` can go on ssh's command line as one word that ssh takes as it is: absolute,
+/// and none of the characters restic would split on or ssh would expand (`%`, `~`).
+pub fn safe_path(path: &Path) -> bool {
+    path.to_str().is_some_and(|p| {
+        p.starts_with('/')
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/+=".contains(c))
+    })
 }
 
 /// An SFTP repository and how to reach it.
@@ -69,6 +83,11 @@ impl SftpTarget {
         {
             return Err(bad());
         }
+        for file in [ssh_key, known_hosts] {
+            if !safe_path(file) {
+                return Err(OffsiteError::BadPath(file.display().to_string()));
+            }
+        }
         Ok(Self {
             user: user.to_owned(),
             host: host.to_owned(),
@@ -92,7 +111,7 @@ impl SftpTarget {
     /// and a dead link noticed within a minute.
     pub fn ssh_command(&self) -> String {
         format!(
-            "ssh -F /dev/null -i {} -o IdentitiesOnly=yes -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=20 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -p {} {}@{} -s sftp",
+            "ssh -F /dev/null -i {} -o IdentitiesOnly=yes -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=20 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -p {} {}@{} -s sftp",
             self.ssh_key.display(),
             self.known_hosts.display(),
             self.port,
@@ -160,6 +179,28 @@ mod tests {
     }
 
     #[test]
+    fn the_key_paths_stay_one_word_that_ssh_does_not_expand() {
+        let parse = |key: &str| {
+            SftpTarget::parse(
+                "sftp:v@h:/b",
+                22,
+                Path::new(key),
+                Path::new("/etc/vaultd/kh"),
+            )
+        };
+        assert!(parse("/etc/vaultd/offsite-ssh-key").is_ok());
+        for bad in [
+            "/etc/my key",
+            "/etc/%d/key",
+            "~/key",
+            "relative",
+            "/etc/k;x",
+        ] {
+            assert!(matches!(parse(bad), Err(OffsiteError::BadPath(_))), "{bad}");
+        }
+    }
+
+    #[test]
     fn ssh_never_prompts_and_trusts_only_the_pinned_key() {
         let cmd = target("sftp:vault@10.8.0.5:/b")
             .expect("valid")
@@ -168,6 +209,7 @@ mod tests {
             "-F /dev/null",
             "-i /etc/vaultd/offsite-ssh-key",
             "UserKnownHostsFile=/etc/vaultd/offsite-known-hosts",
+            "GlobalKnownHostsFile=/dev/null",
             "StrictHostKeyChecking=yes",
             "BatchMode=yes",
             "-p 22 vault@10.8.0.5 -s sftp",

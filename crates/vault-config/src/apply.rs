@@ -232,8 +232,20 @@ pub(crate) fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
             c.backup.offsite_repository = Some(text);
         }
         "backup.offsite_port" => c.backup.offsite_port = at.integer()?,
-        "backup.offsite_ssh_key" => c.backup.offsite_ssh_key = at.absolute_path()?,
-        "backup.offsite_known_hosts" => c.backup.offsite_known_hosts = at.absolute_path()?,
+        "backup.offsite_ssh_key" | "backup.offsite_known_hosts" => {
+            let path = at.absolute_path()?;
+            if !vault_backup::offsite::safe_path(&path) {
+                return Err(at.invalid(
+                    vault_backup::offsite::OffsiteError::BadPath(path.display().to_string())
+                        .to_string(),
+                ));
+            }
+            if at.spec.key == "backup.offsite_ssh_key" {
+                c.backup.offsite_ssh_key = path;
+            } else {
+                c.backup.offsite_known_hosts = path;
+            }
+        }
         "backup.offsite_every_hours" => c.backup.offsite_every_hours = at.integer()?,
         "notify.command" => c.notify.command = Some(at.absolute_path()?),
         "notify.command_user" => {

@@ -37,6 +37,9 @@ pub enum BackupJob {
     List,
     /// Restore a file or folder for the owner.
     Restore,
+    /// A copy to the off-site repository (no drive involved: a drive plugged in meanwhile
+    /// waits for it, and one pulled out does not concern it).
+    Offsite,
 }
 
 impl BackupJob {
@@ -46,6 +49,7 @@ impl BackupJob {
             BackupJob::Init => "a backup drive's setup",
             BackupJob::List => "a listing of backups",
             BackupJob::Restore => "a restore from backup",
+            BackupJob::Offsite => "the off-site copy",
         }
     }
 }

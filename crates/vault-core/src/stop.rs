@@ -78,9 +78,19 @@ pub struct StopManner {
     pub timeout_from: Source,
 }
 
-/// Image names that are Postgres or built on it (Immich's own, pgvecto.rs, VectorChord,
-/// PostGIS, TimescaleDB).
-const POSTGRES_IMAGES: &[&str] = &["postgres", "pgvecto", "vectorchord", "postgis", "timescale"];
+/// Image names (the last part of the repository, exactly) that are Postgres or built on it:
+/// the official image, Immich's own, pgvecto.rs, VectorChord, PostGIS, TimescaleDB, Bitnami's.
+/// Exactly: `postgres-exporter` or `postgres-backup-local` are clients, not the server.
+const POSTGRES_IMAGES: &[&str] = &[
+    "postgres",
+    "postgresql",
+    "pgvecto-rs",
+    "vchord-postgres",
+    "vectorchord",
+    "postgis",
+    "timescaledb",
+    "timescaledb-ha",
+];
 /// Other database engines a service named like a database may run.
 const OTHER_ENGINES: &[&str] = &[
     "mariadb",
@@ -109,7 +119,8 @@ fn repository(image: &str) -> String {
 /// Whether a service is Postgres, another database, or neither.
 pub fn kind(facts: &ServiceFacts<'_>, database_services: &[String]) -> ServiceKind {
     let repo = repository(facts.image);
-    if POSTGRES_IMAGES.iter().any(|p| repo.contains(p)) {
+    let name = repo.rsplit('/').next().unwrap_or(&repo);
+    if POSTGRES_IMAGES.contains(&name) {
         return ServiceKind::Postgres;
     }
     if !database_services.iter().any(|s| s == facts.service) {
@@ -249,11 +260,14 @@ mod tests {
                 "{image}"
             );
         }
-        // The registry host is not the name.
-        assert_eq!(
-            kind(&facts("x", "postgres.example.org/tools/busybox"), &[]),
-            ServiceKind::Other
-        );
+        // The registry host is not the name; a client named after Postgres is not it.
+        for other in [
+            "postgres.example.org/tools/busybox",
+            "prometheuscommunity/postgres-exporter:v0.15",
+            "prodrigestivill/postgres-backup-local:16",
+        ] {
+            assert_eq!(kind(&facts("x", other), &[]), ServiceKind::Other, "{other}");
+        }
     }
 
     #[test]

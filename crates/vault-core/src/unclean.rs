@@ -31,6 +31,8 @@ pub enum Sign {
     JournalNeedsRecovery,
     /// The filesystem recorded errors.
     FilesystemErrors,
+    /// The filesystem's superblock could not be read (why).
+    SuperblockUnreadable(String),
 }
 
 impl std::fmt::Display for Sign {
@@ -46,6 +48,9 @@ impl std::fmt::Display for Sign {
                 f.write_str("the filesystem's journal needs recovery (it was left mounted)")
             }
             Sign::FilesystemErrors => f.write_str("the filesystem recorded errors"),
+            Sign::SuperblockUnreadable(why) => {
+                write!(f, "the filesystem's superblock could not be read ({why})")
+            }
         }
     }
 }
@@ -98,6 +103,9 @@ pub enum Checksums {
     Counted(u64),
     /// It could not be asked (why).
     Unknown(String),
+    /// The cluster has no data checksums (initdb without `--data-checksums`): damaged pages
+    /// cannot be seen this way.
+    Off,
     /// The project has no database service: nothing to ask.
     NoDatabase,
     /// Nobody asked (a check that reported nothing of it).
@@ -119,7 +127,7 @@ pub struct CheckFacts {
 pub fn judge_checks(facts: &CheckFacts) -> Result<String, String> {
     let mut problems = Vec::new();
     match &facts.checksums {
-        Checksums::Counted(0) | Checksums::NoDatabase => {}
+        Checksums::Counted(0) | Checksums::NoDatabase | Checksums::Off => {}
         Checksums::Counted(n) => problems.push(format!(
             "Postgres counted {n} checksum failure(s): pages on disk are damaged"
         )),
@@ -141,6 +149,14 @@ pub fn judge_checks(facts: &CheckFacts) -> Result<String, String> {
         Checksums::NoDatabase => {
             "no database service to check; Immich's folder markers are in place".to_owned()
         }
+        Checksums::Off => format!(
+            "the database {}; its cluster has no data checksums, so damaged pages cannot be seen (Immich's compose initialises it with --data-checksums); Immich's folder markers are in place",
+            if facts.crash_recovery {
+                "finished its crash recovery"
+            } else {
+                "needed no crash recovery"
+            }
+        ),
         _ => format!(
             "the database {}; no checksum failure; Immich's folder markers are in place",
             if facts.crash_recovery {
@@ -207,6 +223,15 @@ mod tests {
             ..good
         };
         assert!(judge_checks(&none).expect("passes").contains("no database"));
+        let off = CheckFacts {
+            checksums: Checksums::Off,
+            ..CheckFacts::default()
+        };
+        assert!(
+            judge_checks(&off)
+                .expect("passes")
+                .contains("no data checksums")
+        );
     }
 
     #[test]

@@ -201,3 +201,23 @@ fn a_drive_pulled_out_mid_backup_is_an_alarm_and_interrupts_the_job_on_it() {
     assert_eq!(core.status().state, State::Running);
     assert!(steps(&actions).is_empty());
 }
+
+#[test]
+fn a_drive_plugged_in_during_the_off_site_copy_is_backed_up_after_it() {
+    let mut core = core_seeing(running());
+    assert_eq!(core.begin_backup(BackupJob::Offsite), Ok(()));
+    assert!(!starts_backup(&plugged(&mut core, 10)));
+    assert_eq!(core.backup_waiting(), Some(DRIVE));
+    // Another drive pulled out meanwhile does not concern the off-site copy.
+    let actions = core.handle(
+        Millis(11),
+        Event::BackupDrive {
+            drive: "0a1b2c3d-0000-4000-8000-0000000000ff".into(),
+            present: false,
+        },
+    );
+    assert!(actions.is_empty(), "{actions:?}");
+    let actions = core.handle(Millis(20), Event::BackupEnded);
+    assert!(starts_backup(&actions));
+    assert_eq!(core.backup_running(), Some(BackupJob::Run));
+}

@@ -78,7 +78,13 @@ fn good() -> CheckFacts {
 /// A core that found the session record at start, with the volume closed.
 fn after_a_power_cut(start: UncleanStart) -> Core {
     let mut core = core_seeing(LOCKED).with_unclean_start(start);
-    let actions = core.handle(Millis(1), Event::SessionRecordFound(session()));
+    let actions = core.handle(
+        Millis(1),
+        Event::SessionRecordFound {
+            session: session(),
+            this_boot: false,
+        },
+    );
     assert_eq!(alarms(&actions), [AlarmKind::UncleanEnd]);
     core
 }
@@ -112,11 +118,40 @@ fn a_clean_session_is_recorded_at_the_open_and_removed_at_the_close() {
 }
 
 #[test]
-fn a_record_found_under_an_open_volume_is_a_session_that_goes_on() {
+fn a_record_of_this_boot_under_an_open_volume_is_a_session_that_goes_on() {
     let mut core = core_seeing(running());
-    let actions = core.handle(Millis(1), Event::SessionRecordFound(session()));
+    let found = Event::SessionRecordFound {
+        session: session(),
+        this_boot: true,
+    };
+    let actions = core.handle(Millis(1), found);
     assert!(actions.is_empty(), "{actions:?}");
     assert!(core.unclean_signs().is_empty());
+}
+
+#[test]
+fn a_record_of_an_earlier_boot_under_an_open_volume_is_still_unanswered() {
+    // vaultd restarted in the middle of the unlock after a cut (the database alone, say):
+    // the volume is open, but the session the record names began before this boot.
+    let mut core = core_seeing(database_alone());
+    let found = Event::SessionRecordFound {
+        session: session(),
+        this_boot: false,
+    };
+    let actions = core.handle(Millis(1), found);
+    assert_eq!(alarms(&actions), [AlarmKind::UncleanEnd]);
+    assert_eq!(core.unclean_signs().len(), 1);
+    // The next start checks first, and no lock removes the record before that.
+    let mut core = core_seeing(mounted());
+    core.handle(
+        Millis(1),
+        Event::SessionRecordFound {
+            session: session(),
+            this_boot: false,
+        },
+    );
+    let (_, actions) = core.command(Millis(2), Command::Start, ROOT);
+    assert_eq!(steps(&actions), [Step::StartDatabase]);
 }
 
 #[test]

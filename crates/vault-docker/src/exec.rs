@@ -104,7 +104,8 @@ impl Stack {
     }
 
     /// Run `argv` in the running container `id` (as `user` when given) with its stdout written
-    /// to `into` (a file created 0600, fsynced before this returns), within `limit`. For a dump
+    /// to `into` (a new file, created 0600 and never through a symlink, fsynced before this
+    /// returns), within `limit`. For a dump
     /// of unbounded size: only stderr is kept in memory, its tail. `into` is left with what
     /// arrived, whatever the outcome; the caller decides what a partial file is.
     pub async fn exec_to_file(
@@ -125,11 +126,12 @@ impl Stack {
             op: op.clone(),
             detail: format!("cannot write {}: {e}", into.display()),
         };
+        // A new file only, never through a symlink: what `into` names must be this dump's.
         let file = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(into)
             .map_err(file_error)?;
         let mut file = tokio::fs::File::from_std(file);

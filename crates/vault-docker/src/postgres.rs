@@ -22,11 +22,19 @@ pub const CHECKSUM_FAILURES: &[&str] = &[
     "exec psql -XAtq -U \"${POSTGRES_USER:-postgres}\" -d postgres -c 'SELECT coalesce(sum(checksum_failures), 0) FROM pg_stat_database'",
 ];
 
+/// `on` or `off`: whether the cluster has data checksums (without them the count of failures
+/// says nothing).
+pub const DATA_CHECKSUMS: &[&str] = &[
+    "sh",
+    "-c",
+    "exec psql -XAtq -U \"${POSTGRES_USER:-postgres}\" -d postgres -c 'SHOW data_checksums'",
+];
+
 /// Every database and role as SQL on stdout, with the statements to replace what exists.
 pub const DUMP_ALL: &[&str] = &[
     "sh",
     "-c",
-    "exec pg_dumpall --clean --if-exists --quote-all-identifiers -U \"${POSTGRES_USER:-postgres}\"",
+    "exec pg_dumpall --clean --if-exists --quote-all-identifiers --lock-wait-timeout=600s -U \"${POSTGRES_USER:-postgres}\"",
 ];
 
 /// What Postgres logs when it starts after an end that was not a shutdown.

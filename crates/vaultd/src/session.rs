@@ -102,7 +102,7 @@ fn unknown() -> OpenSession {
 }
 
 /// This boot's id, without dashes (as journalctl shows it).
-fn boot_id() -> String {
+pub fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().replace('-', ""))
         .unwrap_or_else(|_| "unknown".into())

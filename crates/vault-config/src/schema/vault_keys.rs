@@ -197,7 +197,7 @@ pub(super) const VAULT: &[KeySpec] = &[
         kind: "list of strings",
         default: DefaultValue::Strings(&["database"]),
         range: Range::Text("compose service names"),
-        doc: "services that are databases; one whose image is not another engine (MariaDB, Redis…) counts as Postgres, like an image named postgres/pgvecto/vectorchord: SIGINT and 120 s to stop unless configured, and `check` warns at a timeout under 30 s or another signal",
+        doc: "services that are databases; one whose image is not another engine (MariaDB, Redis…) counts as Postgres, like an image named postgres, pgvecto-rs, vectorchord, postgis or timescaledb: SIGINT and 120 s to stop unless configured, and `check` warns at a timeout under 30 s or another signal",
     },
     KeySpec {
         key: "unclean.start",

@@ -80,7 +80,7 @@ impl Core {
             if self.backup.waiting.as_deref() == Some(drive.as_str()) {
                 self.backup.waiting = None;
             }
-            if let Some(job) = self.backup.running {
+            if let Some(job) = self.backup.running.filter(|j| *j != BackupJob::Offsite) {
                 let message = format!(
                     "backup drive {drive} was removed while {} ran: it is interrupted; plug the drive in again and run it again",
                     job.name()
@@ -90,9 +90,18 @@ impl Core {
             }
             return;
         }
-        // Already on it (udev tells every partition, and a flaky cable tells again).
-        if !self.backup.policy.on_plug || self.backup.running.is_some() {
+        if !self.backup.policy.on_plug {
             return;
+        }
+        match self.backup.running {
+            // The drive's backup follows the off-site copy.
+            Some(BackupJob::Offsite) => {
+                self.backup.waiting = Some(drive);
+                return;
+            }
+            // Already on it (udev tells every partition, and a flaky cable tells again).
+            Some(_) => return,
+            None => {}
         }
         self.backup.waiting = Some(drive);
         self.start_waiting_backup(actions);

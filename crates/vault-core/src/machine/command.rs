@@ -5,6 +5,56 @@ use std::collections::VecDeque;
 use super::*;
 use crate::Millis;
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// A flow is under way; commands are refused at once, not queued.
+    Busy {
+        phase: Phase,
+        flow: &'static str,
+    },
+    NotAllowed {
+        state: State,
+        why: &'static str,
+    },
+    /// Reality has not been observed yet, or a part of it cannot be.
+    CannotObserve {
+        what: &'static str,
+    },
+    /// Too many wrong passphrases: no passphrase is checked before the wait is over.
+    Throttled {
+        wait_secs: u64,
+    },
+    /// No LUKS device is configured: there is nothing to unlock.
+    NoDevice,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Busy { phase, flow } => {
+                write!(f, "refused: {flow} is under way (phase: {phase})")
+            }
+            Refusal::NotAllowed { state, why } => write!(f, "not allowed in state {state}: {why}"),
+            Refusal::CannotObserve { what } => write!(f, "refused: cannot observe {what}"),
+            Refusal::Throttled { wait_secs } => {
+                write!(f, "too many wrong passphrases: try again in {wait_secs} s")
+            }
+            Refusal::NoDevice => f.write_str(
+                "storage.device is not set in the config: name the LUKS partition first",
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandOutcome {
+    /// The flow started; its progress shows in status and watch.
+    Accepted,
+    /// Nothing to do: the vault is already where the command would take it.
+    Already(&'static str),
+    Refused(Refusal),
+}
+
 impl Core {
     pub(super) fn decide_command(
         &mut self,

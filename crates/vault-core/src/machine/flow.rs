@@ -109,6 +109,10 @@ impl Core {
             return;
         }
         flow.running = step;
+        if step == Step::CheckData {
+            // Only what this check reports is judged, never an earlier one's.
+            self.unclean.facts = None;
+        }
         self.status.phase = if flow.kind == FlowKind::Rollback {
             Phase::RollingBack
         } else {

@@ -71,9 +71,12 @@ pub enum Event {
     BackupDrive { drive: String, present: bool },
     /// The backup drive's job ended, whatever its outcome.
     BackupEnded,
-    /// The session record was found at start (after the first observation): the last unlock's
-    /// session, unless it goes on.
-    SessionRecordFound(crate::unclean::OpenSession),
+    /// The session record was found at start (after the first observation), and whether it
+    /// was written in this boot: the last unlock's session, unless it goes on.
+    SessionRecordFound {
+        session: crate::unclean::OpenSession,
+        this_boot: bool,
+    },
     /// Signs of an unclean end the adapters saw (the filesystem's, after the open).
     UncleanSigns(Vec<crate::unclean::Sign>),
     /// What [`Step::CheckData`] found; sent before its [`Event::StepDone`].
@@ -127,56 +130,6 @@ pub enum Action {
     RecordSession(SessionRecord),
     /// The SIGTERM drain is over (or could not go further): the daemon may exit.
     Exit,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// A flow is under way; commands are refused at once, not queued.
-    Busy {
-        phase: Phase,
-        flow: &'static str,
-    },
-    NotAllowed {
-        state: State,
-        why: &'static str,
-    },
-    /// Reality has not been observed yet, or a part of it cannot be.
-    CannotObserve {
-        what: &'static str,
-    },
-    /// Too many wrong passphrases: no passphrase is checked before the wait is over.
-    Throttled {
-        wait_secs: u64,
-    },
-    /// No LUKS device is configured: there is nothing to unlock.
-    NoDevice,
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Refusal::Busy { phase, flow } => {
-                write!(f, "refused: {flow} is under way (phase: {phase})")
-            }
-            Refusal::NotAllowed { state, why } => write!(f, "not allowed in state {state}: {why}"),
-            Refusal::CannotObserve { what } => write!(f, "refused: cannot observe {what}"),
-            Refusal::Throttled { wait_secs } => {
-                write!(f, "too many wrong passphrases: try again in {wait_secs} s")
-            }
-            Refusal::NoDevice => f.write_str(
-                "storage.device is not set in the config: name the LUKS partition first",
-            ),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CommandOutcome {
-    /// The flow started; its progress shows in status and watch.
-    Accepted,
-    /// Nothing to do: the vault is already where the command would take it.
-    Already(&'static str),
-    Refused(Refusal),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -454,8 +407,8 @@ impl Core {
             Event::BackupDrive { drive, present } => {
                 self.backup_drive(drive, present, &mut actions);
             }
-            Event::SessionRecordFound(session) => {
-                self.session_record_found(session, &mut actions);
+            Event::SessionRecordFound { session, this_boot } => {
+                self.session_record_found(session, this_boot, &mut actions);
             }
             Event::UncleanSigns(signs) => self.unclean_signs_seen(signs, &mut actions),
             Event::DataChecked(facts) => self.data_checked(facts),
@@ -526,6 +479,7 @@ mod unclean;
 
 use alarm::AlarmEffect;
 pub use alarm::{Alarm, AlarmKind};
+pub use command::{CommandOutcome, Refusal};
 pub use step::{Step, StepError, StepLimits};
 pub use unclean::SessionRecord;
 mod flow;

@@ -249,7 +249,13 @@ impl Core {
                     if flow.kind != FlowKind::Rollback
                         && matches!(
                             running,
-                            Step::CheckFilesystem | Step::StartStack | Step::ResumeQueues
+                            Step::CheckFilesystem
+                                | Step::ReplayJournal
+                                | Step::CheckFilesystemFully
+                                | Step::StartDatabase
+                                | Step::CheckData
+                                | Step::StartStack
+                                | Step::ResumeQueues
                         )
                     {
                         actions.push(Action::Cancel(running));

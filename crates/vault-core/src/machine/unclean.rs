@@ -47,11 +47,18 @@ impl Core {
         &self.unclean.signs
     }
 
-    /// The session record was found at start. With the volume closed, the session it records
-    /// never ended with a lock; with the volume open, vaultd restarted under a session that
-    /// goes on.
-    pub(super) fn session_record_found(&mut self, session: OpenSession, actions: &mut Vec<Action>) {
-        if self.seen.is_some_and(|s| s.mapping == MappingSeen::Closed) {
+    /// The session record was found at start. Written in this boot with the volume open:
+    /// vaultd restarted under a session that goes on (its record is renewed once it was
+    /// checked). Otherwise — the volume closed, or open since an earlier boot (a restart in the
+    /// middle of the unlock after a cut), or not seen — that session never ended with a lock.
+    pub(super) fn session_record_found(
+        &mut self,
+        session: OpenSession,
+        this_boot: bool,
+        actions: &mut Vec<Action>,
+    ) {
+        let goes_on = this_boot && self.seen.is_some_and(|s| s.mapping == MappingSeen::Open);
+        if !goes_on {
             self.unclean_signs_seen(vec![Sign::SessionNeverLocked(session)], actions);
         }
     }

@@ -5,13 +5,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 use vault_backup::restic::{Repo, ResticError};
-use vault_backup::{DriveId, Summary, drive as layout, sample};
+use vault_backup::{DriveId, Summary, drive as layout};
 use vault_core::machine::Step;
 
-use super::drive::{self, OpenDrive, blocking};
-use super::{
-    BackupError, BackupOutcome, BackupRequest, BackupSettings, Backups, MIN_RECOVERY_CHARS,
-};
+use super::drive::{self, OpenDrive};
+use super::{BackupError, BackupOutcome, BackupRequest, BackupSettings, Backups};
 use crate::host::Host;
 use crate::secret::Secret;
 use vault_backup::record::LastBackup;
@@ -75,7 +73,7 @@ pub(super) async fn execute<H: Host>(
             device,
             recovery,
             force,
-        } => init(b, &s, &device, &recovery, force, cancel).await,
+        } => super::setup::init(b, &s, &device, &recovery, force, cancel).await,
         BackupRequest::List { drive } => {
             let id = pick_drive(&s, drive)?;
             b.show(|v| {
@@ -147,7 +145,7 @@ fn pick_drive(s: &BackupSettings, wanted: Option<DriveId>) -> Result<DriveId, Ba
         })
 }
 
-fn repo(s: &BackupSettings, id: &DriveId, drive: &OpenDrive) -> Repo {
+pub(super) fn repo(s: &BackupSettings, id: &DriveId, drive: &OpenDrive) -> Repo {
     Repo {
         restic: s.restic.clone(),
         repository: drive.mount.join(layout::REPOSITORY_DIR),
@@ -239,7 +237,9 @@ async fn run<H: Host>(
         // Immich's guidance: the library still while it is copied. Only what vaultd pauses is
         // resumed (the record), as in a drain.
         let mut paused = false;
-        if stack_running {
+        // Not for the off-site copy: over a home uplink it can take days, and the database's
+        // dump already stands for the files Immich's jobs would change.
+        if stack_running && !offsite {
             b.show(|v| v.doing = "pausing Immich's queues".into());
             let until = Some(Instant::now() + Duration::from_secs(60));
             match host.run(Step::PauseQueues, until, None).await {
@@ -250,7 +250,12 @@ async fn run<H: Host>(
         let (database, database_ok, dumped_dirs) =
             if vault_core::backup::dump_database_first(stack_running) {
                 b.show(|v| v.doing = "dumping the database".into());
-                dumps_in_words(host.dump_databases(s.mountpoint.join(DUMP_DIR)).await)
+                // A drain does not wait for a dump (the exec ends with its stream).
+                let dumps = tokio::select! {
+                    dumps = host.dump_databases(s.mountpoint.join(DUMP_DIR)) => dumps,
+                    () = cancel.cancelled() => return Err(BackupError::Interrupted),
+                };
+                dumps_in_words(dumps)
             } else {
                 (String::new(), true, Vec::new())
             };
@@ -289,7 +294,7 @@ async fn run<H: Host>(
         });
         b.show(|v| v.doing = "rotating snapshots".into());
         repo.forget(&s.keep, cancel).await.map_err(interrupted)?;
-        let (verified, verify_ok) = verify(
+        let (verified, verify_ok) = super::verify::verify(
             b,
             &repo,
             &mount,
@@ -408,141 +413,11 @@ fn dumps_in_words(dumps: Vec<crate::host::DatabaseDump>) -> (String, bool, Vec<S
     (said.join("; "), all_ok, dirs)
 }
 
-fn interrupted(e: ResticError) -> BackupError {
+pub(super) fn interrupted(e: ResticError) -> BackupError {
     match e {
         ResticError::Interrupted { .. } => BackupError::Interrupted,
         other => BackupError::Restic(other),
     }
-}
-
-/// The structural check with one part of the data read back, then the restore test. A failed
-/// check is a result (an alarm), not an error of the run: the snapshot was made.
-#[allow(clippy::too_many_arguments)]
-async fn verify(
-    b: &Backups,
-    repo: &Repo,
-    mount: &Path,
-    s: &BackupSettings,
-    snapshot: &str,
-    runs_before: u64,
-    began: SystemTime,
-    cancel: &CancellationToken,
-) -> Result<(String, bool), BackupError> {
-    let (n, t) = vault_core::backup::verify_subset(runs_before, s.verify_parts);
-    b.show(|v| v.doing = format!("verifying: structure and part {n}/{t} of the data"));
-    let mut said = Vec::new();
-    let mut ok = true;
-    match repo.check(Some((n, t)), cancel).await {
-        Ok(()) => said.push(format!("check passed (data part {n}/{t} read)")),
-        Err(ResticError::Interrupted { .. }) => return Err(BackupError::Interrupted),
-        Err(e) => {
-            ok = false;
-            said.push(format!("check FAILED: {e}"));
-        }
-    }
-    if s.sample_files > 0 {
-        b.show(|v| v.doing = format!("restore test: {} files", s.sample_files));
-        match restore_test(repo, mount, snapshot, s.sample_files, began, cancel).await {
-            Ok(0) => said.push("restore test: no unchanged file to compare".into()),
-            Ok(k) => said.push(format!("{k} restored files identical to the vault's")),
-            Err(BackupError::Interrupted) => return Err(BackupError::Interrupted),
-            Err(e) => {
-                ok = false;
-                said.push(e.to_string());
-            }
-        }
-    }
-    Ok((said.join("; "), ok))
-}
-
-async fn restore_test(
-    repo: &Repo,
-    mount: &Path,
-    snapshot: &str,
-    count: usize,
-    began: SystemTime,
-    cancel: &CancellationToken,
-) -> Result<usize, BackupError> {
-    let nodes = repo.ls(snapshot).await?;
-    let picked = sample::pick(&nodes, count, began);
-    if picked.is_empty() {
-        return Ok(0);
-    }
-    let target = mount.join(layout::SAMPLE_DIR);
-    let _ = std::fs::remove_dir_all(&target);
-    let restored = repo.restore(snapshot, &picked, &target, cancel).await;
-    let compared = restored.map_err(interrupted).and_then(|()| {
-        for path in &picked {
-            let copy = target.join(path.trim_start_matches('/'));
-            if let Some(diff) = sample::differs(Path::new(path), &copy) {
-                return Err(BackupError::RestoreTest(diff));
-            }
-        }
-        Ok(picked.len())
-    });
-    let _ = std::fs::remove_dir_all(&target);
-    compared
-}
-
-async fn init(
-    b: &Backups,
-    s: &BackupSettings,
-    device: &Path,
-    recovery: &Secret,
-    force: bool,
-    cancel: &CancellationToken,
-) -> Result<BackupOutcome, BackupError> {
-    let chars = std::str::from_utf8(recovery.expose()).map_or(0, |t| t.chars().count());
-    if chars < MIN_RECOVERY_CHARS {
-        return Err(BackupError::Refused(format!(
-            "the recovery passphrase must be at least {MIN_RECOVERY_CHARS} characters: it alone opens the drive if the laptop is lost"
-        )));
-    }
-    if !device.is_absolute() {
-        return Err(BackupError::Refused(format!(
-            "{} is not an absolute device path",
-            device.display()
-        )));
-    }
-    b.show(|v| v.doing = format!("formatting {} as a backup drive", device.display()));
-    let vault_device = s
-        .vault_device
-        .as_deref()
-        .and_then(|spec| vault_storage::luks::resolve_device(spec).ok());
-    let recovery_bytes = Secret::new(recovery.expose().to_vec());
-    let (dev, mount) = (device.to_owned(), s.mountpoint.clone());
-    let (id, key) = blocking(move || {
-        drive::format(
-            &dev,
-            recovery_bytes.expose(),
-            vault_device.as_deref(),
-            force,
-            &mount,
-        )
-    })
-    .await?;
-    let key = Secret::new(key);
-    let opened = drive::open(&id, Some(device.to_owned()), key, s, true).await?;
-    let repo = repo(s, &id, &opened);
-    b.show(|v| v.doing = format!("making the repository on {id}"));
-    let made = async {
-        if cancel.is_cancelled() {
-            return Err(BackupError::Interrupted);
-        }
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&opened.mount, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| BackupError::Drive(e.to_string()))?;
-        repo.init().await?;
-        repo.add_key(recovery.expose()).await?;
-        Ok(())
-    }
-    .await;
-    let closed = drive::close(opened, &s.sysfs).await;
-    made?;
-    closed?;
-    Ok(BackupOutcome::Initialised {
-        drive: id.to_string(),
-    })
 }
 
 /// A restore goes under the vault's mountpoint (the photos stay encrypted at rest), into a

@@ -8,6 +8,8 @@ pub mod api;
 mod drive;
 mod jobs;
 pub mod offsite;
+mod setup;
+mod verify;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -156,6 +158,7 @@ pub enum BackupRequest {
 impl BackupRequest {
     pub fn job(&self) -> BackupJob {
         match self {
+            BackupRequest::Run { offsite: true, .. } => BackupJob::Offsite,
             BackupRequest::Run { .. } => BackupJob::Run,
             BackupRequest::Init { .. } => BackupJob::Init,
             BackupRequest::List { .. } => BackupJob::List,

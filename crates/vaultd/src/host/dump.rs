@@ -15,45 +15,38 @@ const DUMP_LIMIT: Duration = Duration::from_secs(3600);
 
 impl RealHost {
     pub(super) async fn dump_databases_now(&self, into: &Path) -> Vec<DatabaseDump> {
-        let containers = match self.connection().await {
-            Ok(stack) => match stack.containers().await {
-                Ok(c) => c,
-                Err(e) => return vec![failed_all(&e)],
-            },
+        let stack = match self.connection().await {
+            Ok(stack) => stack,
             Err(e) => return vec![failed_all(&e)],
         };
-        let postgres: Vec<&ContainerInfo> = containers
+        let containers = match stack.containers().await {
+            Ok(c) => c,
+            Err(e) => return vec![failed_all(&e)],
+        };
+        // The servers: running, Postgres, their data bound from the host. A client from
+        // Postgres' image (a writer, a pg_dump job) has no data directory and is not dumped.
+        let servers: Vec<&ContainerInfo> = containers
             .iter()
-            .filter(|c| c.may_write())
+            .filter(|c| c.may_write() && postgres::data_dir(c).is_some())
             .filter(|c| {
                 kind(&super::stop::facts(c), &self.stack.stop.database_services)
                     == ServiceKind::Postgres
             })
             .collect();
-        if postgres.is_empty() {
+        if servers.is_empty() {
             return Vec::new();
         }
-        // The dump holds every account's hashes: root's alone, like the drives' keys.
-        let made = {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(into)
-        };
-        if let Err(e) = made {
+        if let Err(why) = private_dir(into) {
             return vec![DatabaseDump {
                 service: String::new(),
-                result: Err(format!("cannot create {}: {e}", into.display())),
+                result: Err(why),
             }];
         }
-        let Ok(stack) = self.connection().await else {
-            return Vec::new();
-        };
         let mut dumps = Vec::new();
-        for c in postgres {
+        for c in servers {
             let file = into.join(format!("{}.sql", c.service));
             let partial = into.join(format!(".{}.sql.partial", c.service));
+            let _ = std::fs::remove_file(&partial);
             let ran = stack
                 .exec_to_file(
                     &c.id,
@@ -66,6 +59,7 @@ impl RealHost {
             let result = match ran {
                 Ok(out) if out.exit_code == Some(0) && out.bytes > 0 => {
                     std::fs::rename(&partial, &file)
+                        .and_then(|()| std::fs::File::open(into)?.sync_all())
                         .map_err(|e| format!("cannot rename the dump to {}: {e}", file.display()))
                         .map(|()| DumpDone {
                             file: file.clone(),
@@ -73,21 +67,22 @@ impl RealHost {
                             data_dir: postgres::data_dir(c),
                         })
                 }
-                Ok(out) => {
-                    let _ = std::fs::remove_file(&partial);
-                    Err(format!(
-                        "pg_dumpall in {} exited with {} after {} bytes: {}",
-                        c.name,
-                        out.exit_code.unwrap_or(-1),
-                        out.bytes,
-                        out.stderr.trim()
-                    ))
-                }
-                Err(e) => {
-                    let _ = std::fs::remove_file(&partial);
-                    Err(e.to_string())
-                }
+                Ok(out) => Err(format!(
+                    "pg_dumpall in {} exited with {} after {} bytes: {}",
+                    c.name,
+                    out.exit_code.unwrap_or(-1),
+                    out.bytes,
+                    out.stderr.trim()
+                )),
+                Err(e) => Err(e.to_string()),
             };
+            if result.is_err() {
+                let _ = std::fs::remove_file(&partial);
+                // An older dump must not pass for this run's in the snapshot.
+                if file.exists() {
+                    let _ = std::fs::rename(&file, file.with_extension("sql.stale"));
+                }
+            }
             dumps.push(DatabaseDump {
                 service: c.service.clone(),
                 result,
@@ -95,6 +90,32 @@ impl RealHost {
         }
         dumps
     }
+}
+
+/// The dumps' directory, made root's and 0700 (a dump holds every role's password hash), and
+/// refused if it is anything else: a symlink or a directory of someone else's, planted by a
+/// container that can write the vault's root, would send root's writes elsewhere.
+fn private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let made = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir);
+    if let Err(e) = made {
+        return Err(format!("cannot create {}: {e}", dir.display()));
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !meta.is_dir() || meta.uid() != 0 {
+        return Err(format!(
+            "{} is not a directory of root's: not dumping into it",
+            dir.display()
+        ));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("cannot make {} private: {e}", dir.display()))?;
+    }
+    Ok(())
 }
 
 fn failed_all(e: &DockerError) -> DatabaseDump {

@@ -33,9 +33,10 @@ impl RealHost {
         match vault_storage::superblock::read(&self.mapper_path()) {
             Ok(Some(state)) => filesystem_signs(state.needs_recovery, state.errors),
             Ok(None) => Vec::new(),
+            // Not knowing how it was left is not knowing it was left clean.
             Err(error) => {
                 tracing::warn!(%error, "cannot read the volume's superblock");
-                Vec::new()
+                vec![Sign::SuperblockUnreadable(error.to_string())]
             }
         }
     }
@@ -121,7 +122,19 @@ impl RealHost {
                     ASK_LIMIT,
                 )
                 .await;
+            let checksummed = stack
+                .exec(
+                    &c.id,
+                    postgres::DATA_CHECKSUMS,
+                    Some(postgres::USER),
+                    ASK_LIMIT,
+                )
+                .await
+                .ok()
+                .filter(|out| out.exit_code == Some(0))
+                .map(|out| out.output.trim() == "on");
             let count = match asked {
+                Ok(_) if checksummed == Some(false) => Checksums::Off,
                 Ok(out) if out.exit_code == Some(0) => match postgres::parse_count(&out.output) {
                     Some(n) => Checksums::Counted(n),
                     None => {
@@ -139,6 +152,12 @@ impl RealHost {
             facts.checksums = match (facts.checksums, count) {
                 (Checksums::Counted(a), Checksums::Counted(b)) => {
                     Checksums::Counted(a.saturating_add(b))
+                }
+                (Checksums::Counted(n), Checksums::Off)
+                | (Checksums::Off, Checksums::Counted(n))
+                    if n > 0 =>
+                {
+                    Checksums::Counted(n)
                 }
                 (Checksums::Unknown(why), _) | (_, Checksums::Unknown(why)) => {
                     Checksums::Unknown(why)

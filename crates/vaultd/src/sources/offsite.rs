@@ -71,10 +71,11 @@ pub fn spawn(tasks: &Tasks, handle: Handle, backups: Arc<Backups>) {
                     // state changed or no job is under way, at the latest in a minute, and
                     // not sooner than a second from now.
                     _ => {
+                        let job_in_the_way = !backups.view().doing.is_empty();
                         tokio::select! {
                             () = stop.cancelled() => return,
                             changed = status.changed() => if changed.is_err() { return },
-                            _ = jobs.wait_for(|v| v.doing.is_empty()) => {}
+                            _ = jobs.wait_for(|v| v.doing.is_empty()), if job_in_the_way => {}
                             () = tokio::time::sleep(Duration::from_secs(60)) => {}
                         }
                         tokio::time::sleep(Duration::from_secs(1)).await;

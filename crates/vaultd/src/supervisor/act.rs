@@ -59,13 +59,18 @@ impl<H: Host> Supervisor<H> {
                         let result = match step {
                             // The checks' findings go to the core, which judges them when the
                             // step's end arrives right after.
-                            Step::CheckData => match host.check_data().await {
-                                Ok(facts) => {
-                                    let _ = tx.send(Msg::Event(Event::DataChecked(facts))).await;
-                                    Ok(())
+                            Step::CheckData => {
+                                let checked =
+                                    bounded(step, deadline, &cancel, host.check_data()).await;
+                                match checked {
+                                    Ok(facts) => {
+                                        let _ =
+                                            tx.send(Msg::Event(Event::DataChecked(facts))).await;
+                                        Ok(())
+                                    }
+                                    Err(error) => Err(error),
                                 }
-                                Err(failure) => Err(step_error(failure)),
-                            },
+                            }
                             _ => run_step(&*host, step, deadline, secret, &cancel).await,
                         };
                         // Right after the open, before anything checks or mounts it: what the
@@ -134,14 +139,12 @@ impl<H: Host> Supervisor<H> {
                     });
                 }
                 Action::RecordSession(change) => {
-                    if let Some(file) = self.session.clone() {
-                        let at = unix_now();
-                        // A small fsynced write, off the supervisor's loop.
-                        tokio::task::spawn_blocking(move || {
-                            if let Err(error) = file.apply(change, at) {
-                                tracing::error!(%error, ?change, "cannot write the session record; an unclean end may go unnoticed");
-                            }
-                        });
+                    // In the loop, before the next action: an exit or a power-off that follows
+                    // a lock must find the record already removed. One small fsynced write.
+                    if let Some(file) = &self.session
+                        && let Err(error) = file.apply(change, unix_now())
+                    {
+                        tracing::error!(%error, ?change, "cannot write the session record; an unclean end may go unnoticed");
                     }
                 }
                 Action::WakeAt(at) => {
@@ -204,12 +207,22 @@ pub(super) async fn run_step<H: Host>(
     secret: Option<Secret>,
     cancel: &CancellationToken,
 ) -> Result<(), StepError> {
+    bounded(step, deadline, cancel, host.run(step, deadline, secret)).await
+}
+
+/// `work` for `step`, cut short by the core's cancel or given up on past the deadline.
+async fn bounded<T>(
+    step: Step,
+    deadline: Option<Instant>,
+    cancel: &CancellationToken,
+    work: impl std::future::Future<Output = Result<T, StepFailure>>,
+) -> Result<T, StepError> {
     let limit = deadline.map_or_else(
         || tokio::time::Instant::now() + Duration::from_secs(3600),
         |d| tokio::time::Instant::from_std(d) + STEP_GRACE,
     );
     tokio::select! {
-        result = host.run(step, deadline, secret) => result.map_err(step_error),
+        result = work => result.map_err(step_error),
         () = cancel.cancelled() => Err(StepError::Interrupted),
         () = tokio::time::sleep_until(limit) => Err(StepError::TimedOut(format!(
             "{} was given up on past its deadline",

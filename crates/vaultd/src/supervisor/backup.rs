@@ -167,7 +167,7 @@ impl<H: Host> Supervisor<H> {
         tracing::info!("{message}");
         let (notice, record) =
             vault_notify::tell::backup_ended(outcome, &drive, &message, millis, unix_now());
-        if job == BackupJob::Run {
+        if matches!(job, BackupJob::Run | BackupJob::Offsite) {
             self.notices.notice(notice);
         }
         self.notices.record(record);

@@ -248,47 +248,6 @@ impl<H: Host> Supervisor<H> {
         (supervisor, handle)
     }
 
-    /// The UPSes the config names, each a power source the core judges.
-    #[must_use]
-    pub fn with_upses(mut self, names: impl IntoIterator<Item = String>) -> Self {
-        self.core = self.core.with_upses(names);
-        self
-    }
-
-    /// Tell the owner through `notices` (vault-notify's sender task); the power-off waits at
-    /// most `poweroff_wait` for its own notice.
-    #[must_use]
-    pub fn with_notices(
-        mut self,
-        notices: vault_notify::Notifier,
-        poweroff_wait: Duration,
-    ) -> Self {
-        self.notices = notices;
-        self.telling.poweroff_wait = poweroff_wait;
-        self
-    }
-
-    /// Keep the session record in `file`, and tell the core what it held at start; after an
-    /// unclean end, `start` is what the unlock does once the checks passed.
-    #[must_use]
-    pub fn with_session(
-        mut self,
-        file: crate::session::SessionFile,
-        start: vault_core::unclean::UncleanStart,
-    ) -> Self {
-        self.session_found = file.found();
-        self.session = Some(file);
-        self.core.set_unclean_start(start);
-        self
-    }
-
-    /// No `storage.device` in the config: the core refuses every unlock, saying so.
-    #[must_use]
-    pub fn without_device(mut self) -> Self {
-        self.core = self.core.without_device();
-        self
-    }
-
     fn now(&self) -> Millis {
         Millis(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
@@ -306,8 +265,9 @@ impl<H: Host> Supervisor<H> {
         self.handle(Msg::Observed(seen));
         // Decided on the first look: a record under a closed volume is a session that never
         // ended with a lock.
-        if let Some(found) = self.session_found.take() {
-            self.handle(Msg::Event(Event::SessionRecordFound(found)));
+        if let Some(session) = self.session_found.take() {
+            let this_boot = session.boot_id == crate::session::boot_id();
+            self.handle(Msg::Event(Event::SessionRecordFound { session, this_boot }));
         }
         self.publish();
         self.notifier
@@ -522,6 +482,7 @@ pub fn unix_now() -> i64 {
 mod act;
 mod backup;
 mod publish;
+mod setup;
 mod snapshot;
 mod tell;
 
