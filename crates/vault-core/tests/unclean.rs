@@ -317,3 +317,37 @@ fn a_failed_strict_check_closes_the_volume_but_keeps_the_record() {
     assert!(records(&actions).is_empty(), "{actions:?}");
     assert_eq!(core.unclean_signs().len(), 1);
 }
+
+#[test]
+fn a_drain_cuts_the_database_s_lone_start_and_the_checks_short() {
+    for cut in [Step::StartDatabase, Step::CheckData] {
+        let mut core = after_a_power_cut(UncleanStart::Auto);
+        core.command(Millis(2), UNLOCK, ROOT);
+        let mut at = 3;
+        for (step, seen) in [
+            (Step::OpenMapping, opened()),
+            (Step::ReplayJournal, opened()),
+            (Step::CheckFilesystemFully, opened()),
+            (Step::Mount, mounted()),
+            (Step::StartDatabase, database_alone()),
+        ] {
+            if step == cut {
+                break;
+            }
+            done(&mut core, at, step, seen);
+            at += 1;
+        }
+        let actions = core.handle(Millis(at), Event::Terminate);
+        assert_eq!(actions, [Action::Cancel(cut)], "{cut:?}");
+        // Its end, cut short, lets the drain take the database down again.
+        let actions = step_done(
+            &mut core,
+            at + 1,
+            cut,
+            Err(StepError::Interrupted),
+            database_alone(),
+        );
+        assert!(!steps(&actions).contains(&Step::StartStack), "{actions:?}");
+        assert!(matches!(core.status().state, State::Draining { .. }));
+    }
+}
