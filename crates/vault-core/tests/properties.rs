@@ -223,8 +223,8 @@ impl Harness {
                 Action::InterruptBackup { .. } => {}
                 Action::Exit => self.exited = true,
                 Action::RecordSession(SessionRecord::Closed) => assert!(
-                    self.core.unclean_signs().is_empty() && !self.world.mapping_open,
-                    "the session record removed with the volume open or signs unanswered"
+                    self.core.unclean_signs().is_empty() && !self.world.mounted,
+                    "the session record removed with the volume mounted or signs unanswered"
                 ),
                 Action::RecordSession(_)
                 | Action::Alarm(_)

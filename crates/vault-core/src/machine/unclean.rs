@@ -18,8 +18,8 @@ pub(super) struct UncleanTrack {
     pub(super) facts: Option<CheckFacts>,
 }
 
-/// The session record: written when an unlock opens the volume, removed once a lock closed it
-/// with nothing left to check. Found at the next start with the volume closed, the last
+/// The session record: written when an unlock opens the volume, removed once a lock unmounted
+/// (or closed) it with nothing left to check. Found at the next start with the volume closed, the last
 /// session never ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionRecord {
@@ -166,8 +166,10 @@ impl Core {
             (FlowKind::Unlock, Step::OpenMapping) => {
                 actions.push(Action::RecordSession(SessionRecord::Opened));
             }
-            // Kept while signs are unanswered: the next start must still check.
-            (_, Step::CloseMapping) if self.unclean.signs.is_empty() => {
+            // Once the filesystem is unmounted it is clean, whatever happens to the mapping
+            // after (a crash while closing it is not an unclean end). Kept while signs are
+            // unanswered: the next start must still check.
+            (_, Step::Unmount | Step::CloseMapping) if self.unclean.signs.is_empty() => {
                 actions.push(Action::RecordSession(SessionRecord::Closed));
             }
             _ => {}

@@ -194,12 +194,30 @@ async fn wait_until_ready(stack: &Stack, c: &ContainerInfo) -> Result<(), StepFa
                 tail(&log)
             )));
         }
-        if let Ok(out) = stack
+        match stack
             .exec(&c.id, postgres::READY, Some(postgres::USER), ASK_LIMIT)
             .await
-            && out.exit_code == Some(0)
         {
-            return Ok(());
+            Ok(out) if out.exit_code == Some(0) => return Ok(()),
+            // No pg_isready (or no postgres user) in this image: what the engine says of it
+            // stands in, its healthcheck if it has one, else that it runs.
+            Ok(out)
+                if matches!(out.exit_code, Some(126 | 127))
+                    && (!now.has_healthcheck || now.health.as_deref() == Some("healthy")) =>
+            {
+                tracing::warn!(
+                    "{} cannot be asked with pg_isready ({}); taken as ready by its {}",
+                    c.name,
+                    tail(&out.output),
+                    if now.has_healthcheck {
+                        "healthcheck"
+                    } else {
+                        "state"
+                    }
+                );
+                return Ok(());
+            }
+            _ => {}
         }
         if tokio::time::Instant::now() >= give_up {
             return Err(StepFailure::new(format!(
