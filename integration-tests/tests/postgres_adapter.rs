@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use vault_docker::{Stack, postgres};
-use vault_integration_tests::DockerEngine;
 use vault_integration_tests::debian_images::{self, POSTGRES_IMAGE};
+use vault_integration_tests::{DockerEngine, TEST_IMAGE};
 
 const NAME: &str = "pgadapter-database-1";
 const PROJECT: &str = "pgadapter";
@@ -198,5 +198,30 @@ fn vault_docker_asks_a_real_postgres_what_vaultd_needs() {
                 .trim(),
             "500"
         );
+
+        // A service taken for Postgres (by its name) whose image has neither the tools nor
+        // the user: the engine answers 126 or 127, which vaultd reads as "not a Postgres
+        // server" (ready by its state, not dumped) rather than waiting or failing.
+        let other = engine.docker_ok(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            TEST_IMAGE,
+            "sh",
+            "-c",
+            "sleep 600",
+        ]);
+        for argv in [postgres::READY, postgres::DUMP_ALL] {
+            let out = stack
+                .exec(&other, argv, Some(postgres::USER), Duration::from_secs(30))
+                .await
+                .expect("the engine answers");
+            assert!(
+                matches!(out.exit_code, Some(126 | 127)),
+                "{argv:?}: {out:?}"
+            );
+        }
+        engine.docker_ok(&["rm", "-f", &other]);
     });
 }

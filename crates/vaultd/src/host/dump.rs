@@ -56,6 +56,19 @@ impl RealHost {
                     &partial,
                 )
                 .await;
+            if let Ok(out) = &ran
+                && matches!(out.exit_code, Some(126 | 127))
+            {
+                // No pg_dumpall (or no postgres user) in the image: not a Postgres server
+                // after all; its files are copied as they are.
+                let _ = std::fs::remove_file(&partial);
+                tracing::warn!(
+                    "{} has no pg_dumpall: not dumped, its files are copied as they are ({})",
+                    c.name,
+                    out.stderr.trim()
+                );
+                continue;
+            }
             let result = match ran {
                 Ok(out) if out.exit_code == Some(0) && out.bytes > 0 => {
                     std::fs::rename(&partial, &file)
