@@ -275,6 +275,8 @@ impl Daemon {
 
     /// Start (again) on the same config, socket and state directory; stderr is appended.
     pub fn spawn(&mut self) {
+        // Counted before the spawn: a fast daemon may say "ready" before wait_ready first reads.
+        let ready_lines_before = self.stderr().matches("ready: serving").count();
         let stderr = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -309,7 +311,7 @@ impl Daemon {
             .spawn()
             .expect("spawn vaultd");
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready(ready_lines_before);
     }
 
     /// Kill the daemon (SIGKILL: no drain) and wait for it.
@@ -320,9 +322,8 @@ impl Daemon {
         }
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self, before: usize) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        let before = self.stderr().matches("ready: serving").count();
         while Instant::now() < deadline {
             if self.stderr().matches("ready: serving").count() > before {
                 return;

@@ -96,6 +96,32 @@ pub fn filesystem_signs(needs_recovery: bool, errors: bool) -> Vec<Sign> {
     signs
 }
 
+/// A service of the project as the start after an unclean end sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectService<'a> {
+    pub name: &'a str,
+    /// Recognised as a database ([`crate::stop::kind`]: its image, or `database_services`).
+    pub database: bool,
+    /// The services it waits for (its `depends_on`).
+    pub waits_for: Vec<&'a str>,
+}
+
+/// The services started alone after an unclean end: the databases that wait for no other
+/// database. One that waits for a database is its client, even when it runs from Postgres'
+/// image (a writer, a `pg_dump` job): it must not write before the checks have passed.
+pub fn started_alone<'a>(services: &[ProjectService<'a>]) -> Vec<&'a str> {
+    let databases: Vec<&str> = services
+        .iter()
+        .filter(|s| s.database)
+        .map(|s| s.name)
+        .collect();
+    services
+        .iter()
+        .filter(|s| s.database && !s.waits_for.iter().any(|w| databases.contains(w)))
+        .map(|s| s.name)
+        .collect()
+}
+
 /// Postgres' own count of pages that failed their checksum.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Checksums {
@@ -232,6 +258,30 @@ mod tests {
                 .expect("passes")
                 .contains("no data checksums")
         );
+    }
+
+    #[test]
+    fn a_client_from_the_database_image_does_not_start_with_it() {
+        let service = |name, database, waits_for: &[&'static str]| ProjectService {
+            name,
+            database,
+            waits_for: waits_for.to_vec(),
+        };
+        let project = [
+            service("database", true, &[]),
+            service("redis", false, &[]),
+            // Postgres' image, waiting for the database: a client.
+            service("writer", true, &["database"]),
+            service("immich-server", false, &["database", "redis"]),
+        ];
+        assert_eq!(started_alone(&project), ["database"]);
+        // Two databases, neither waiting for the other: both.
+        let two = [
+            service("database", true, &[]),
+            service("vectors", true, &["redis"]),
+        ];
+        assert_eq!(started_alone(&two), ["database", "vectors"]);
+        assert!(started_alone(&[service("redis", false, &[])]).is_empty());
     }
 
     #[test]

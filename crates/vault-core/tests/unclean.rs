@@ -353,3 +353,48 @@ fn a_drain_cuts_the_database_s_lone_start_and_the_checks_short() {
         assert!(matches!(core.status().state, State::Draining { .. }));
     }
 }
+
+#[test]
+fn both_signs_after_a_power_cut_plan_each_strict_step_once() {
+    // The session record at start, then the superblock's sign after the open: a real cut
+    // shows both. The flow already has the strict steps; the second sign adds none.
+    for start in [UncleanStart::Auto, UncleanStart::Ask] {
+        let mut core = after_a_power_cut(start);
+        core.command(Millis(2), UNLOCK, ROOT);
+        let actions = core.handle(
+            Millis(3),
+            Event::UncleanSigns(vec![Sign::JournalNeedsRecovery]),
+        );
+        assert_eq!(alarms(&actions), [AlarmKind::UncleanEnd]);
+        assert_eq!(core.unclean_signs().len(), 2);
+        let mut ran = Vec::new();
+        let mut next = steps(&done(&mut core, 4, Step::OpenMapping, opened()));
+        let mut at = 5;
+        while let [step] = next[..] {
+            ran.push(step);
+            let seen = match step {
+                Step::ReplayJournal | Step::CheckFilesystemFully => opened(),
+                Step::Mount | Step::StopStack => mounted(),
+                Step::StartDatabase | Step::CheckData => database_alone(),
+                _ => running(),
+            };
+            if step == Step::CheckData {
+                core.handle(Millis(at), Event::DataChecked(good()));
+            }
+            next = steps(&done(&mut core, at + 1, step, seen));
+            at += 2;
+        }
+        let mut expected = vec![
+            Step::ReplayJournal,
+            Step::CheckFilesystemFully,
+            Step::Mount,
+            Step::StartDatabase,
+            Step::CheckData,
+        ];
+        match start {
+            UncleanStart::Auto => expected.extend([Step::StartStack, Step::ResumeQueues]),
+            UncleanStart::Ask => expected.push(Step::StopStack),
+        }
+        assert_eq!(ran, expected, "{start:?}");
+    }
+}

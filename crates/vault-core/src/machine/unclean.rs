@@ -91,7 +91,13 @@ impl Core {
             for step in flow.remaining.drain(..) {
                 match step {
                     Step::CheckFilesystem => remaining.extend(fs.iter().copied()),
-                    Step::StartStack | Step::ResumeQueues => starts = true,
+                    // The start, planned anew below: the ordinary one, or the strict one of an
+                    // earlier sign (which would otherwise run twice).
+                    Step::StartStack
+                    | Step::ResumeQueues
+                    | Step::StartDatabase
+                    | Step::CheckData
+                    | Step::StopStack => starts = true,
                     other => remaining.push_back(other),
                 }
             }

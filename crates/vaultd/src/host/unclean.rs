@@ -8,7 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use vault_core::stop::{ServiceKind, kind};
-use vault_core::unclean::{CheckFacts, Checksums, Sign, filesystem_signs};
+use vault_core::unclean::{
+    CheckFacts, Checksums, ProjectService, Sign, filesystem_signs, started_alone,
+};
 use vault_docker::{ContainerInfo, DockerError, Plan, Stack, postgres};
 
 use super::{RealHost, StepFailure};
@@ -41,14 +43,27 @@ impl RealHost {
         }
     }
 
-    /// The project's database services (Postgres, or another engine by name).
+    /// The project's database services (Postgres, or another engine by name) that wait for no
+    /// other database: those started alone and checked (vault_core::unclean::started_alone).
     fn databases<'a>(&self, containers: &'a [ContainerInfo]) -> Vec<&'a ContainerInfo> {
+        let services: Vec<ProjectService<'_>> = containers
+            .iter()
+            .map(|c| ProjectService {
+                name: &c.service,
+                database: kind(&super::stop::facts(c), &self.stack.stop.database_services)
+                    != ServiceKind::Other,
+                waits_for: c
+                    .depends_on
+                    .iter()
+                    .flatten()
+                    .map(|d| d.service.as_str())
+                    .collect(),
+            })
+            .collect();
+        let alone = started_alone(&services);
         containers
             .iter()
-            .filter(|c| {
-                let facts = super::stop::facts(c);
-                kind(&facts, &self.stack.stop.database_services) != ServiceKind::Other
-            })
+            .filter(|c| alone.contains(&c.service.as_str()))
             .collect()
     }
 
