@@ -277,10 +277,11 @@ fn the_off_site_copy_is_made_on_schedule_and_restores_elsewhere_with_the_passphr
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    // ssh refuses before the SFTP session starts; restic says so.
+    // ssh refuses before the SFTP session starts, and vaultd says why in ssh's own words
+    // (restic would say only "unable to start the sftp session").
     assert!(
-        said.contains("Host key verification failed")
-            || said.contains("unable to start the sftp session"),
+        said.contains("cannot be reached over ssh")
+            && said.contains("Host key verification failed"),
         "{said}"
     );
     assert_eq!(daemon.status()["state"], "MOUNTED");

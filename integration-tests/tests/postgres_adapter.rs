@@ -127,6 +127,19 @@ fn vault_docker_asks_a_real_postgres_what_vaultd_needs() {
             .await
             .expect("exec");
         assert_eq!(on.output.trim(), "on", "{on:?}");
+        // The databases' size on disk, the bound the dump must fit under beside them: a fresh
+        // cluster with one table is some MiB (three databases of about 7 MiB each).
+        let size = stack
+            .exec(
+                &id,
+                postgres::DATABASES_SIZE,
+                Some(postgres::USER),
+                Duration::from_secs(30),
+            )
+            .await
+            .expect("exec");
+        let bytes = postgres::parse_count(&size.output).expect("a number of bytes");
+        assert!((1 << 20..1 << 30).contains(&bytes), "{size:?}");
 
         // The dump, streamed to a file: everything, restorable SQL; stderr apart.
         let dump = dir.path().join("database.sql");

@@ -110,14 +110,92 @@ impl SftpTarget {
     /// restic's `sftp.command`: ssh with only this key, the pinned host key, never a prompt,
     /// and a dead link noticed within a minute.
     pub fn ssh_command(&self) -> String {
-        format!(
-            "ssh -F /dev/null -i {} -o IdentitiesOnly=yes -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null -o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=20 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 -p {} {}@{} -s sftp",
-            self.ssh_key.display(),
-            self.known_hosts.display(),
-            self.port,
-            self.user,
-            self.host
-        )
+        format!("ssh {}", self.ssh_args().join(" "))
+    }
+
+    /// ssh's arguments (after `ssh`) for the `sftp` subsystem on the target.
+    fn ssh_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "-F",
+            "/dev/null",
+            "-i",
+            &self.ssh_key.display().to_string(),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            &format!("UserKnownHostsFile={}", self.known_hosts.display()),
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=20",
+            "-o",
+            "ServerAliveInterval=15",
+            "-o",
+            "ServerAliveCountMax=4",
+            "-p",
+            &self.port.to_string(),
+            &format!("{}@{}", self.user, self.host),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        args.extend(["-s".to_owned(), "sftp".to_owned()]);
+        args
+    }
+
+    /// Why ssh cannot open the SFTP session, in ssh's own words, or `None` when it can. restic
+    /// says only "unable to start the sftp session" whatever the cause (a host key that is not
+    /// the pinned one, a key the friend's machine does not take, no route through the tunnel):
+    /// asked first, ssh says which. The subsystem gets no input and ends at once.
+    #[cfg(feature = "restic")]
+    pub async fn ssh_refusal(&self, limit: std::time::Duration) -> Option<String> {
+        use std::process::Stdio;
+        use tokio::io::AsyncReadExt;
+        let child = tokio::process::Command::new("ssh")
+            .args(self.ssh_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn();
+        let mut child = match child {
+            Ok(child) => child,
+            Err(e) => return Some(format!("cannot run ssh: {e}")),
+        };
+        let mut stderr = child.stderr.take()?;
+        let ran = tokio::time::timeout(limit, async {
+            let mut said = Vec::new();
+            // ssh's own complaints are a few lines; more is not read.
+            let _ = (&mut stderr).take(16 * 1024).read_to_end(&mut said).await;
+            (child.wait().await, said)
+        })
+        .await;
+        match ran {
+            Err(_) => Some(format!(
+                "ssh to {}:{} did not finish within {} s",
+                self.host,
+                self.port,
+                limit.as_secs()
+            )),
+            Ok((Ok(status), _)) if status.success() => None,
+            Ok((status, said)) => {
+                let said = String::from_utf8_lossy(&said);
+                let lines: Vec<&str> = said
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with("Warning: Permanently added"))
+                    .collect();
+                let why = lines[lines.len().saturating_sub(3)..].join("; ");
+                Some(match status {
+                    Ok(status) if why.is_empty() => format!("ssh ended with {status}"),
+                    Ok(_) => why,
+                    Err(e) => format!("ssh: {e}"),
+                })
+            }
+        }
     }
 }
 

@@ -123,6 +123,27 @@ pub fn dump_database_first(stack_running: bool) -> bool {
     stack_running
 }
 
+/// Whether a dump of `estimate` bytes fits on the vault with `available` bytes free (what an
+/// unprivileged writer can still use) out of `size`: the dump shares the volume with the running
+/// database, which must still find room after it (Postgres meets ENOSPC before root does, and
+/// stops). What is kept free: 5 % of the volume, at least 16 MiB, at most 4 GiB. A dump that
+/// does not fit is not made: the files are copied as they are, and the run says why.
+pub fn dump_fits(available: u64, size: u64, estimate: u64) -> Result<(), String> {
+    const MIB: u64 = 1024 * 1024;
+    let keep = (size / 20).clamp(16 * MIB, 4096 * MIB);
+    let needed = estimate.saturating_add(keep);
+    if available >= needed {
+        return Ok(());
+    }
+    Err(format!(
+        "the vault has {} MiB free; the dump needs about {} MiB and {} MiB must stay free for \
+         the database: not dumped",
+        available / MIB,
+        estimate.div_ceil(MIB),
+        keep / MIB
+    ))
+}
+
 /// What a backup of the vault leaves out, as restic exclude patterns: vaultd's own keys (the
 /// drive's key is useless inside the repository it opens), Immich's regenerable thumbnails and
 /// transcoded videos unless the config keeps them, and — while the database runs — its data
@@ -159,6 +180,25 @@ mod tests {
                 .iter()
                 .any(|e| e.contains("postgres"))
         );
+    }
+
+    #[test]
+    fn a_dump_is_made_only_with_room_left_for_the_database() {
+        const MIB: u64 = 1024 * 1024;
+        let gib = 1024 * MIB;
+        // 100 GiB volume: 5 GiB kept is capped at 4 GiB.
+        assert!(dump_fits(10 * gib, 100 * gib, 6 * gib).is_ok());
+        let why = dump_fits(10 * gib, 100 * gib, 7 * gib).expect_err("no room");
+        assert!(
+            why.contains("10240 MiB free") && why.contains("4096 MiB"),
+            "{why}"
+        );
+        // A small volume keeps at least 16 MiB.
+        assert!(dump_fits(20 * MIB, 100 * MIB, 4 * MIB).is_ok());
+        assert!(dump_fits(20 * MIB, 100 * MIB, 5 * MIB).is_err());
+        // No overflow at the edges.
+        assert!(dump_fits(gib, u64::MAX, u64::MAX).is_err());
+        assert!(dump_fits(0, 0, 0).is_err());
     }
 
     #[test]

@@ -30,6 +30,14 @@ pub const DATA_CHECKSUMS: &[&str] = &[
     "exec psql -XAtq -U \"${POSTGRES_USER:-postgres}\" -d postgres -c 'SHOW data_checksums'",
 ];
 
+/// One number: the bytes every database takes on disk, an upper bound of its dump's size for
+/// the check that the dump fits beside it.
+pub const DATABASES_SIZE: &[&str] = &[
+    "sh",
+    "-c",
+    "exec psql -XAtq -U \"${POSTGRES_USER:-postgres}\" -d postgres -c 'SELECT coalesce(sum(pg_database_size(oid)), 0) FROM pg_database'",
+];
+
 /// Every database and role as SQL on stdout, with the statements to replace what exists.
 pub const DUMP_ALL: &[&str] = &[
     "sh",

@@ -43,6 +43,8 @@ pub enum BackupError {
     Refused(String),
     #[error("{0}")]
     Drive(String),
+    #[error("the off-site target cannot be reached over ssh: {0}")]
+    OffsiteUnreachable(String),
     #[error(transparent)]
     Restic(#[from] vault_backup::ResticError),
     #[error("the backup was interrupted (a drain, a lock or a shutdown comes first)")]

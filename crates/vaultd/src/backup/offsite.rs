@@ -10,6 +10,9 @@ use vault_backup::restic::Repo;
 use super::{BackupError, BackupOutcome, BackupSettings, Backups, MIN_RECOVERY_CHARS};
 use crate::secret::Secret;
 
+/// How long ssh may take to say whether it gets in (its connect timeout is 20 s).
+const SSH_PROBE_LIMIT: std::time::Duration = std::time::Duration::from_secs(45);
+
 /// The repository, keyed by the key file on the vault volume, ssh pinned to its host key.
 pub(super) fn repo(s: &BackupSettings, target: &SftpTarget) -> Repo {
     Repo {
@@ -49,6 +52,12 @@ where
                 path.display()
             )));
         }
+    }
+    if let Some(why) = target.ssh_refusal(SSH_PROBE_LIMIT).await {
+        return Err(BackupError::OffsiteUnreachable(format!(
+            "{}@{} port {}: {why}",
+            target.user, target.host, target.port
+        )));
     }
     let scratch = offsite::sample_dir(&s.mountpoint);
     work(repo(s, target), scratch).await

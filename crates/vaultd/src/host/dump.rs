@@ -12,6 +12,8 @@ use super::{DatabaseDump, DumpDone, RealHost};
 
 /// How long one dump may take: a large library's database on an old disk.
 const DUMP_LIMIT: Duration = Duration::from_secs(3600);
+/// How long the question of the databases' size may take.
+const SIZE_LIMIT: Duration = Duration::from_secs(60);
 
 impl RealHost {
     pub(super) async fn dump_databases_now(&self, into: &Path) -> Vec<DatabaseDump> {
@@ -47,6 +49,16 @@ impl RealHost {
             let file = into.join(format!("{}.sql", c.service));
             let partial = into.join(format!(".{}.sql.partial", c.service));
             let _ = std::fs::remove_file(&partial);
+            if let Err(why) = room_for(&stack, c, into, &file).await {
+                if file.exists() {
+                    let _ = std::fs::rename(&file, file.with_extension("sql.stale"));
+                }
+                dumps.push(DatabaseDump {
+                    service: c.service.clone(),
+                    result: Err(why),
+                });
+                continue;
+            }
             let ran = stack
                 .exec_to_file(
                     &c.id,
@@ -103,6 +115,36 @@ impl RealHost {
         }
         dumps
     }
+}
+
+/// Whether the dump of `c` fits on the vault beside its database (vault_core::backup::dump_fits):
+/// the estimate is the larger of the databases' size on disk and the last dump's.
+async fn room_for(
+    stack: &vault_docker::Stack,
+    c: &ContainerInfo,
+    into: &Path,
+    last_dump: &Path,
+) -> Result<(), String> {
+    let on_disk = match stack
+        .exec(
+            &c.id,
+            postgres::DATABASES_SIZE,
+            Some(postgres::USER),
+            SIZE_LIMIT,
+        )
+        .await
+    {
+        Ok(out) if out.exit_code == Some(0) => postgres::parse_count(&out.output).unwrap_or(0),
+        _ => 0,
+    };
+    let last = std::fs::metadata(last_dump).map_or(0, |m| m.len());
+    let fs = nix::sys::statvfs::statvfs(into)
+        .map_err(|e| format!("cannot read the free space of {}: {e}", into.display()))?;
+    let block = u64::from(fs.fragment_size());
+    let available = u64::from(fs.blocks_available()).saturating_mul(block);
+    let size = u64::from(fs.blocks()).saturating_mul(block);
+    vault_core::backup::dump_fits(available, size, on_disk.max(last))
+        .map_err(|why| format!("{}: {why}", c.name))
 }
 
 /// The dumps' directory, made root's and 0700 (a dump holds every role's password hash), and
