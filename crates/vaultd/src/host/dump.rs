@@ -140,9 +140,9 @@ async fn room_for(
     let last = std::fs::metadata(last_dump).map_or(0, |m| m.len());
     let fs = nix::sys::statvfs::statvfs(into)
         .map_err(|e| format!("cannot read the free space of {}: {e}", into.display()))?;
-    let block = u64::from(fs.fragment_size());
-    let available = u64::from(fs.blocks_available()).saturating_mul(block);
-    let size = u64::from(fs.blocks()).saturating_mul(block);
+    let block = fs.fragment_size();
+    let available = fs.blocks_available().saturating_mul(block);
+    let size = fs.blocks().saturating_mul(block);
     vault_core::backup::dump_fits(available, size, on_disk.max(last))
         .map_err(|why| format!("{}: {why}", c.name))
 }
