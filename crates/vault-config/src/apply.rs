@@ -61,6 +61,8 @@ pub(crate) fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
                 }
             }
         }
+        "storage.fsck_limit_minutes" => c.storage.fsck_limit_minutes = at.integer()?,
+        "storage.full_check_limit_minutes" => c.storage.full_check_limit_minutes = at.integer()?,
         "storage.allow_discards" => c.storage.allow_discards = at.boolean()?,
         "unlock.backoff_initial_secs" => c.unlock.backoff_initial_secs = at.integer()?,
         "unlock.backoff_max_secs" => c.unlock.backoff_max_secs = at.integer()?,

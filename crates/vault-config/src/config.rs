@@ -53,6 +53,10 @@ pub struct StorageConfig {
     pub filesystem: String,
     pub mount_options: String,
     pub fsck: Fsck,
+    /// The longest the fsck before an ordinary mount may take.
+    pub fsck_limit_minutes: u64,
+    /// The longest the journal replay and the forced full check after an unclean end may take.
+    pub full_check_limit_minutes: u64,
     pub allow_discards: bool,
     pub mount_by: MountBy,
 }
@@ -276,6 +280,8 @@ impl Config {
                 filesystem: String::new(),
                 mount_options: String::new(),
                 fsck: Fsck::None,
+                fsck_limit_minutes: 0,
+                full_check_limit_minutes: 0,
                 allow_discards: false,
                 mount_by: MountBy::Auto,
             },

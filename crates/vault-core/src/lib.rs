@@ -40,7 +40,8 @@ pub mod unclean;
 pub mod ups;
 
 pub use machine::{
-    Action, Alarm, AlarmKind, Command, CommandOutcome, Core, Event, Refusal, Step, StopScope,
+    Action, Alarm, AlarmKind, Command, CommandOutcome, Core, Event, Refusal, Step, StepLimits,
+    StopScope,
 };
 pub use observation::{ContainersSeen, Derived, MountSeen, Observation};
 pub use power::{PowerPolicy, PowerReading};

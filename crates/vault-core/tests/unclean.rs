@@ -4,7 +4,7 @@
 mod common;
 
 use common::{LOCKED, core_seeing, mounted, obs, opened, running, steps};
-use vault_core::machine::{SessionRecord, Step, StepError};
+use vault_core::machine::{SessionRecord, Step, StepError, StepLimits};
 use vault_core::observation::MappingSeen;
 use vault_core::state::Caller;
 use vault_core::unclean::{CheckFacts, OpenSession, Sign, UncleanStart};
@@ -397,4 +397,40 @@ fn both_signs_after_a_power_cut_plan_each_strict_step_once() {
         }
         assert_eq!(ran, expected, "{start:?}");
     }
+}
+
+#[test]
+fn the_full_check_after_a_cut_has_its_own_limit() {
+    // A full check of a large disk takes hours: its limit is not the ordinary fsck's.
+    let limits = StepLimits {
+        check_filesystem: Millis::from_secs(60),
+        full_check: Millis::from_secs(7 * 3600),
+        ..StepLimits::default()
+    };
+    let deadline_of = |actions: &[Action], wanted: Step| {
+        actions.iter().find_map(|a| match a {
+            Action::Run { step, deadline } if *step == wanted => *deadline,
+            _ => None,
+        })
+    };
+    let mut core = after_a_power_cut(UncleanStart::Auto).with_step_limits(limits);
+    core.command(Millis(2), UNLOCK, ROOT);
+    let actions = done(&mut core, 3, Step::OpenMapping, opened());
+    assert_eq!(
+        deadline_of(&actions, Step::ReplayJournal),
+        Some(Millis(3).saturating_add(Millis::from_secs(7 * 3600)))
+    );
+    let actions = done(&mut core, 4, Step::ReplayJournal, opened());
+    assert_eq!(
+        deadline_of(&actions, Step::CheckFilesystemFully),
+        Some(Millis(4).saturating_add(Millis::from_secs(7 * 3600)))
+    );
+    // After a clean end, the ordinary check keeps the ordinary limit.
+    let mut core = core_seeing(LOCKED).with_step_limits(limits);
+    core.command(Millis(2), UNLOCK, ROOT);
+    let actions = done(&mut core, 3, Step::OpenMapping, opened());
+    assert_eq!(
+        deadline_of(&actions, Step::CheckFilesystem),
+        Some(Millis(3).saturating_add(Millis::from_secs(60)))
+    );
 }

@@ -121,6 +121,7 @@ pub async fn run<H: Host + ImmichHealth>(
         throttle_record,
     );
     supervisor = supervisor.with_upses(config.nut.upses.iter().cloned());
+    supervisor = supervisor.with_step_limits(step_limits(&config));
     supervisor = supervisor.with_session(
         crate::session::SessionFile::new(&config.daemon.state_dir),
         unclean_start(&config),
@@ -281,6 +282,16 @@ pub async fn run<H: Host + ImmichHealth>(
     let _ = std::fs::remove_file(&root_socket_path);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The steps' limits: the defaults, but for the fsck's, which the owner sizes to the disk.
+pub(crate) fn step_limits(config: &Config) -> vault_core::StepLimits {
+    let minutes = |m: u64| vault_core::Millis::from_secs(m.saturating_mul(60));
+    vault_core::StepLimits {
+        check_filesystem: minutes(config.storage.fsck_limit_minutes),
+        full_check: minutes(config.storage.full_check_limit_minutes),
+        ..vault_core::StepLimits::default()
+    }
 }
 
 /// `unclean.start`, as the core takes it.

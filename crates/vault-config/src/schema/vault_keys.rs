@@ -88,6 +88,20 @@ pub(super) const VAULT: &[KeySpec] = &[
         doc: "before mounting: nothing, fsck -n (problems stop the unlock), or fsck -p",
     },
     KeySpec {
+        key: "storage.fsck_limit_minutes",
+        kind: "integer",
+        default: DefaultValue::Int(30),
+        range: Range::Ints(1, 1440),
+        doc: "the longest the check before an ordinary mount may take; past it the check is stopped and the unlock fails (the volume is closed again)",
+    },
+    KeySpec {
+        key: "storage.full_check_limit_minutes",
+        kind: "integer",
+        default: DefaultValue::Int(240),
+        range: Range::Ints(1, 2880),
+        doc: "the longest the journal replay and the forced full check after an unclean end may each take: a full check of a large, nearly full disk can take hours",
+    },
+    KeySpec {
         key: "storage.mount_by",
         kind: "string",
         default: DefaultValue::Str("auto"),

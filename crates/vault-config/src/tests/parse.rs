@@ -58,6 +58,8 @@ mountpoint = "/srv/photos"
 filesystem = "xfs"
 mount_options = "noatime"
 fsck = "repair"
+fsck_limit_minutes = 45
+full_check_limit_minutes = 600
 allow_discards = true
 mount_by = "systemd"
 
@@ -166,6 +168,8 @@ offsite_every_hours = 12
             filesystem: "xfs".into(),
             mount_options: "noatime".into(),
             fsck: Fsck::Repair,
+            fsck_limit_minutes: 45,
+            full_check_limit_minutes: 600,
             allow_discards: true,
             mount_by: MountBy::Systemd,
         },

@@ -131,6 +131,9 @@ impl From<&str> for StepError {
 pub struct StepLimits {
     pub open_mapping: Millis,
     pub check_filesystem: Millis,
+    /// The journal replay and the forced full check after an unclean end: a full check reads
+    /// every inode and block map, hours on a large disk.
+    pub full_check: Millis,
     pub mount: Millis,
     pub start_stack: Millis,
     pub resume_queues: Millis,
@@ -143,6 +146,7 @@ impl Default for StepLimits {
         Self {
             open_mapping: Millis::from_secs(120),
             check_filesystem: Millis::from_secs(1800),
+            full_check: Millis::from_secs(4 * 3600),
             mount: Millis::from_secs(120),
             start_stack: Millis::from_secs(900),
             resume_queues: Millis::from_secs(330),
@@ -155,9 +159,8 @@ impl StepLimits {
     pub(super) fn of(&self, step: Step) -> Millis {
         match step {
             Step::OpenMapping => self.open_mapping,
-            Step::CheckFilesystem | Step::ReplayJournal | Step::CheckFilesystemFully => {
-                self.check_filesystem
-            }
+            Step::CheckFilesystem => self.check_filesystem,
+            Step::ReplayJournal | Step::CheckFilesystemFully => self.full_check,
             Step::Mount => self.mount,
             // Crash recovery of a large database can take as long as a whole start.
             Step::StartStack | Step::StartDatabase => self.start_stack,

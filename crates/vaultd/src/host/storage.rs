@@ -71,6 +71,19 @@ impl RealHost {
         stop: &AtomicBool,
     ) -> Result<(), StepFailure> {
         let failed = |e: StorageError| StepFailure::of_storage(&e);
+        // A check that only looks finds the same damage at every unlock: say how to mend it.
+        let check_failed = |e: StorageError, policy: FsckPolicy| {
+            let mut failure = StepFailure::of_storage(&e);
+            if matches!(e, StorageError::Fsck { .. }) && policy != FsckPolicy::Repair {
+                failure.message.push_str(&format!(
+                    " — storage.fsck = \"report\" changes nothing: back up what you can, then \
+                     repair by hand while LOCKED (`cryptsetup open`, `e2fsck -fy {}`, \
+                     `cryptsetup close`), or set storage.fsck = \"repair\" for fsck -p",
+                    self.mapper_path().display()
+                ));
+            }
+            failure
+        };
         match step {
             Step::OpenMapping => {
                 let spec = self.storage.device.as_deref().ok_or_else(|| {
@@ -124,7 +137,7 @@ impl RealHost {
                         Ok(())
                     }
                     Ok(None) => Ok(()),
-                    Err(e) => Err(failed(e)),
+                    Err(e) => Err(check_failed(e, self.storage.fsck)),
                 }
             }
             Step::ReplayJournal => {
@@ -168,7 +181,7 @@ impl RealHost {
                         );
                         Ok(())
                     }
-                    Err(e) => Err(failed(e)),
+                    Err(e) => Err(check_failed(e, policy)),
                 }
             }
             Step::Mount => {

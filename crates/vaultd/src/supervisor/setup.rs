@@ -40,6 +40,13 @@ impl<H: Host> Supervisor<H> {
         self
     }
 
+    /// How long each step may take (the fsck limits come from the config).
+    #[must_use]
+    pub fn with_step_limits(mut self, limits: vault_core::StepLimits) -> Self {
+        self.core = self.core.with_step_limits(limits);
+        self
+    }
+
     /// No `storage.device` in the config: the core refuses every unlock, saying so.
     #[must_use]
     pub fn without_device(mut self) -> Self {
