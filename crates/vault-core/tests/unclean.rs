@@ -434,3 +434,27 @@ fn the_full_check_after_a_cut_has_its_own_limit() {
         Some(Millis(3).saturating_add(Millis::from_secs(60)))
     );
 }
+
+#[test]
+fn a_session_record_that_cannot_be_written_is_an_alarm_until_it_is_again() {
+    let mut core = core_seeing(LOCKED);
+    let actions = core.handle(
+        Millis(1),
+        Event::SessionRecordWritten(Err("read-only file system".into())),
+    );
+    assert_eq!(alarms(&actions), [AlarmKind::SessionRecordUnwritable]);
+    assert!(
+        core.active_alarms()
+            .contains_key("session-record-unwritable")
+    );
+    // A write that works clears it, once; later ones say nothing.
+    let actions = core.handle(Millis(2), Event::SessionRecordWritten(Ok(())));
+    assert_eq!(alarms(&actions), [AlarmKind::SessionRecordWritten]);
+    assert!(
+        !core
+            .active_alarms()
+            .contains_key("session-record-unwritable")
+    );
+    let actions = core.handle(Millis(3), Event::SessionRecordWritten(Ok(())));
+    assert!(alarms(&actions).is_empty());
+}

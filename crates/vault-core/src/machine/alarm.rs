@@ -39,6 +39,11 @@ pub enum AlarmKind {
     UncleanEnd,
     /// The checks after an unclean end passed.
     UncleanChecked,
+    /// The session record could not be written or removed: an unclean end would be noticed
+    /// only by the filesystem's own sign (or a clean one taken for unclean).
+    SessionRecordUnwritable,
+    /// The session record was written again.
+    SessionRecordWritten,
 }
 
 impl AlarmKind {
@@ -66,6 +71,8 @@ impl AlarmKind {
             AlarmKind::BackupDriveRemoved => "backup-drive-removed",
             AlarmKind::UncleanEnd => "unclean-end",
             AlarmKind::UncleanChecked => "unclean-checked",
+            AlarmKind::SessionRecordUnwritable => "session-record-unwritable",
+            AlarmKind::SessionRecordWritten => "session-record-written",
         }
     }
 
@@ -100,7 +107,11 @@ impl AlarmKind {
             | AlarmKind::PowerSourceGone
             | AlarmKind::UpsGone
             | AlarmKind::ThrottleRecordUnreadable
+            | AlarmKind::SessionRecordUnwritable
             | AlarmKind::UncleanEnd => AlarmEffect::Raise,
+            AlarmKind::SessionRecordWritten => {
+                AlarmEffect::Clear(&[AlarmKind::SessionRecordUnwritable])
+            }
             AlarmKind::UncleanChecked => AlarmEffect::Clear(&[AlarmKind::UncleanEnd]),
             AlarmKind::UpsBack => AlarmEffect::Clear(&[AlarmKind::UpsGone]),
             AlarmKind::ThrottleRecordWritten => {

@@ -67,6 +67,8 @@ pub enum Event {
     /// The failed-unlock record could not be read at start (why): the throttle counts the
     /// longest wait, and the alarm stays until the record is written again.
     ThrottleRecordUnreadable(String),
+    /// What became of the last write of the session record (`Err`: why it failed).
+    SessionRecordWritten(Result<(), String>),
     /// A backup drive named in the config appeared (udev `add`) or went away.
     BackupDrive { drive: String, present: bool },
     /// The backup drive's job ended, whatever its outcome.
@@ -422,6 +424,9 @@ impl Core {
                     "{why}: counted as the longest wait before the next passphrase is checked"
                 );
                 self.alarm(AlarmKind::ThrottleRecordUnreadable, message, &mut actions);
+            }
+            Event::SessionRecordWritten(result) => {
+                self.session_record_written(result, &mut actions)
             }
             Event::ConfigRejected(message) => {
                 self.alarm(AlarmKind::ConfigInvalid, message, &mut actions);

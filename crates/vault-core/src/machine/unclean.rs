@@ -47,6 +47,34 @@ impl Core {
         &self.unclean.signs
     }
 
+    /// The session record's write (or removal) ended: a failure is an alarm until a later one
+    /// succeeds, since without the record only the filesystem's own sign tells of a cut.
+    pub(super) fn session_record_written(
+        &mut self,
+        result: Result<(), String>,
+        actions: &mut Vec<Action>,
+    ) {
+        match result {
+            Err(why) => {
+                let message = format!(
+                    "cannot write the session record ({why}): a power cut would be noticed only \
+                     by the filesystem's own sign, and a clean end may be taken for unclean; \
+                     see that vaultd's state directory is writable"
+                );
+                self.alarm(AlarmKind::SessionRecordUnwritable, message, actions);
+            }
+            Ok(()) => {
+                if self
+                    .active_alarms
+                    .contains_key(AlarmKind::SessionRecordUnwritable.name())
+                {
+                    let message = "the session record is written again".to_owned();
+                    self.alarm(AlarmKind::SessionRecordWritten, message, actions);
+                }
+            }
+        }
+    }
+
     /// The session record was found at start. Written in this boot with the volume open:
     /// vaultd restarted under a session that goes on (its record is renewed once it was
     /// checked). Otherwise — the volume closed, or open since an earlier boot (a restart in the

@@ -141,10 +141,20 @@ impl<H: Host> Supervisor<H> {
                 Action::RecordSession(change) => {
                     // In the loop, before the next action: an exit or a power-off that follows
                     // a lock must find the record already removed. One small fsynced write.
-                    if let Some(file) = &self.session
-                        && let Err(error) = file.apply(change, unix_now())
-                    {
-                        tracing::error!(%error, ?change, "cannot write the session record; an unclean end may go unnoticed");
+                    if let Some(file) = &self.session {
+                        let written = file.apply(change, unix_now());
+                        if let Err(error) = &written {
+                            tracing::error!(%error, ?change, "cannot write the session record; an unclean end may go unnoticed");
+                        }
+                        // The core raises (and later clears) the alarm; a success is news only
+                        // after a failure.
+                        if written.is_err() || self.session_write_failed {
+                            self.session_write_failed = written.is_err();
+                            let result = written.map_err(|e| e.to_string());
+                            let _ = self
+                                .tx
+                                .try_send(Msg::Event(Event::SessionRecordWritten(result)));
+                        }
                     }
                 }
                 Action::WakeAt(at) => {

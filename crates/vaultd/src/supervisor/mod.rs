@@ -157,6 +157,8 @@ pub struct Supervisor<H: Host> {
     /// it held at start.
     session: Option<crate::session::SessionFile>,
     session_found: Option<vault_core::unclean::OpenSession>,
+    /// The last write of the session record failed (its alarm is up until one succeeds).
+    session_write_failed: bool,
     /// The step running now and how to cut it short.
     running_step: Option<(Step, CancellationToken)>,
     /// Commands that arrived, waiting (in order) for the look they are decided on.
@@ -238,6 +240,7 @@ impl<H: Host> Supervisor<H> {
             throttle_record,
             session: None,
             session_found: None,
+            session_write_failed: false,
             running_step: None,
             awaiting: std::collections::VecDeque::new(),
             notices: vault_notify::Notifier::off(),

@@ -123,3 +123,39 @@ async fn soon(holds: impl Fn() -> bool) -> bool {
     }
     holds()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_record_that_cannot_be_written_is_an_alarm_until_it_is_again() {
+    let state = tempfile::tempdir().expect("tempdir");
+    // The record's temporary file cannot be made: a directory stands in its place.
+    let blocker = state.path().join(".session.tmp");
+    std::fs::create_dir_all(blocker.join("in-the-way")).expect("blocker");
+    let mut d = Daemon::start_with(Options {
+        session: Some((state.path().to_owned(), UncleanStart::Auto)),
+        ..Options::default()
+    })
+    .await;
+    d.unlock(PASSPHRASE, true).await.expect("unlock");
+    // The unlock itself goes on: the record is a sign, not a gate.
+    let status = d
+        .wait_for("MOUNTED with the alarm about the record", |s| {
+            s.state() == VaultState::Mounted
+                && s.phase == "idle"
+                && has_alarm(s, "session-record-unwritable")
+        })
+        .await;
+    assert!(
+        status
+            .active_alarms
+            .iter()
+            .any(|a| a.contains("cannot write the session record")),
+        "{:?}",
+        status.active_alarms
+    );
+    std::fs::remove_dir_all(&blocker).expect("unblock");
+    d.lock().await.expect("lock");
+    d.wait_for("the alarm cleared by the next write", |s| {
+        s.state() == VaultState::Locked && !has_alarm(s, "session-record-unwritable")
+    })
+    .await;
+}
