@@ -262,6 +262,7 @@ async fn run<H: Host>(
         b.show(|v| v.doing = format!("backing up to {target}"));
         let excludes =
             vault_core::backup::excludes(s.include_thumbs, s.include_encoded_video, &dumped_dirs);
+        let copy_began = Instant::now();
         let made = repo
             .backup(
                 std::slice::from_ref(&s.mountpoint),
@@ -271,6 +272,13 @@ async fn run<H: Host>(
                 cancel,
             )
             .await;
+        // restic's own run, for the throughput against the same command by hand (the bench).
+        tracing::info!(
+            restic_backup_ms = u64::try_from(copy_began.elapsed().as_millis()).unwrap_or(u64::MAX),
+            excludes = excludes.join(" "),
+            "backup: restic backup of {} to {target} ended",
+            s.mountpoint.display()
+        );
         if paused && !cancel.is_cancelled() {
             b.show(|v| v.doing = "resuming Immich's queues".into());
             if let Err(e) = host.run(Step::ResumeQueues, None, None).await {
