@@ -9,6 +9,7 @@
 //! engine's answers are read into the crate's model by [`convert`] (pure too, and fuzzed with
 //! JSON as the engine sends it: integration-tests/fuzz, target `docker_json`).
 
+pub mod compose;
 pub mod exec;
 pub mod model;
 pub mod plan;
@@ -39,6 +40,7 @@ const CLIENT_TIMEOUT_SECS: u64 = 3600;
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
 pub const SERVICE_LABEL: &str = "com.docker.compose.service";
 pub const DEPENDS_ON_LABEL: &str = "com.docker.compose.depends_on";
+pub const CONFIG_HASH_LABEL: &str = "com.docker.compose.config-hash";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -71,6 +73,9 @@ pub struct ListedContainer {
     pub service: String,
     /// The image as the engine lists it (its name, or its ID when the name was removed).
     pub image: String,
+    /// `com.docker.compose.config-hash`: the hash of the service's configuration compose
+    /// created it from; `None` for a container compose did not create.
+    pub config_hash: Option<String>,
     /// created, running, restarting, paused, exited, dead.
     pub state: String,
     /// Docker's own words, with uptime and health: "Up 3 minutes (healthy)".
