@@ -1,6 +1,7 @@
 //! vaultd's Docker adapter, on bollard. The stack is the containers of one compose project
-//! (label `com.docker.compose.project`). vaultd never pulls, builds or creates images or
-//! containers: the owner creates them with `docker compose create`; vaultd observes, starts
+//! (label `com.docker.compose.project`). vaultd never pulls or builds images; containers are
+//! created by the owner (`docker compose create`) or, with `stack.compose_file`, by the owner's
+//! compose tool run from [`compose`] (never a pull); vaultd observes, starts
 //! (in dependency order, waiting for each dependency's condition) and stops them (in reverse
 //! order, each with its own timeout and signal), and stops at once any that run where they
 //! must not.
