@@ -128,8 +128,9 @@ impl Compose {
     pub async fn detect(docker_socket: &str) -> Tool {
         let mut cmd = clean_command("docker", docker_socket, None);
         cmd.args(["compose", "version"]);
-        match tokio::time::timeout(CONFIG_TIMEOUT, cmd.status()).await {
-            Ok(Ok(status)) if status.success() => Tool::Plugin,
+        // output(), not status(): the pipes are read, so the CLI never writes into a closed one.
+        match tokio::time::timeout(CONFIG_TIMEOUT, cmd.output()).await {
+            Ok(Ok(out)) if out.status.success() => Tool::Plugin,
             _ => Tool::Standalone,
         }
     }
