@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::walk::{At, absolute, service_name};
-use crate::{Config, ConfigError, Fsck, MountBy, PostureGate, UncleanStart};
+use crate::{ComposeCommand, Config, ConfigError, Fsck, MountBy, PostureGate, UncleanStart};
 
 /// Check `at`'s value and set it in `c`; on an error `c` is left as it was.
 pub(crate) fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
@@ -130,6 +130,19 @@ pub(crate) fn apply(at: &At<'_>, c: &mut Config) -> Result<(), ConfigError> {
         }
         "stack.fix_restart_policy" => c.stack.fix_restart_policy = at.boolean()?,
         "stack.database_services" => c.stack.database_services = at.list(service_name)?,
+        "stack.compose_file" => c.stack.compose_file = Some(at.absolute_path()?),
+        "stack.compose_command" => {
+            c.stack.compose_command = match at.string()?.as_str() {
+                "auto" => ComposeCommand::Auto,
+                "docker compose" => ComposeCommand::Plugin,
+                "docker-compose" => ComposeCommand::Standalone,
+                other => {
+                    return Err(at.invalid(format!(
+                        "{other:?} is not one of \"auto\", \"docker compose\", \"docker-compose\""
+                    )));
+                }
+            }
+        }
         "immich.url" => {
             let url = at.string()?;
             let rest = url.strip_prefix("http://").unwrap_or_default();

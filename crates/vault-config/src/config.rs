@@ -107,6 +107,21 @@ pub struct StackConfig {
     pub fix_restart_policy: bool,
     /// Services that are databases: `check` warns when their stop timeout is short.
     pub database_services: Vec<String>,
+    /// The owner's compose file: its containers are (re)created before a start when missing or
+    /// stale. `None`: vaultd only starts and stops the containers that exist.
+    pub compose_file: Option<PathBuf>,
+    pub compose_command: ComposeCommand,
+}
+
+/// Which compose tool runs `stack.compose_file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComposeCommand {
+    /// The v2 plugin if `docker compose version` answers, else `docker-compose`.
+    Auto,
+    /// `docker compose` (v2).
+    Plugin,
+    /// `docker-compose` (v1, Debian bookworm's package).
+    Standalone,
 }
 
 /// What an unlock does after an end that was not a lock (`[unclean]`).
@@ -302,6 +317,8 @@ impl Config {
                 allowed_capabilities: Vec::new(),
                 fix_restart_policy: false,
                 database_services: Vec::new(),
+                compose_file: None,
+                compose_command: ComposeCommand::Auto,
             },
             power: PowerConfig {
                 threshold_percent: 0,

@@ -11,6 +11,8 @@
 //! - `daemon.state_dir`, `storage.mountpoint` and `immich.upload_location` must be directories
 //!   where they exist; a path that does not exist yet is left to the step that needs it, as
 //!   before.
+//! - `stack.compose_file` must be a file where it exists (it may live on the vault, absent
+//!   while locked).
 
 use std::fs::Metadata;
 use std::io::ErrorKind;
@@ -111,6 +113,18 @@ impl Checked {
             {
                 self.host_error(key, format!("{why}: {purpose}"));
             }
+        }
+        // The compose file may live on the vault (absent while locked): only a path that is
+        // something other than a file is wrong now; the start says so when it is missing.
+        if let Some(file) = self.config.stack.compose_file.clone()
+            && self.judged("stack.compose_file")
+            && let Ok(meta) = std::fs::metadata(&file)
+            && !meta.is_file()
+        {
+            self.host_error(
+                "stack.compose_file",
+                format!("{} is {}, not a compose file", file.display(), kind(&meta)),
+            );
         }
         self.warnings.sort_by_key(|w| w.line.unwrap_or(usize::MAX));
     }

@@ -29,9 +29,9 @@ mod walk;
 
 pub use check::Checked;
 pub use config::{
-    AccessConfig, BackupConfig, Config, DaemonConfig, Fsck, HistoryConfig, HostConfig,
-    ImmichConfig, MountBy, NotifyConfig, NutConfig, PostureGate, PowerConfig, StackConfig,
-    StorageConfig, UncleanConfig, UncleanStart, UnlockConfig,
+    AccessConfig, BackupConfig, ComposeCommand, Config, DaemonConfig, Fsck, HistoryConfig,
+    HostConfig, ImmichConfig, MountBy, NotifyConfig, NutConfig, PostureGate, PowerConfig,
+    StackConfig, StorageConfig, UncleanConfig, UncleanStart, UnlockConfig,
 };
 pub use error::{ConfigError, ConfigErrors, ConfigWarning};
 pub use man::man_page;

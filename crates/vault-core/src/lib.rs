@@ -11,6 +11,9 @@
 //!   alarm when one goes away.
 //! - [`reload`]: whether a change of the config file is applied.
 //! - [`throttle`]: the growing wait after wrong passphrases, decided where an unlock is accepted.
+//! - [`compose`]: the compose file against the containers it created (missing, stale by
+//!   `com.docker.compose.config-hash`, orphaned): whether a start creates first, and what
+//!   `check` says.
 //! - [`gate`]: the start gate's verdict on what the adapters found (binds off the volume,
 //!   the containers' and the host's posture).
 //! - [`stop`]: how each service is stopped (Postgres' fast shutdown and its own timeout), and
@@ -26,6 +29,7 @@
 //! testable with a fake clock.
 
 pub mod backup;
+pub mod compose;
 pub mod drain;
 pub mod gate;
 pub mod machine;

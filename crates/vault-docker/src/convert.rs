@@ -117,6 +117,7 @@ pub fn listed_container(c: bollard::models::ContainerSummary) -> ListedContainer
             .unwrap_or_else(|| name.clone()),
         name,
         image: c.image.unwrap_or_default(),
+        config_hash: labels.get(CONFIG_HASH_LABEL).cloned(),
         state: c.state.map(|s| s.to_string()).unwrap_or_default(),
         status: c.status.unwrap_or_default(),
         mounts: c

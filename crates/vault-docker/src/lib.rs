@@ -1,6 +1,7 @@
 //! vaultd's Docker adapter, on bollard. The stack is the containers of one compose project
-//! (label `com.docker.compose.project`). vaultd never pulls, builds or creates images or
-//! containers: the owner creates them with `docker compose create`; vaultd observes, starts
+//! (label `com.docker.compose.project`). vaultd never pulls or builds images; containers are
+//! created by the owner (`docker compose create`) or, with `stack.compose_file`, by the owner's
+//! compose tool run from [`compose`] (never a pull); vaultd observes, starts
 //! (in dependency order, waiting for each dependency's condition) and stops them (in reverse
 //! order, each with its own timeout and signal), and stops at once any that run where they
 //! must not.
@@ -9,6 +10,7 @@
 //! engine's answers are read into the crate's model by [`convert`] (pure too, and fuzzed with
 //! JSON as the engine sends it: integration-tests/fuzz, target `docker_json`).
 
+pub mod compose;
 pub mod exec;
 pub mod model;
 pub mod plan;
@@ -39,6 +41,7 @@ const CLIENT_TIMEOUT_SECS: u64 = 3600;
 pub const PROJECT_LABEL: &str = "com.docker.compose.project";
 pub const SERVICE_LABEL: &str = "com.docker.compose.service";
 pub const DEPENDS_ON_LABEL: &str = "com.docker.compose.depends_on";
+pub const CONFIG_HASH_LABEL: &str = "com.docker.compose.config-hash";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -71,6 +74,9 @@ pub struct ListedContainer {
     pub service: String,
     /// The image as the engine lists it (its name, or its ID when the name was removed).
     pub image: String,
+    /// `com.docker.compose.config-hash`: the hash of the service's configuration compose
+    /// created it from; `None` for a container compose did not create.
+    pub config_hash: Option<String>,
     /// created, running, restarting, paused, exited, dead.
     pub state: String,
     /// Docker's own words, with uptime and health: "Up 3 minutes (healthy)".

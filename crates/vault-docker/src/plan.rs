@@ -14,7 +14,7 @@ use crate::model::{Condition, ContainerInfo, Dependency};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     #[error(
-        "the compose project {project:?} has no containers: create them once with `docker compose -p {project} create` (or `up --no-start`) from your compose file; vaultd starts and stops them but never creates them"
+        "the compose project {project:?} has no containers: create them once with `docker compose -p {project} create` (or `up --no-start`) from your compose file, or set stack.compose_file and vaultd creates them before the start"
     )]
     NoContainers { project: String },
     #[error("container {container} has a malformed depends_on label entry {entry:?}: {why}")]

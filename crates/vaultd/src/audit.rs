@@ -12,6 +12,7 @@ pub mod message_id {
     pub const CONFIG_RELOAD: &str = "4f1c7c55a3e94f6c9d0f1b5e2f6a9c05";
     pub const UNLOCK_RESULT: &str = "4f1c7c55a3e94f6c9d0f1b5e2f6a9c06";
     pub const CONTROL_LIMIT: &str = "4f1c7c55a3e94f6c9d0f1b5e2f6a9c07";
+    pub const CONTAINERS_CREATED: &str = "4f1c7c55a3e94f6c9d0f1b5e2f6a9c08";
 }
 
 use crate::origin::Origin;
@@ -161,5 +162,17 @@ pub fn unlock_result(uid: u32, pid: u32, result: &str, failures_in_a_row: u32) {
         vaultd_result = result,
         vaultd_failures = failures_in_a_row,
         "unlock by uid {uid} (pid {pid}): {result} ({failures_in_a_row} failures in a row)"
+    );
+}
+
+/// Before a start, `compose create` made (or remade) containers from the owner's compose file.
+pub fn containers_created(project: &str, file: &str, what: &str) {
+    tracing::info!(
+        message_id = message_id::CONTAINERS_CREATED,
+        vaultd_event = "containers-created",
+        vaultd_project = project,
+        vaultd_compose_file = file,
+        vaultd_result = what,
+        "compose project {project}: {what} from {file}"
     );
 }

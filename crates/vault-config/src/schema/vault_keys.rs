@@ -214,6 +214,20 @@ pub(super) const VAULT: &[KeySpec] = &[
         doc: "services that are databases; one whose image is not another engine (MariaDB, Redis…) counts as Postgres, like an image named postgres, pgvecto-rs, vectorchord, postgis or timescaledb: SIGINT and 120 s to stop unless configured, and `check` warns at a timeout under 30 s or another signal",
     },
     KeySpec {
+        key: "stack.compose_file",
+        kind: "path",
+        default: DefaultValue::Unset,
+        range: Range::Text("absolute path of a compose file"),
+        doc: "the owner's compose file: before each start vaultd runs `compose create` (never pull, never up) when a service has no container or its container's com.docker.compose.config-hash no longer matches the file, and `check` reports such services; unset: vaultd only starts and stops the containers that exist",
+    },
+    KeySpec {
+        key: "stack.compose_command",
+        kind: "string",
+        default: DefaultValue::Str("auto"),
+        range: Range::Text("auto, docker compose, docker-compose"),
+        doc: "the compose tool run for compose_file: the v2 plugin (`docker compose`), v1 (`docker-compose`, Debian's package), or auto: the plugin if `docker compose version` answers, else docker-compose",
+    },
+    KeySpec {
         key: "unclean.start",
         kind: "string",
         default: DefaultValue::Str("auto"),

@@ -160,6 +160,15 @@ fn cases(s: &Scratch) -> Vec<Case> {
             ],
         },
         Case {
+            name: "a compose file that is a directory",
+            bytes: text(&format!("[stack]\ncompose_file = \"{}\"\n", s.dir.display())),
+            errors: vec![(
+                Some(6),
+                Some("stack.compose_file"),
+                "is a directory, not a compose file",
+            )],
+        },
+        Case {
             name: "a socket path too long to bind",
             bytes: format!(
                 "[daemon]\nsocket_group = \"root\"\nsocket_path = \"/run/{}.sock\"\n",
@@ -302,8 +311,9 @@ fn a_default_the_host_lacks_is_named_without_a_line() {
 fn paths_that_do_not_exist_yet_are_accepted() {
     let s = scratch();
     let text = format!(
-        "{}[storage]\nmountpoint = \"{}/not/yet\"\n[immich]\nupload_location = \"{}/nor/this\"\n",
+        "{}[storage]\nmountpoint = \"{}/not/yet\"\n[immich]\nupload_location = \"{}/nor/this\"\n[stack]\ncompose_file = \"{}/on/the/vault.yml\"\n",
         base(&s),
+        s.dir.display(),
         s.dir.display(),
         s.dir.display()
     );

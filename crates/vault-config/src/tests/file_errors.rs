@@ -115,6 +115,14 @@ fn stack_lists_and_per_service_tables_name_the_bad_entry() {
             "[stack]\nposture_gate = \"off\"\n",
             "not one of block, warn",
         ),
+        (
+            "[stack]\ncompose_file = \"docker-compose.yml\"\n",
+            "key `stack.compose_file`",
+        ),
+        (
+            "[stack]\ncompose_command = \"podman-compose\"\n",
+            "\"podman-compose\" is not one of \"auto\", \"docker compose\", \"docker-compose\"",
+        ),
     ];
     for (text, says) in cases {
         let shown = err(text).to_string();

@@ -78,6 +78,8 @@ stop_signals = { database = "INT" }
 posture_gate = "warn"
 allowed_publish_addresses = ["10.8.0.1", "fd00::0001"]
 allowed_capabilities = ["cap_net_bind_service"]
+compose_file = "/srv/immich-app//docker-compose.yml"
+compose_command = "docker-compose"
 fix_restart_policy = true
 
 [power]
@@ -190,6 +192,8 @@ offsite_every_hours = 12
             allowed_capabilities: vec!["NET_BIND_SERVICE".into()],
             fix_restart_policy: true,
             database_services: vec!["database".into()],
+            compose_file: Some("/srv/immich-app/docker-compose.yml".into()),
+            compose_command: ComposeCommand::Standalone,
         },
         power: PowerConfig {
             threshold_percent: 25,

@@ -95,6 +95,7 @@ fn only_optional_keys_are_unset_by_default() {
         unset,
         [
             "storage.device",
+            "stack.compose_file",
             "power.charge_end_threshold_percent",
             "nut.username",
             "nut.password_file",
@@ -115,4 +116,5 @@ fn only_optional_keys_are_unset_by_default() {
     assert!(c.power.charge_end_threshold_percent.is_none());
     assert!(c.immich.api_key_file.is_none() && c.immich.upload_location.is_none());
     assert!(c.host.wireguard_port.is_none());
+    assert!(c.stack.compose_file.is_none());
 }

@@ -4,6 +4,8 @@
 //!   mount and unmount, by vaultd or through systemd);
 //! - `stack`: the connection to Docker, the ordered start and stop, the emergency stop, and
 //!   which containers write off the volume;
+//! - `compose`: the owner's compose file against its containers: `compose create` before a
+//!   start when the core says so, and what `check` says of it;
 //! - `immich`: Immich's queue steps around a stop and a start, and its health while RUNNING;
 //! - `posture`: the findings of `check` (data path, stack, Immich, the host's posture);
 //! - `poweroff`: the power-off after a drain, through logind;
@@ -21,6 +23,7 @@ use vault_core::StopScope;
 use vault_core::machine::Step;
 use vault_core::observation::Observation;
 
+mod compose;
 mod dump;
 mod immich;
 pub mod notify;
@@ -178,6 +181,10 @@ pub struct StackSettings {
     pub posture: PosturePolicy,
     /// Posture errors stop a start (else they are only reported).
     pub gate_blocks: bool,
+    /// `stack.compose_file`: compared with the containers before each start and by `check`.
+    pub compose_file: Option<PathBuf>,
+    /// `stack.compose_command`; `None`: auto (the v2 plugin if it answers, else v1).
+    pub compose_tool: Option<vault_docker::compose::Tool>,
 }
 
 /// The storage settings the real host acts on (from `[storage]`).

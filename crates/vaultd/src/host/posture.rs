@@ -165,10 +165,16 @@ impl RealHost {
             }),
         }
         let containers = match self.connection().await {
-            Ok(stack) => stack.containers().await,
+            Ok(stack) => {
+                findings.extend(self.compose_findings(&stack).await);
+                stack.containers().await
+            }
             Err(e) => Err(e),
         };
         match containers {
+            // With a compose file, no containers yet is the compose finding's (the next start
+            // creates them), not an error of the order.
+            Ok(containers) if containers.is_empty() && self.stack.compose_file.is_some() => {}
             Ok(containers) => {
                 if let Err(e) = vault_docker::plan::plan(
                     &self.stack.project,

@@ -269,6 +269,14 @@ fn stack_settings(config: &Config) -> StackSettings {
             fix_restart_policy: stack.fix_restart_policy,
         },
         gate_blocks: stack.posture_gate == vault_config::PostureGate::Block,
+        compose_file: stack.compose_file.clone(),
+        compose_tool: match stack.compose_command {
+            vault_config::ComposeCommand::Auto => None,
+            vault_config::ComposeCommand::Plugin => Some(vault_docker::compose::Tool::Plugin),
+            vault_config::ComposeCommand::Standalone => {
+                Some(vault_docker::compose::Tool::Standalone)
+            }
+        },
     }
 }
 

@@ -100,11 +100,14 @@ impl RealHost {
         (off, missing)
     }
 
-    /// The start: bind sources on the volume, the posture gate, restart policies, then the
-    /// ordered start.
+    /// The start: the compose file's containers created where needed, bind sources on the
+    /// volume, the posture gate, restart policies, then the ordered start.
     pub(super) async fn start_stack(&self) -> Result<(), StepFailure> {
         let failed = |e: DockerError| StepFailure::new(e.to_string());
         let stack = self.connection().await.map_err(failed)?;
+        // The compose file first (a create when its containers are missing or stale): the gate
+        // and the order then judge the containers that will run.
+        self.sync_compose(&stack).await?;
         let containers = stack.containers().await.map_err(failed)?;
         let plan =
             vault_docker::plan::plan(&self.stack.project, &containers, &self.stack.start_order)
