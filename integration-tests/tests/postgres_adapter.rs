@@ -191,7 +191,22 @@ fn vault_docker_asks_a_real_postgres_what_vaultd_needs() {
             "{log}"
         );
         assert!(!postgres::crash_recovery_logged(&log), "{log}");
+        // The control file, read on the host as vaultd reads it before a lone start: a running
+        // cluster is "in production"; a SIGKILL leaves it so (a crash recovery follows), a fast
+        // shutdown (SIGINT) "shut down".
+        let control = || {
+            let bytes = std::fs::read(data.join("global/pg_control")).expect("pg_control");
+            postgres::parse_control_state(&bytes).expect("a control file")
+        };
+        assert_eq!(control(), postgres::ClusterState::InProduction);
+        engine.docker_ok(&["kill", "-s", "INT", NAME]);
+        engine.docker_ok(&["wait", NAME]);
+        assert_eq!(control(), postgres::ClusterState::ShutDown);
+        assert!(!control().needs_crash_recovery());
+        engine.docker_ok(&["start", NAME]);
+        wait_ready(&stack, &id).await;
         engine.docker_ok(&["kill", "-s", "KILL", NAME]);
+        assert!(control().needs_crash_recovery());
         engine.docker_ok(&["start", NAME]);
         let again = stack.container(&id).await.expect("inspect");
         let since = again.started_at.clone().expect("started");

@@ -142,7 +142,8 @@ pub enum Checksums {
 /// What the database's start after an unclean end showed, and what the checks found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CheckFacts {
-    /// Postgres logged a crash recovery ("not properly shut down", "redo done").
+    /// Postgres went through a crash recovery: its log says so ("not properly shut down",
+    /// "redo done"), or its control file did not say "shut down" before the start.
     pub crash_recovery: bool,
     pub checksums: Checksums,
     /// Immich's folder markers (`.immich`) missing under the upload location.

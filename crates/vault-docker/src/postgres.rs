@@ -53,6 +53,80 @@ const RECOVERY_WORDS: &[&str] = &[
     "redo done at",
 ];
 
+/// The cluster's state as its control file (`global/pg_control`) records it, the line
+/// `pg_controldata` prints as "Database cluster state". Read before a start, it says whether the
+/// start will be a crash recovery — which the container's log may no longer tell after a power
+/// cut (Docker's json log file ends in zeros where the cut caught it, and `docker logs` stops
+/// there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterState {
+    StartingUp,
+    ShutDown,
+    ShutDownInRecovery,
+    ShuttingDown,
+    InCrashRecovery,
+    InArchiveRecovery,
+    InProduction,
+}
+
+impl ClusterState {
+    /// pg_controldata's words.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterState::StartingUp => "starting up",
+            ClusterState::ShutDown => "shut down",
+            ClusterState::ShutDownInRecovery => "shut down in recovery",
+            ClusterState::ShuttingDown => "shutting down",
+            ClusterState::InCrashRecovery => "in crash recovery",
+            ClusterState::InArchiveRecovery => "in archive recovery",
+            ClusterState::InProduction => "in production",
+        }
+    }
+
+    /// Whether the next start replays WAL from the last checkpoint: anything but a shutdown.
+    pub fn needs_crash_recovery(self) -> bool {
+        !matches!(
+            self,
+            ClusterState::ShutDown | ClusterState::ShutDownInRecovery
+        )
+    }
+}
+
+/// The state in a control file's first bytes: `system_identifier` (u64), `pg_control_version`
+/// (u32), `catalog_version_no` (u32), then `state` (the DBState enum, u32), in the machine's
+/// byte order, the same layout since Postgres 9. A version out of that range, or a state
+/// beyond the enum, is not a control file this reader knows.
+pub fn parse_control_state(bytes: &[u8]) -> Option<ClusterState> {
+    let word = |at: usize| -> Option<u32> {
+        Some(u32::from_ne_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+    };
+    let version = word(8)?;
+    if !(900..2000).contains(&version) {
+        return None;
+    }
+    Some(match word(16)? {
+        0 => ClusterState::StartingUp,
+        1 => ClusterState::ShutDown,
+        2 => ClusterState::ShutDownInRecovery,
+        3 => ClusterState::ShuttingDown,
+        4 => ClusterState::InCrashRecovery,
+        5 => ClusterState::InArchiveRecovery,
+        6 => ClusterState::InProduction,
+        _ => return None,
+    })
+}
+
+/// Where the control file may be under a data directory bound from the host: the bind is
+/// `PGDATA` itself (Immich's compose), its parent (`/var/lib/postgresql`, PGDATA `data` under it),
+/// or holds PGDATA in a `pgdata` directory.
+pub fn control_file_candidates(data_dir: &std::path::Path) -> [PathBuf; 3] {
+    [
+        data_dir.join("global/pg_control"),
+        data_dir.join("data/global/pg_control"),
+        data_dir.join("pgdata/global/pg_control"),
+    ]
+}
+
 /// Where Postgres images keep their data: the bind at or under it is the data directory.
 const DATA_PREFIX: &str = "/var/lib/postgresql";
 
@@ -80,6 +154,32 @@ pub fn data_dir(c: &ContainerInfo) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn control(version: u32, state: u32) -> Vec<u8> {
+        let mut bytes = vec![0u8; 8];
+        bytes.extend_from_slice(&version.to_ne_bytes());
+        bytes.extend_from_slice(&202_209_061u32.to_ne_bytes());
+        bytes.extend_from_slice(&state.to_ne_bytes());
+        bytes.resize(8192, 0);
+        bytes
+    }
+
+    #[test]
+    fn the_cluster_state_is_read_from_the_control_file() {
+        assert_eq!(
+            parse_control_state(&control(1300, 1)),
+            Some(ClusterState::ShutDown)
+        );
+        let cut = parse_control_state(&control(1300, 6)).expect("state");
+        assert_eq!(cut.as_str(), "in production");
+        assert!(cut.needs_crash_recovery());
+        assert!(!ClusterState::ShutDownInRecovery.needs_crash_recovery());
+        // Not a control file: a version out of range, a state beyond the enum, too short.
+        assert_eq!(parse_control_state(&control(7, 1)), None);
+        assert_eq!(parse_control_state(&control(1300, 7)), None);
+        assert_eq!(parse_control_state(&[0u8; 19]), None);
+        assert_eq!(parse_control_state(&[]), None);
+    }
 
     #[test]
     fn a_crash_recovery_is_read_from_the_log() {

@@ -42,6 +42,10 @@ pub struct RealHost {
     /// Pausing and resuming Immich's queues never interleave; a resume that waited for the
     /// server while a drain began (the epoch moved on) resumes nothing.
     pub(super) immich_lock: Arc<tokio::sync::Mutex<()>>,
+    /// What each database's control file said before its lone start after an unclean end (by
+    /// service), for the data checks that follow.
+    pub(super) clusters_before_start:
+        Arc<std::sync::Mutex<Vec<(String, vault_docker::postgres::ClusterState)>>>,
 }
 
 impl RealHost {
@@ -92,6 +96,7 @@ impl RealHost {
             host_posture: None,
             immich_seen: Arc::new(std::sync::Mutex::new(String::new())),
             immich_lock: Arc::new(tokio::sync::Mutex::new(())),
+            clusters_before_start: Arc::new(std::sync::Mutex::new(Vec::new())),
         }
     }
 

@@ -82,6 +82,29 @@ impl RealHost {
             );
             return Ok(());
         }
+        // The clusters' own record of how they ended, before the start changes it: after a power
+        // cut this is what says a crash recovery follows (the container's log may have lost it).
+        let before: Vec<(String, postgres::ClusterState)> = databases
+            .iter()
+            .filter_map(|c| {
+                let state = cluster_state_of(c)?;
+                tracing::info!(
+                    "{}: its cluster was \"{}\" before this start{}",
+                    c.name,
+                    state.as_str(),
+                    if state.needs_crash_recovery() {
+                        " (a crash recovery follows)"
+                    } else {
+                        ""
+                    }
+                );
+                Some((c.service.clone(), state))
+            })
+            .collect();
+        *self
+            .clusters_before_start
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = before;
         let plan = Plan {
             levels: vec![databases.iter().map(|c| c.service.clone()).collect()],
             waits: Default::default(),
@@ -129,6 +152,13 @@ impl RealHost {
                 .await
                 .map_err(failed)?;
             facts.crash_recovery |= postgres::crash_recovery_logged(&log);
+            // The control file read before the start says it too, where the log lost it.
+            facts.crash_recovery |= self
+                .clusters_before_start
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .any(|(service, state)| *service == c.service && state.needs_crash_recovery());
             let asked = stack
                 .exec(
                     &c.id,
@@ -186,6 +216,31 @@ impl RealHost {
         tracing::info!(?facts, "the data checks after an unclean end");
         Ok(facts)
     }
+}
+
+/// The state in `c`'s control file on the host (its data directory is bound from the vault), or
+/// `None` where there is none to read. The file is opened without following a symlink at its
+/// last step and only its first bytes are read: a container that can write its data directory
+/// can at most make this one answer wrong.
+fn cluster_state_of(c: &ContainerInfo) -> Option<postgres::ClusterState> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = postgres::data_dir(c)?;
+    postgres::control_file_candidates(&dir)
+        .iter()
+        .find_map(|path| {
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(path)
+                .ok()?;
+            if !file.metadata().ok()?.is_file() {
+                return None;
+            }
+            let mut head = [0u8; 64];
+            file.read_exact(&mut head).ok()?;
+            postgres::parse_control_state(&head)
+        })
 }
 
 /// Wait until Postgres in `c` accepts connections (`pg_isready`), failing at once if the
