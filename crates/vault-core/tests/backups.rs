@@ -221,3 +221,23 @@ fn a_drive_plugged_in_during_the_off_site_copy_is_backed_up_after_it() {
     assert!(starts_backup(&actions));
     assert_eq!(core.backup_running(), Some(BackupJob::Run));
 }
+
+#[test]
+fn a_drive_that_stays_plugged_in_starts_nothing_more_until_it_is_plugged_in_again() {
+    let mut core = core_seeing(running());
+    assert!(starts_backup(&plugged(&mut core, 10)));
+    core.handle(Millis(20), Event::BackupEnded);
+    // udev says "present" again when the job's close of the drive (or a `cryptsetup open` by
+    // hand) ends a write-open: no plug-in, no backup.
+    assert!(!starts_backup(&plugged(&mut core, 21)));
+    assert_eq!(core.backup_running(), None);
+    // Out and in again: a plug-in.
+    core.handle(
+        Millis(30),
+        Event::BackupDrive {
+            drive: DRIVE.into(),
+            present: false,
+        },
+    );
+    assert!(starts_backup(&plugged(&mut core, 31)));
+}

@@ -12,6 +12,11 @@ pub(super) struct BackupTrack {
     pub(super) running: Option<BackupJob>,
     /// A known drive plugged in while the vault could not be backed up: it starts once it can.
     pub(super) waiting: Option<String>,
+    /// The known drives udev says are plugged in. A plug-in is a drive becoming present: udev
+    /// also says "present" again whenever something that had the device open for writing
+    /// closes it (a `cryptsetup open` by hand, the drive's own job closing it), which is no
+    /// plug-in and must start nothing.
+    pub(super) present: std::collections::BTreeSet<String>,
 }
 
 impl Core {
@@ -77,6 +82,7 @@ impl Core {
     /// A known backup drive appeared (`present`) or went away.
     pub(super) fn backup_drive(&mut self, drive: String, present: bool, actions: &mut Vec<Action>) {
         if !present {
+            self.backup.present.remove(&drive);
             if self.backup.waiting.as_deref() == Some(drive.as_str()) {
                 self.backup.waiting = None;
             }
@@ -89,6 +95,9 @@ impl Core {
                 actions.push(Action::InterruptBackup { drive });
             }
             return;
+        }
+        if !self.backup.present.insert(drive.clone()) {
+            return; // still plugged in: udev's "change", not a plug-in
         }
         if !self.backup.policy.on_plug {
             return;
