@@ -41,7 +41,71 @@ fn keep_tail(buffer: &mut Vec<u8>, limit: usize) {
     }
 }
 
+/// An attached exec's output, as the engine streams it.
+type ExecStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
+>;
+
+/// How an exec is named in errors.
+fn exec_op(id: &str, argv: &[&str]) -> String {
+    format!(
+        "run {} in {id}",
+        argv.first().copied().unwrap_or("a command")
+    )
+}
+
 impl Stack {
+    /// Create and start `argv` in the running container `id` (as `user` when given), attached:
+    /// the exec's id, and its output unless the engine gave none.
+    async fn start_attached(
+        &self,
+        id: &str,
+        argv: &[&str],
+        user: Option<&str>,
+        op: &str,
+    ) -> Result<(String, Option<ExecStream>), DockerError> {
+        let config = ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(argv.iter().map(|a| (*a).to_owned()).collect()),
+            user: user.map(str::to_owned),
+            ..ExecConfig::default()
+        };
+        let created = self
+            .docker
+            .create_exec(id, config)
+            .await
+            .map_err(self.api(op))?;
+        let options = StartExecOptions {
+            detach: false,
+            tty: false,
+            output_capacity: None,
+        };
+        let output = match self
+            .docker
+            .start_exec(&created.id, Some(options))
+            .await
+            .map_err(self.api(op))?
+        {
+            StartExecResults::Attached { output, .. } => Some(output),
+            StartExecResults::Detached => None,
+        };
+        Ok((created.id, output))
+    }
+
+    /// The exit code of a finished exec (`None` when the engine does not say).
+    async fn exit_code(&self, exec: &str, op: &str) -> Result<Option<i64>, DockerError> {
+        let inspected = self.docker.inspect_exec(exec).await.map_err(self.api(op))?;
+        Ok(inspected.exit_code)
+    }
+
+    fn timed_out(&self, limit: Duration) -> DockerError {
+        DockerError::Timeout {
+            socket: self.socket.clone(),
+            timeout: limit,
+        }
+    }
+
     /// Run `argv` in the running container `id` (as `user` when given), within `limit`.
     pub async fn exec(
         &self,
@@ -50,57 +114,25 @@ impl Stack {
         user: Option<&str>,
         limit: Duration,
     ) -> Result<ExecOutput, DockerError> {
-        let op = format!(
-            "run {} in {id}",
-            argv.first().copied().unwrap_or("a command")
-        );
-        let config = ExecConfig {
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            cmd: Some(argv.iter().map(|a| (*a).to_owned()).collect()),
-            user: user.map(str::to_owned),
-            ..ExecConfig::default()
-        };
+        let op = exec_op(id, argv);
         let run = async {
-            let created = self
-                .docker
-                .create_exec(id, config)
-                .await
-                .map_err(self.api(&op))?;
-            let options = StartExecOptions {
-                detach: false,
-                tty: false,
-                output_capacity: None,
-            };
+            let (exec, output) = self.start_attached(id, argv, user, &op).await?;
             let mut buffer = Vec::new();
-            if let StartExecResults::Attached { mut output, .. } = self
-                .docker
-                .start_exec(&created.id, Some(options))
-                .await
-                .map_err(self.api(&op))?
-            {
+            if let Some(mut output) = output {
                 while let Some(chunk) = output.next().await {
                     let chunk = chunk.map_err(self.api(&op))?;
                     buffer.extend_from_slice(&chunk.into_bytes());
                     keep_tail(&mut buffer, OUTPUT_LIMIT);
                 }
             }
-            let inspected = self
-                .docker
-                .inspect_exec(&created.id)
-                .await
-                .map_err(self.api(&op))?;
             Ok(ExecOutput {
-                exit_code: inspected.exit_code,
+                exit_code: self.exit_code(&exec, &op).await?,
                 output: String::from_utf8_lossy(&buffer).into_owned(),
             })
         };
         tokio::time::timeout(limit, run)
             .await
-            .map_err(|_| DockerError::Timeout {
-                socket: self.socket.clone(),
-                timeout: limit,
-            })?
+            .map_err(|_| self.timed_out(limit))?
     }
 
     /// Run `argv` in the running container `id` (as `user` when given) with its stdout written
@@ -118,10 +150,7 @@ impl Stack {
     ) -> Result<ExecToFile, DockerError> {
         use std::os::unix::fs::OpenOptionsExt;
         use tokio::io::AsyncWriteExt;
-        let op = format!(
-            "run {} in {id}",
-            argv.first().copied().unwrap_or("a command")
-        );
+        let op = exec_op(id, argv);
         let file_error = |e: std::io::Error| DockerError::Api {
             op: op.clone(),
             detail: format!("cannot write {}: {e}", into.display()),
@@ -135,32 +164,11 @@ impl Stack {
             .open(into)
             .map_err(file_error)?;
         let mut file = tokio::fs::File::from_std(file);
-        let config = ExecConfig {
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            cmd: Some(argv.iter().map(|a| (*a).to_owned()).collect()),
-            user: user.map(str::to_owned),
-            ..ExecConfig::default()
-        };
         let run = async {
-            let created = self
-                .docker
-                .create_exec(id, config)
-                .await
-                .map_err(self.api(&op))?;
-            let options = StartExecOptions {
-                detach: false,
-                tty: false,
-                output_capacity: None,
-            };
+            let (exec, output) = self.start_attached(id, argv, user, &op).await?;
             let mut stderr = Vec::new();
             let mut bytes = 0u64;
-            if let StartExecResults::Attached { mut output, .. } = self
-                .docker
-                .start_exec(&created.id, Some(options))
-                .await
-                .map_err(self.api(&op))?
-            {
+            if let Some(mut output) = output {
                 while let Some(chunk) = output.next().await {
                     match chunk.map_err(self.api(&op))? {
                         LogOutput::StdOut { message } => {
@@ -175,23 +183,15 @@ impl Stack {
                 }
             }
             file.sync_all().await.map_err(file_error)?;
-            let inspected = self
-                .docker
-                .inspect_exec(&created.id)
-                .await
-                .map_err(self.api(&op))?;
             Ok(ExecToFile {
-                exit_code: inspected.exit_code,
+                exit_code: self.exit_code(&exec, &op).await?,
                 bytes,
                 stderr: String::from_utf8_lossy(&stderr).into_owned(),
             })
         };
         tokio::time::timeout(limit, run)
             .await
-            .map_err(|_| DockerError::Timeout {
-                socket: self.socket.clone(),
-                timeout: limit,
-            })?
+            .map_err(|_| self.timed_out(limit))?
     }
 
     /// The container's log (stdout and stderr) since `since_unix`, the last
@@ -225,10 +225,7 @@ impl Stack {
         };
         tokio::time::timeout(limit, read)
             .await
-            .map_err(|_| DockerError::Timeout {
-                socket: self.socket.clone(),
-                timeout: limit,
-            })?
+            .map_err(|_| self.timed_out(limit))?
     }
 }
 
