@@ -16,7 +16,7 @@ fn repo(path: &str) -> std::path::PathBuf {
 }
 
 /// The exposure docs/security.md states; a change of the unit that raises it fails here.
-const DOCUMENTED_EXPOSURE: f64 = 3.2;
+const DOCUMENTED_EXPOSURE: f64 = 2.9;
 
 #[test]
 fn the_unit_verifies_and_its_exposure_is_the_documented_one() {

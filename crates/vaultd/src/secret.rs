@@ -52,11 +52,22 @@ impl Secret {
         };
         // SAFETY: `pages` is a fresh allocation of `size` bytes, page-aligned, whole pages; it
         // is locked as a whole and marked as a whole (nothing else shares these pages).
-        let locked = unsafe {
+        let (locked, lock_error) = unsafe {
             let locked = libc::mlock(pages.as_ptr().cast(), size) == 0;
+            // Taken before madvise can overwrite errno.
+            let lock_error = std::io::Error::last_os_error();
             libc::madvise(pages.as_ptr().cast(), size, libc::MADV_DONTDUMP);
-            locked
+            (locked, lock_error)
         };
+        if !locked {
+            // Said, not fatal: the unit locks within LimitMEMLOCK= and holds no CAP_IPC_LOCK,
+            // so a limit set too low by a drop-in shows here (the guest checks it never does).
+            let error = lock_error;
+            tracing::warn!(
+                %error,
+                "the passphrase's buffer could not be locked against swap ({size} bytes; LimitMEMLOCK= too low?)"
+            );
+        }
         // SAFETY: `bytes.len() <= size`; the source and the fresh allocation do not overlap.
         unsafe {
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), pages.as_ptr(), bytes.len());

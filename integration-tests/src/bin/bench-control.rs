@@ -17,9 +17,11 @@ use vault_api::v1 as pb;
 
 use vault_integration_tests::flood::percentile;
 
-fn rss_kib(pid: u32) -> Option<u64> {
+/// A `/proc/<pid>/status` field in KiB: VmRSS (all resident pages), RssAnon (the daemon's own
+/// memory: heap, stacks), RssFile (its code and the libraries', clean page cache).
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -101,7 +103,9 @@ async fn main() {
         rtts.push(t.elapsed());
     }
     rtts.sort();
-    let rss = rss_kib(child.id()).unwrap_or(0);
+    let rss = status_kib(child.id(), "VmRSS:").unwrap_or(0);
+    let rss_anon = status_kib(child.id(), "RssAnon:").unwrap_or(0);
+    let rss_file = status_kib(child.id(), "RssFile:").unwrap_or(0);
 
     let ready_notified = ready_rx
         .recv_timeout(Duration::from_secs(20))
@@ -124,6 +128,10 @@ async fn main() {
     );
     println!("BENCH status_calls {calls} calls");
     println!("BENCH vaultd_idle_rss {rss} KiB");
+    // The split: how much is the daemon's own memory, how much the mapped code (on kernels that
+    // keep executables in large folios, a touched folio maps all of its pages).
+    println!("BENCH vaultd_idle_rss_anon {rss_anon} KiB");
+    println!("BENCH vaultd_idle_rss_file {rss_file} KiB");
 
     let floor = bare_socket_rtts(calls);
     println!(

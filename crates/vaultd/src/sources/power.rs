@@ -21,6 +21,25 @@ fn from_kernel(reading: std::io::Result<KernelReading>) -> SourceUpdate {
     }
 }
 
+/// Why the charge cap could not be set. Under the packaged unit /sys is read-only
+/// (ProtectKernelTunables=yes): the owner who wants the cap allows the battery's own directory,
+/// named here as the kernel resolves it (a drop-in's ReadWritePaths= needs the real path).
+fn charge_cap_refused(battery: &kernel::Battery, percent: u32, error: &std::io::Error) -> String {
+    let refused = format!(
+        "cannot set the {percent} % charge cap on {}: {error}",
+        battery.name
+    );
+    if error.kind() != std::io::ErrorKind::ReadOnlyFilesystem {
+        return refused;
+    }
+    let real = std::fs::canonicalize(&battery.path).unwrap_or_else(|_| battery.path.clone());
+    format!(
+        "{refused} (the unit keeps /sys read-only: allow the battery with a drop-in \
+         `ReadWritePaths={}`, see docs/operations.md)",
+        real.display()
+    )
+}
+
 fn to_msg(update: SourceUpdate) -> Msg {
     Msg::Event(Event::PowerSource(update))
 }
@@ -39,10 +58,7 @@ pub fn spawn(tasks: &Tasks, tx: tokio::sync::mpsc::Sender<Msg>, charge_end_thres
                     "{} has no charge_control_end_threshold: the {percent} % cap cannot be set",
                     battery.name
                 ),
-                Err(e) => format!(
-                    "cannot set the {percent} % charge cap on {}: {e}",
-                    battery.name
-                ),
+                Err(e) => charge_cap_refused(&battery, percent, &e),
             },
             None => match battery.charge_end_threshold {
                 Some(cap) => format!(
@@ -105,4 +121,48 @@ pub fn spawn(tasks: &Tasks, tx: tokio::sync::mpsc::Sender<Msg>, charge_end_thres
             backoff.sleep().await;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn battery(path: &std::path::Path) -> kernel::Battery {
+        kernel::Battery {
+            name: "BAT0".into(),
+            status: "Charging".into(),
+            capacity: Some(55.0),
+            time_to_empty_secs: None,
+            charge_end_threshold: Some(100),
+            path: path.to_path_buf(),
+        }
+    }
+
+    #[test]
+    fn a_read_only_sys_names_the_drop_in_with_the_real_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("devices-BAT0");
+        std::fs::create_dir(&real).unwrap();
+        let link = dir.path().join("BAT0");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let erofs = std::io::Error::from_raw_os_error(libc::EROFS);
+        let said = charge_cap_refused(&battery(&link), 60, &erofs);
+        assert!(
+            said.starts_with("cannot set the 60 % charge cap on BAT0: "),
+            "{said}"
+        );
+        let want = format!(
+            "`ReadWritePaths={}`",
+            real.canonicalize().unwrap().display()
+        );
+        assert!(said.contains(&want), "{said}");
+    }
+
+    #[test]
+    fn other_refusals_say_only_the_error() {
+        let denied = std::io::Error::from_raw_os_error(libc::EACCES);
+        let said = charge_cap_refused(&battery(std::path::Path::new("/nonexistent")), 60, &denied);
+        assert!(!said.contains("ReadWritePaths"), "{said}");
+        assert!(said.contains("Permission denied"), "{said}");
+    }
 }
