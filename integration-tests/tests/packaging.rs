@@ -182,6 +182,43 @@ const JUSTIFIED_LINTIAN_TAGS: &[&str] = &[
     "package-supports-alternative-init-but-no-init.d-script",
 ];
 
+/// lintian's spelling check reads `strings` of the whole binary, machine code included. A
+/// "misspelling" that is not in the binary's read-only data, where every message vaultd or
+/// vaultctl says lives, is instruction bytes that happen to be printable (`strings` showed
+/// "H;D$ wtH" in the debug build's .text). A real misspelling in a message still fails.
+fn misspelling_only_in_code(line: &str) -> bool {
+    // "I: vaultd: spelling-error-in-binary wtH with [usr/sbin/vaultd]"
+    let Some(rest) = line.split("spelling-error-in-binary ").nth(1) else {
+        return false;
+    };
+    let mut fields = rest.split_whitespace();
+    let (Some(word), Some(_correction), Some(path)) = (fields.next(), fields.next(), fields.next())
+    else {
+        return false;
+    };
+    let binary = match path.trim_matches(['[', ']']) {
+        "usr/sbin/vaultd" => "vaultd",
+        "usr/bin/vaultctl" => "vaultctl",
+        _ => return false,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rodata = dir.path().join("rodata");
+    let dumped = Command::new("objcopy")
+        .arg(format!("--dump-section=.rodata={}", rodata.display()))
+        .arg(repo(&format!("target/debug/{binary}")))
+        .arg(dir.path().join("copy"))
+        .status()
+        .expect("objcopy (binutils)");
+    assert!(
+        dumped.success(),
+        "objcopy could not dump .rodata of {binary}"
+    );
+    let data = std::fs::read(&rodata).expect("the dumped .rodata");
+    !data
+        .windows(word.len())
+        .any(|window| window == word.as_bytes())
+}
+
 #[test]
 fn the_deb_holds_binaries_unit_groups_dirs_conffile_pages_and_completions_and_lintian_passes() {
     if !require(
@@ -269,6 +306,7 @@ fn the_deb_holds_binaries_unit_groups_dirs_conffile_pages_and_completions_and_li
         .lines()
         .filter(|l| l.starts_with(['E', 'W', 'I', 'P']) && l.contains(": "))
         .filter(|l| !JUSTIFIED_LINTIAN_TAGS.iter().any(|tag| l.contains(tag)))
+        .filter(|l| !misspelling_only_in_code(l))
         .collect();
     assert!(
         unexplained.is_empty(),
