@@ -15,11 +15,13 @@
 //! stays MOUNTED with the findings until `vaultctl start`.
 
 /// What the session record said when vaultd started: the last unlock's time (unix seconds)
-/// and the boot it was made in.
+/// and the boot it was made in, and whether that unlock was still to check an unclean end (its
+/// database alone, the checks) when the record was last written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenSession {
     pub opened_at_unix: u64,
     pub boot_id: String,
+    pub checks_pending: bool,
 }
 
 /// One sign of an unclean end.
@@ -40,9 +42,14 @@ impl std::fmt::Display for Sign {
         match self {
             Sign::SessionNeverLocked(s) => write!(
                 f,
-                "the session unlocked at {} (unix time, boot {}) never ended with a lock",
+                "the session unlocked at {} (unix time, boot {}) never ended with a lock{}",
                 s.opened_at_unix,
-                s.boot_id.get(..8).unwrap_or(&s.boot_id)
+                s.boot_id.get(..8).unwrap_or(&s.boot_id),
+                if s.checks_pending {
+                    " and its checks after an unclean end never finished"
+                } else {
+                    ""
+                }
             ),
             Sign::JournalNeedsRecovery => {
                 f.write_str("the filesystem's journal needs recovery (it was left mounted)")
@@ -203,6 +210,7 @@ mod tests {
         Sign::SessionNeverLocked(OpenSession {
             opened_at_unix: 1_700_000_000,
             boot_id: "0123456789abcdef".into(),
+            checks_pending: false,
         })
     }
 

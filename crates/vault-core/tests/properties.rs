@@ -117,6 +117,9 @@ enum Op {
     BackupEnds,
     /// The adapters see a sign of an unclean end (the filesystem's journal).
     UncleanSign,
+    /// vaultd killed and started again (same boot): the step in flight is lost, the world and
+    /// the session record on disk stay.
+    Restart,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -143,6 +146,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::BackupByHand),
         1 => Just(Op::BackupEnds),
         1 => Just(Op::UncleanSign),
+        1 => Just(Op::Restart),
     ]
 }
 
@@ -165,6 +169,9 @@ struct Harness {
     now: Millis,
     pending: Option<Step>,
     exited: bool,
+    /// The session record on disk, as the core's RecordSession actions leave it: whether it
+    /// is marked unchecked.
+    record: Option<bool>,
 }
 
 impl Harness {
@@ -222,12 +229,18 @@ impl Harness {
                 // The job ends later, by itself (Op::BackupEnds).
                 Action::InterruptBackup { .. } => {}
                 Action::Exit => self.exited = true,
-                Action::RecordSession(SessionRecord::Closed) => assert!(
-                    self.core.unclean_signs().is_empty() && !self.world.mounted,
-                    "the session record removed with the volume mounted or signs unanswered"
-                ),
-                Action::RecordSession(_)
-                | Action::Alarm(_)
+                Action::RecordSession(SessionRecord::Closed) => {
+                    assert!(
+                        self.core.unclean_signs().is_empty() && !self.world.mounted,
+                        "the session record removed with the volume mounted or signs unanswered"
+                    );
+                    self.record = None;
+                }
+                Action::RecordSession(SessionRecord::Opened { unchecked }) => {
+                    self.record = Some(self.record.unwrap_or(false) || unchecked);
+                }
+                Action::RecordSession(SessionRecord::Renewed) => self.record = Some(false),
+                Action::Alarm(_)
                 | Action::WakeAt(_)
                 | Action::Cancel(_)
                 | Action::RecordUnlockFailures(_) => {}
@@ -380,6 +393,37 @@ impl Harness {
                 let actions = self.core.handle(self.now, Event::UncleanSigns(vec![sign]));
                 self.act(actions);
             }
+            Op::Restart => {
+                self.core = Core::new(PowerPolicy::default(), true, self.now);
+                self.pending = None;
+                // A backup's restic dies with vaultd (its child).
+                self.world.backup = false;
+                self.observed();
+                if let Some(unchecked) = self.record {
+                    let session = vault_core::unclean::OpenSession {
+                        opened_at_unix: 1_765_000_000,
+                        boot_id: "5f1c0e2a9b7d4c3e8a6f1b2c3d4e5f60".into(),
+                        checks_pending: unchecked,
+                    };
+                    let event = Event::SessionRecordFound {
+                        session,
+                        this_boot: true,
+                    };
+                    let actions = self.core.handle(self.now, event);
+                    self.act(actions);
+                    // Checks that never finished are never taken for a session that goes on.
+                    let status = self.core.status();
+                    assert!(
+                        !unchecked || !self.core.unclean_signs().is_empty(),
+                        "an unchecked record left no sign after a restart"
+                    );
+                    assert!(
+                        !(unchecked && status.state == State::Running),
+                        "the stack adopted as RUNNING after a restart in its unclean checks: {:?}",
+                        self.world
+                    );
+                }
+            }
             Op::BackupEnds => {
                 if self.world.backup {
                     self.world.backup = false;
@@ -428,6 +472,7 @@ proptest! {
             now: Millis(0),
             pending: None,
             exited: false,
+            record: None,
         };
         h.observed();
         for op in ops {

@@ -40,6 +40,15 @@ fn session() -> OpenSession {
     OpenSession {
         opened_at_unix: 1_765_000_000,
         boot_id: "5f1c0e2a9b7d4c3e8a6f1b2c3d4e5f60".into(),
+        checks_pending: false,
+    }
+}
+
+/// The record an unlock with checks to make leaves, as vaultd finds it after dying in them.
+fn unchecked_session() -> OpenSession {
+    OpenSession {
+        checks_pending: true,
+        ..session()
     }
 }
 
@@ -94,7 +103,10 @@ fn a_clean_session_is_recorded_at_the_open_and_removed_at_the_close() {
     let mut core = core_seeing(LOCKED);
     core.command(Millis(1), UNLOCK, ROOT);
     let actions = done(&mut core, 2, Step::OpenMapping, opened());
-    assert_eq!(records(&actions), [SessionRecord::Opened]);
+    assert_eq!(
+        records(&actions),
+        [SessionRecord::Opened { unchecked: false }]
+    );
     assert_eq!(steps(&actions), [Step::CheckFilesystem]);
     done(&mut core, 3, Step::CheckFilesystem, opened());
     assert_eq!(
@@ -154,6 +166,71 @@ fn a_record_of_an_earlier_boot_under_an_open_volume_is_still_unanswered() {
     );
     let (_, actions) = core.command(Millis(2), Command::Start, ROOT);
     assert_eq!(steps(&actions), [Step::StartDatabase]);
+}
+
+#[test]
+fn the_unlock_after_a_cut_marks_the_record_unchecked() {
+    let mut core = after_a_power_cut(UncleanStart::Auto);
+    core.command(Millis(2), UNLOCK, ROOT);
+    let actions = done(&mut core, 3, Step::OpenMapping, opened());
+    assert_eq!(
+        records(&actions),
+        [SessionRecord::Opened { unchecked: true }]
+    );
+}
+
+#[test]
+fn a_restart_during_the_checks_does_not_adopt_the_lone_database() {
+    // The cut's record (an earlier boot) and one of this boot (the filesystem's own sign): both
+    // marked by the unlock that died in its checks.
+    for this_boot in [false, true] {
+        let mut core = core_seeing(database_alone());
+        let actions = core.handle(
+            Millis(1),
+            Event::SessionRecordFound {
+                session: unchecked_session(),
+                this_boot,
+            },
+        );
+        assert!(
+            alarms(&actions).contains(&AlarmKind::UncleanEnd),
+            "{actions:?}"
+        );
+        assert_eq!(
+            steps(&actions),
+            [Step::PauseQueues],
+            "this boot: {this_boot}"
+        );
+        assert!(matches!(core.status().state, State::Draining { .. }));
+        done(&mut core, 2, Step::PauseQueues, database_alone());
+        done(&mut core, 3, Step::WaitForJobs, database_alone());
+        let actions = done(&mut core, 4, Step::StopStack, mounted());
+        assert!(
+            records(&actions).is_empty(),
+            "the record stays: {actions:?}"
+        );
+        assert_eq!(core.status().state, State::Mounted);
+        assert_eq!(core.unclean_signs().len(), 1);
+        let (_, actions) = core.command(Millis(5), Command::Start, ROOT);
+        assert_eq!(steps(&actions), [Step::StartDatabase]);
+    }
+}
+
+#[test]
+fn an_unchecked_record_under_a_stopped_stack_or_a_closed_volume_only_asks_for_the_checks() {
+    for seen in [mounted(), LOCKED] {
+        let mut core = core_seeing(seen);
+        let actions = core.handle(
+            Millis(1),
+            Event::SessionRecordFound {
+                session: unchecked_session(),
+                this_boot: true,
+            },
+        );
+        assert_eq!(alarms(&actions), [AlarmKind::UncleanEnd]);
+        assert!(steps(&actions).is_empty(), "{actions:?}");
+        assert_eq!(core.unclean_signs().len(), 1);
+    }
 }
 
 #[test]
@@ -292,7 +369,10 @@ fn the_filesystem_s_own_sign_after_the_open_makes_the_rest_of_the_unlock_strict(
     assert_eq!(alarms(&actions), [AlarmKind::UncleanEnd]);
     let actions = done(&mut core, 3, Step::OpenMapping, opened());
     assert_eq!(steps(&actions), [Step::ReplayJournal]);
-    assert_eq!(records(&actions), [SessionRecord::Opened]);
+    assert_eq!(
+        records(&actions),
+        [SessionRecord::Opened { unchecked: true }]
+    );
     done(&mut core, 4, Step::ReplayJournal, opened());
     done(&mut core, 5, Step::CheckFilesystemFully, opened());
     assert_eq!(

@@ -11,7 +11,10 @@ use vault_core::machine::SessionRecord as Change;
 use vault_core::unclean::OpenSession;
 
 const FILE: &str = "session";
-/// `OPENED_AT_UNIX BOOT_ID` on a line; anything longer was not written by vaultd.
+const UNCHECKED: &str = "unchecked";
+/// `OPENED_AT_UNIX BOOT_ID [unchecked]` on a line; anything longer was not written by vaultd.
+/// `unchecked`: the unlock had an unclean end to check and had not finished (a record
+/// without it, as older versions wrote, reads as checked).
 const MAX_RECORD_BYTES: u64 = 128;
 
 #[derive(Debug, Clone)]
@@ -54,6 +57,7 @@ impl SessionFile {
                     .filter(char::is_ascii_hexdigit)
                     .take(32)
                     .collect(),
+                checks_pending: parts.next() == Some(UNCHECKED),
             }),
             _ => Some(unknown()),
         }
@@ -63,8 +67,18 @@ impl SessionFile {
     /// record or the new one); a removal is fsynced in the directory.
     pub fn apply(&self, change: Change, now_unix: i64) -> std::io::Result<()> {
         match change {
-            Change::Opened if self.path.exists() => Ok(()),
-            Change::Opened | Change::Renewed => self.write(now_unix),
+            // An older record stays (its session is the one not yet checked), marked unchecked
+            // when this unlock has checks to make.
+            Change::Opened { unchecked } if self.path.exists() => match self.found() {
+                Some(old) if unchecked && !old.checks_pending => self.write(
+                    i64::try_from(old.opened_at_unix).unwrap_or(0),
+                    &old.boot_id,
+                    true,
+                ),
+                _ => Ok(()),
+            },
+            Change::Opened { unchecked } => self.write(now_unix, &boot_id(), unchecked),
+            Change::Renewed => self.write(now_unix, &boot_id(), false),
             Change::Closed => match std::fs::remove_file(&self.path) {
                 Ok(()) => self.sync_dir(),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -73,7 +87,7 @@ impl SessionFile {
         }
     }
 
-    fn write(&self, now_unix: i64) -> std::io::Result<()> {
+    fn write(&self, opened_at_unix: i64, boot: &str, unchecked: bool) -> std::io::Result<()> {
         let dir = self.path.parent().unwrap_or(Path::new("/"));
         std::fs::create_dir_all(dir)?;
         let tmp = dir.join(format!(".{FILE}.tmp"));
@@ -83,7 +97,11 @@ impl SessionFile {
             .truncate(true)
             .mode(0o600)
             .open(&tmp)?;
-        writeln!(file, "{} {}", now_unix.max(0), boot_id())?;
+        if unchecked {
+            writeln!(file, "{} {boot} {UNCHECKED}", opened_at_unix.max(0))?;
+        } else {
+            writeln!(file, "{} {boot}", opened_at_unix.max(0))?;
+        }
         file.sync_all()?;
         std::fs::rename(&tmp, &self.path)?;
         self.sync_dir()
@@ -98,6 +116,9 @@ fn unknown() -> OpenSession {
     OpenSession {
         opened_at_unix: 0,
         boot_id: "unknown".into(),
+        // Still a sign (the next start checks); only a record that says so stops a running
+        // stack at start.
+        checks_pending: false,
     }
 }
 
@@ -117,17 +138,50 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = SessionFile::new(dir.path());
         assert_eq!(file.found(), None);
-        file.apply(Change::Opened, 100).expect("write");
+        file.apply(Change::Opened { unchecked: false }, 100)
+            .expect("write");
         let first = file.found().expect("there");
         assert_eq!(first.opened_at_unix, 100);
         assert_eq!(first.boot_id.len(), 32, "{first:?}");
-        file.apply(Change::Opened, 200).expect("kept");
+        file.apply(Change::Opened { unchecked: false }, 200)
+            .expect("kept");
         assert_eq!(file.found().expect("there").opened_at_unix, 100);
         file.apply(Change::Renewed, 300).expect("renewed");
         assert_eq!(file.found().expect("there").opened_at_unix, 300);
         file.apply(Change::Closed, 400).expect("removed");
         assert_eq!(file.found(), None);
         file.apply(Change::Closed, 500).expect("nothing to remove");
+    }
+
+    #[test]
+    fn an_unlock_with_checks_to_make_marks_the_record_old_or_new_until_renewed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = SessionFile::new(dir.path());
+        // An older record (a power cut's): kept, with its time and boot, and marked.
+        std::fs::write(
+            dir.path().join(FILE),
+            "1765000000 5f1c0e2a9b7d4c3e8a6f1b2c3d4e5f60\n",
+        )
+        .expect("write");
+        assert!(!file.found().expect("there").checks_pending);
+        file.apply(Change::Opened { unchecked: true }, 200)
+            .expect("marked");
+        let marked = file.found().expect("there");
+        assert_eq!(marked.opened_at_unix, 1_765_000_000);
+        assert_eq!(marked.boot_id, "5f1c0e2a9b7d4c3e8a6f1b2c3d4e5f60");
+        assert!(marked.checks_pending);
+        // The checks passed: this session is the one to follow, nothing pending.
+        file.apply(Change::Renewed, 300).expect("renewed");
+        let renewed = file.found().expect("there");
+        assert_eq!(renewed.opened_at_unix, 300);
+        assert!(!renewed.checks_pending);
+        // No record (the filesystem's own sign): a new one, marked.
+        file.apply(Change::Closed, 400).expect("removed");
+        file.apply(Change::Opened { unchecked: true }, 500)
+            .expect("write");
+        let new = file.found().expect("there");
+        assert_eq!((new.opened_at_unix, new.checks_pending), (500, true));
+        assert_eq!(new.boot_id, boot_id());
     }
 
     #[test]

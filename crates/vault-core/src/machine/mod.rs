@@ -410,7 +410,7 @@ impl Core {
                 self.backup_drive(drive, present, &mut actions);
             }
             Event::SessionRecordFound { session, this_boot } => {
-                self.session_record_found(session, this_boot, &mut actions);
+                self.session_record_found(now, session, this_boot, &mut actions);
             }
             Event::UncleanSigns(signs) => self.unclean_signs_seen(signs, &mut actions),
             Event::DataChecked(facts) => self.data_checked(facts),

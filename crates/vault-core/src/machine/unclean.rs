@@ -24,7 +24,10 @@ pub(super) struct UncleanTrack {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionRecord {
     /// Write it unless it is there (an older one, from a session not yet checked, stays).
-    Opened,
+    /// `unchecked`: this unlock has an unclean end to check (the database alone, the checks),
+    /// so the record says so, an older one too: a restart before the checks passed must not
+    /// take what runs then (the database alone) for a session that goes on.
+    Opened { unchecked: bool },
     /// Write it anew: the checks passed, this session is the one to follow.
     Renewed,
     /// Remove it: the volume is closed and nothing is left to check.
@@ -75,19 +78,40 @@ impl Core {
         }
     }
 
-    /// The session record was found at start. Written in this boot with the volume open:
-    /// vaultd restarted under a session that goes on (its record is renewed once it was
-    /// checked). Otherwise — the volume closed, or open since an earlier boot (a restart in the
-    /// middle of the unlock after a cut), or not seen — that session never ended with a lock.
+    /// The session record was found at start. Written in this boot with the volume open and
+    /// nothing left to check: vaultd restarted under a session that goes on (its record is
+    /// renewed once it was checked). Otherwise — the volume closed, or open since an earlier
+    /// boot (a restart in the middle of the unlock after a cut), or not seen, or its checks
+    /// not finished — that session never ended with a lock.
+    ///
+    /// A record whose checks never finished, found with some of the stack running, means
+    /// vaultd died in the middle of them (the database alone, most likely): what runs is
+    /// stopped, down to MOUNTED, and the next `vaultctl start` checks again. Adopting it as
+    /// RUNNING would leave the checks undone and the rest of the stack never started. It is not
+    /// resumed by itself: a check that kills vaultd would then loop under systemd's restarts.
     pub(super) fn session_record_found(
         &mut self,
+        now: Millis,
         session: OpenSession,
         this_boot: bool,
         actions: &mut Vec<Action>,
     ) {
-        let goes_on = this_boot && self.seen.is_some_and(|s| s.mapping == MappingSeen::Open);
-        if !goes_on {
-            self.unclean_signs_seen(vec![Sign::SessionNeverLocked(session)], actions);
+        let checks_pending = session.checks_pending;
+        let goes_on = this_boot
+            && !checks_pending
+            && self.seen.is_some_and(|s| s.mapping == MappingSeen::Open);
+        if goes_on {
+            return;
+        }
+        self.unclean_signs_seen(vec![Sign::SessionNeverLocked(session)], actions);
+        if checks_pending && self.flow.is_none() && self.status.state == State::Running {
+            let reason = Reason::Reconciled {
+                what: "at start, the checks after an unclean end had not finished: what runs \
+                       is stopped; `vaultctl start` checks again"
+                    .into(),
+            };
+            let deadline = now.saturating_add(self.policy.max_drain);
+            self.begin_drain(DrainTarget::Mounted, reason, deadline, false, now, actions);
         }
     }
 
@@ -198,7 +222,8 @@ impl Core {
     ) {
         match (kind, step) {
             (FlowKind::Unlock, Step::OpenMapping) => {
-                actions.push(Action::RecordSession(SessionRecord::Opened));
+                let unchecked = !self.unclean.signs.is_empty();
+                actions.push(Action::RecordSession(SessionRecord::Opened { unchecked }));
             }
             // Once the filesystem is unmounted it is clean, whatever happens to the mapping
             // after (a crash while closing it is not an unclean end). Kept while signs are

@@ -112,6 +112,59 @@ async fn asked_to_it_stays_mounted_until_start() {
     assert!(state.path().join("session").exists());
 }
 
+/// vaultd killed in the middle of the checks after a cut (the record marked unchecked, the
+/// database alone running) and started again: it stops what runs, stays MOUNTED with the
+/// alarm, and the next start checks again. Both records: the cut's (an earlier boot) and one
+/// of this boot (the filesystem's own sign, no record before the unlock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_during_the_checks_stops_the_lone_database_and_checks_again() {
+    for record in [
+        "1765000000 5f1c0e2a9b7d4c3e8a6f1b2c3d4e5f60 unchecked\n".to_owned(),
+        format!("1765000000 {} unchecked\n", vaultd::session::boot_id()),
+    ] {
+        let state = tempfile::tempdir().expect("tempdir");
+        std::fs::write(state.path().join("session"), &record).expect("record");
+        let mut d = Daemon::start_with(Options {
+            session: Some((state.path().to_owned(), UncleanStart::Auto)),
+            prepare: |c| {
+                c.open_by_hand();
+                c.mount_by_hand().expect("mount");
+                c.start_by_hand("database").expect("database");
+            },
+            ..Options::default()
+        })
+        .await;
+        let status = d.wait_idle(VaultState::Mounted).await;
+        assert!(has_alarm(&status, "unclean-end"), "{record}: {status:?}");
+        assert!(
+            status
+                .active_alarms
+                .iter()
+                .any(|a| a.contains("its checks after an unclean end never finished")),
+            "{:?}",
+            status.active_alarms
+        );
+        assert_eq!(crate::harness::observed(&status).containers_running, 0);
+        d.control.clear_events();
+        d.start_stack().await.expect("start");
+        d.wait_idle(VaultState::Running).await;
+        let steps = began(&d.control.events());
+        assert_eq!(
+            steps[..2],
+            [Step::StartDatabase, Step::StartStack],
+            "{record}: {steps:?}"
+        );
+        // Checked: the record is this session's, with nothing pending.
+        let path = state.path().join("session");
+        assert!(
+            soon(|| std::fs::read_to_string(&path)
+                .is_ok_and(|t| !t.starts_with("1765000000") && !t.contains("unchecked")))
+            .await,
+            "{record}"
+        );
+    }
+}
+
 /// Whether `holds` within two seconds: the session record is written off the supervisor's loop
 /// (a blocking task), a moment after the transition that asked for it.
 async fn soon(holds: impl Fn() -> bool) -> bool {
