@@ -254,6 +254,10 @@ impl Harness {
             "a backup began on an unmounted vault or beside another: {:?}",
             self.world
         );
+        assert!(
+            self.core.unclean_signs().is_empty(),
+            "a backup began before the checks after an unclean end passed"
+        );
         self.world.backup = true;
     }
 

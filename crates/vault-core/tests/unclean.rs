@@ -234,6 +234,68 @@ fn an_unchecked_record_under_a_stopped_stack_or_a_closed_volume_only_asks_for_th
 }
 
 #[test]
+fn no_copy_is_made_before_the_checks_pass_but_restores_stay_open() {
+    use vault_core::backup::BackupJob;
+    let mut core = after_a_power_cut(UncleanStart::Auto);
+    core.command(Millis(2), UNLOCK, ROOT);
+    done(&mut core, 3, Step::OpenMapping, opened());
+    done(&mut core, 4, Step::ReplayJournal, opened());
+    done(&mut core, 5, Step::CheckFilesystemFully, opened());
+    done(&mut core, 6, Step::Mount, mounted());
+    // The drive plugged in while the database runs alone: it waits.
+    let drive = "0a1b2c3d-0000-4000-8000-00000000abcd".to_owned();
+    let actions = core.handle(
+        Millis(7),
+        Event::BackupDrive {
+            drive: drive.clone(),
+            present: true,
+        },
+    );
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::StartBackup { .. })),
+        "{actions:?}"
+    );
+    assert_eq!(core.backup_waiting(), Some(drive.as_str()));
+    // Checks that find damage: MOUNTED, no copy by hand or off-site; a restore is allowed.
+    done(&mut core, 8, Step::StartDatabase, database_alone());
+    let damaged = CheckFacts {
+        checksums: vault_core::unclean::Checksums::Counted(3),
+        ..good()
+    };
+    core.handle(Millis(9), Event::DataChecked(damaged));
+    // The drain to MOUNTED that damage calls for (queues first, then the database).
+    done(&mut core, 10, Step::CheckData, database_alone());
+    done(&mut core, 11, Step::PauseQueues, database_alone());
+    done(&mut core, 12, Step::WaitForJobs, database_alone());
+    done(&mut core, 13, Step::StopStack, mounted());
+    assert_eq!(core.status().state, State::Mounted);
+    for job in [BackupJob::Run, BackupJob::Offsite] {
+        let refused = core.begin_backup(job);
+        assert!(
+            matches!(&refused, Err(vault_core::Refusal::NotAllowed { why, .. }) if why.contains("unclean end")),
+            "{job:?}: {refused:?}"
+        );
+    }
+    assert_eq!(core.begin_backup(BackupJob::Restore), Ok(()));
+    core.backup_ended();
+    // A start whose checks pass: the waiting drive's backup begins after it.
+    core.command(Millis(20), Command::Start, ROOT);
+    done(&mut core, 21, Step::StartDatabase, database_alone());
+    core.handle(Millis(22), Event::DataChecked(good()));
+    done(&mut core, 23, Step::CheckData, database_alone());
+    done(&mut core, 24, Step::StartStack, running());
+    let actions = done(&mut core, 25, Step::ResumeQueues, running());
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::StartBackup { drive: d } if *d == drive)),
+        "{actions:?}"
+    );
+}
+
+#[test]
 fn after_an_unclean_end_the_database_starts_alone_and_is_checked_before_the_rest() {
     let mut core = after_a_power_cut(UncleanStart::Auto);
     assert!(core.active_alarms().contains_key("unclean-end"));

@@ -59,6 +59,18 @@ impl Core {
             state: self.status.state,
             why,
         })?;
+        // After an unclean end the data may be damaged until the checks passed: a copy now
+        // would enter the rotation beside the good ones and could push the oldest out. A drive
+        // plugged in meanwhile waits for the checks (started after the start that passed them).
+        // Listing and restoring stay open: a restore is what damage found calls for.
+        if matches!(job, BackupJob::Run | BackupJob::Offsite) && !self.unclean.signs.is_empty() {
+            return Err(Refusal::NotAllowed {
+                state: self.status.state,
+                why: "the checks after an unclean end have not passed (alarm unclean-end): a \
+                      copy of data that may be damaged could rotate a good one out; \
+                      `vaultctl start` checks first",
+            });
+        }
         // The state is what the core last decided; the mount is what was last seen. A volume
         // unmounted behind the core's back holds no photos to copy and no drive key.
         if self.seen.is_none_or(|s| s.mount != MountSeen::FromMapping) {
