@@ -296,6 +296,91 @@ fn no_copy_is_made_before_the_checks_pass_but_restores_stay_open() {
 }
 
 #[test]
+fn a_careful_start_from_mounted_marks_the_record_before_the_database_starts() {
+    // Signs without an unlock in this run (a record that could not be read, found with the
+    // volume mounted): the start itself must mark the record before anything runs.
+    let mut core = core_seeing(mounted());
+    core.handle(
+        Millis(1),
+        Event::SessionRecordFound {
+            session: session(),
+            this_boot: false,
+        },
+    );
+    let (_, actions) = core.command(Millis(2), Command::Start, ROOT);
+    let marked = actions.iter().position(|a| {
+        matches!(
+            a,
+            Action::RecordSession(SessionRecord::Opened { unchecked: true })
+        )
+    });
+    let started = actions.iter().position(|a| {
+        matches!(
+            a,
+            Action::Run {
+                step: Step::StartDatabase,
+                ..
+            }
+        )
+    });
+    assert!(
+        matches!((marked, started), (Some(m), Some(s)) if m < s),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_drive_that_waited_for_the_checks_is_backed_up_when_a_failed_start_leaves_it_mounted() {
+    let mut core = after_a_power_cut(UncleanStart::Auto);
+    core.command(Millis(2), UNLOCK, ROOT);
+    let drive = "0a1b2c3d-0000-4000-8000-00000000abcd".to_owned();
+    core.handle(
+        Millis(3),
+        Event::BackupDrive {
+            drive: drive.clone(),
+            present: true,
+        },
+    );
+    for (at, step, seen) in [
+        (4, Step::OpenMapping, opened()),
+        (5, Step::ReplayJournal, opened()),
+        (6, Step::CheckFilesystemFully, opened()),
+        (7, Step::Mount, mounted()),
+        (8, Step::StartDatabase, database_alone()),
+    ] {
+        done(&mut core, at, step, seen);
+    }
+    core.handle(Millis(9), Event::DataChecked(good()));
+    done(&mut core, 10, Step::CheckData, database_alone());
+    assert!(core.unclean_signs().is_empty());
+    // The rest fails to start: the drain to MOUNTED stops what runs, then the drive's turn.
+    step_done(
+        &mut core,
+        11,
+        Step::StartStack,
+        Err(StepError::Failed("an image is missing".into())),
+        database_alone(),
+    );
+    let mut last = Vec::new();
+    for (at, step, seen) in [
+        (12, Step::PauseQueues, database_alone()),
+        (13, Step::WaitForJobs, database_alone()),
+        (14, Step::StopStack, mounted()),
+    ] {
+        if core.status().state == State::Mounted {
+            break;
+        }
+        last = done(&mut core, at, step, seen);
+    }
+    assert_eq!(core.status().state, State::Mounted, "{last:?}");
+    assert!(
+        last.iter()
+            .any(|a| matches!(a, Action::StartBackup { drive: d } if *d == drive)),
+        "{last:?}"
+    );
+}
+
+#[test]
 fn after_an_unclean_end_the_database_starts_alone_and_is_checked_before_the_rest() {
     let mut core = after_a_power_cut(UncleanStart::Auto);
     assert!(core.active_alarms().contains_key("unclean-end"));

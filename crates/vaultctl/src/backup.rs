@@ -195,7 +195,7 @@ pub fn status_rows(b: &pb::Backups, now: SystemTime) -> Vec<(String, String)> {
         rows.push((
             "backup".into(),
             format!(
-                "drive {} is plugged in: its backup begins once the vault is unlocked",
+                "drive {} is plugged in: its backup begins once the vault is unlocked (after a power cut, once its checks have passed)",
                 b.waiting_drive
             ),
         ));

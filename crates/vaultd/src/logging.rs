@@ -50,21 +50,40 @@ pub fn init() {
 /// value does not parse, the value, to be reported once logging works.
 fn log_filter(value: Option<&str>) -> (Targets, Option<String>) {
     let info = Targets::new().with_default(LevelFilter::INFO);
-    match value.map(str::trim) {
-        None | Some("") => (info, None),
-        // A bare word must be a level: `Targets` would read `warnn` as a target to trace with
-        // every other target off, silencing the daemon over a typo.
-        Some(value)
-            if value
-                .split(',')
-                .all(|d| d.contains('=') || d.trim().parse::<LevelFilter>().is_ok()) =>
-        {
-            match value.parse::<Targets>() {
-                Ok(targets) => (targets, None),
-                Err(_) => (info, Some(value.to_owned())),
-            }
+    let Some(value) = value else {
+        return (info, None);
+    };
+    // Each directive trimmed, empty ones dropped (`debug,` or `debug, zbus=info`): `Targets`
+    // reads an empty directive as the level ERROR and keeps spaces in a target's name.
+    let directives: Vec<String> = value
+        .split(',')
+        .map(|d| match d.split_once('=') {
+            Some((target, level)) => format!("{}={}", target.trim(), level.trim()),
+            None => d.trim().to_owned(),
+        })
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return (info, None);
+    }
+    // A bare word must be a level: `Targets` would read `warnn` as a target to trace with
+    // every other target off, silencing the daemon over a typo. Spans and fields
+    // (`x[span]=debug`, EnvFilter's) are not supported: refused, not silently never matched.
+    let well_formed = directives.iter().all(|d| match d.split_once('=') {
+        None => d.parse::<LevelFilter>().is_ok(),
+        Some((target, level)) => {
+            !target.is_empty()
+                && !target.contains(['[', ']', '{', '}', ' '])
+                && !level.is_empty()
+                && level.parse::<LevelFilter>().is_ok()
         }
-        Some(value) => (info, Some(value.to_owned())),
+    });
+    match well_formed
+        .then(|| directives.join(",").parse::<Targets>().ok())
+        .flatten()
+    {
+        Some(targets) => (targets, None),
+        None => (info, Some(value.to_owned())),
     }
 }
 
@@ -115,8 +134,35 @@ mod tests {
     }
 
     #[test]
+    fn spaces_and_empty_directives_are_ignored() {
+        for value in ["debug,", "debug, zbus=info", " debug ,,zbus = info "] {
+            assert_eq!(log_filter(Some(value)).1, None, "{value:?}");
+            assert!(enabled(Some(value), "vaultd", Level::DEBUG), "{value:?}");
+        }
+        assert!(!enabled(
+            Some("debug, zbus=info"),
+            "zbus::proxy",
+            Level::DEBUG
+        ));
+        assert!(enabled(
+            Some("debug, zbus=info"),
+            "zbus::proxy",
+            Level::INFO
+        ));
+        assert!(!enabled(Some("OFF"), "vaultd", Level::ERROR));
+        assert!(enabled(Some("WARN"), "vaultd", Level::WARN));
+    }
+
+    #[test]
     fn a_typo_keeps_info_and_is_reported() {
-        for bad in ["warnn", "debug,zbus=loud", "info,verbose"] {
+        for bad in [
+            "warnn",
+            "debug,zbus=loud",
+            "info,verbose",
+            "x[span]=debug",
+            "=debug",
+            "zbus=",
+        ] {
             let (_, reported) = log_filter(Some(bad));
             assert_eq!(reported.as_deref(), Some(bad));
             assert!(enabled(Some(bad), "vaultd", Level::INFO), "{bad}");

@@ -88,6 +88,9 @@ impl SessionFile {
     }
 
     fn write(&self, opened_at_unix: i64, boot: &str, unchecked: bool) -> std::io::Result<()> {
+        // An id that read back empty (a record made without one) stays a word: the mark must
+        // never be read as the boot.
+        let boot = if boot.is_empty() { "unknown" } else { boot };
         let dir = self.path.parent().unwrap_or(Path::new("/"));
         std::fs::create_dir_all(dir)?;
         let tmp = dir.join(format!(".{FILE}.tmp"));
@@ -182,6 +185,19 @@ mod tests {
         let new = file.found().expect("there");
         assert_eq!((new.opened_at_unix, new.checks_pending), (500, true));
         assert_eq!(new.boot_id, boot_id());
+    }
+
+    #[test]
+    fn a_record_without_a_readable_boot_keeps_its_mark() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(FILE), "100 unknown\n").expect("write");
+        let file = SessionFile::new(dir.path());
+        assert_eq!(file.found().expect("there").boot_id, "");
+        file.apply(Change::Opened { unchecked: true }, 200)
+            .expect("marked");
+        let marked = file.found().expect("there");
+        assert_eq!(marked.opened_at_unix, 100);
+        assert!(marked.checks_pending, "{marked:?}");
     }
 
     #[test]

@@ -66,9 +66,15 @@ impl Core {
         if matches!(job, BackupJob::Run | BackupJob::Offsite) && !self.unclean.signs.is_empty() {
             return Err(Refusal::NotAllowed {
                 state: self.status.state,
-                why: "the checks after an unclean end have not passed (alarm unclean-end): a \
-                      copy of data that may be damaged could rotate a good one out; \
-                      `vaultctl start` checks first",
+                why: if self.status.state == State::Running {
+                    "the checks after an unclean end have not passed (alarm unclean-end): a \
+                     copy of data that may be damaged could rotate a good one out; \
+                     `vaultctl stop`, then `vaultctl start`, checks first"
+                } else {
+                    "the checks after an unclean end have not passed (alarm unclean-end): a \
+                     copy of data that may be damaged could rotate a good one out; \
+                     `vaultctl start` checks first"
+                },
             });
         }
         // The state is what the core last decided; the mount is what was last seen. A volume

@@ -129,6 +129,14 @@ impl Core {
             (_, None) => now.saturating_add(self.limits.of(step)),
         };
         let deadline = Some(deadline);
+        if step == Step::StartDatabase && !self.unclean.signs.is_empty() {
+            // The careful start begins: the record must say its checks are not done before
+            // anything of the stack runs, whichever flow got here (an unlock marked it at the
+            // open already; a `start` from MOUNTED, after a record that could not be read or an
+            // earlier failed check, has not).
+            let unchecked = true;
+            actions.push(Action::RecordSession(SessionRecord::Opened { unchecked }));
+        }
         actions.push(Action::Run { step, deadline });
         self.flow = Some(flow.clone());
     }
@@ -345,6 +353,11 @@ impl Core {
                     DrainTarget::Mounted => State::Mounted,
                 };
                 self.set_state(state, Phase::Idle, flow.reason.clone(), now);
+                if target == DrainTarget::Mounted && !self.exit_requested {
+                    // A drive that waited through the flow (or for checks that have passed
+                    // since) is backed up now; MOUNTED allows it.
+                    self.start_waiting_backup(actions);
+                }
                 if flow.power_off_after && target == DrainTarget::Locked {
                     self.begin_power_off(flow.reason.clone(), now, actions);
                     return;
