@@ -76,6 +76,23 @@ fn database_alone() -> Observation {
     obs(MappingSeen::Open, MountSeen::FromMapping, 1)
 }
 
+/// The careful unlock's steps after a cut, from the open to the database started alone, from
+/// `at` on (one millisecond apart).
+fn to_the_lone_database(core: &mut Core, at: u64) {
+    for (i, (step, seen)) in [
+        (Step::OpenMapping, opened()),
+        (Step::ReplayJournal, opened()),
+        (Step::CheckFilesystemFully, opened()),
+        (Step::Mount, mounted()),
+        (Step::StartDatabase, database_alone()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        done(core, at + i as u64, step, seen);
+    }
+}
+
 fn good() -> CheckFacts {
     CheckFacts {
         crash_recovery: true,
@@ -341,15 +358,7 @@ fn a_drive_that_waited_for_the_checks_is_backed_up_when_a_failed_start_leaves_it
             present: true,
         },
     );
-    for (at, step, seen) in [
-        (4, Step::OpenMapping, opened()),
-        (5, Step::ReplayJournal, opened()),
-        (6, Step::CheckFilesystemFully, opened()),
-        (7, Step::Mount, mounted()),
-        (8, Step::StartDatabase, database_alone()),
-    ] {
-        done(&mut core, at, step, seen);
-    }
+    to_the_lone_database(&mut core, 4);
     core.handle(Millis(9), Event::DataChecked(good()));
     done(&mut core, 10, Step::CheckData, database_alone());
     assert!(core.unclean_signs().is_empty());
@@ -423,15 +432,7 @@ fn after_an_unclean_end_the_database_starts_alone_and_is_checked_before_the_rest
 fn checks_that_find_damage_leave_the_vault_mounted_with_the_database_stopped() {
     let mut core = after_a_power_cut(UncleanStart::Auto);
     core.command(Millis(2), UNLOCK, ROOT);
-    for (at, step, seen) in [
-        (3, Step::OpenMapping, opened()),
-        (4, Step::ReplayJournal, opened()),
-        (5, Step::CheckFilesystemFully, opened()),
-        (6, Step::Mount, mounted()),
-        (7, Step::StartDatabase, database_alone()),
-    ] {
-        done(&mut core, at, step, seen);
-    }
+    to_the_lone_database(&mut core, 3);
     let damaged = CheckFacts {
         checksums: vault_core::unclean::Checksums::Counted(2),
         ..good()
@@ -481,15 +482,7 @@ fn a_check_that_reported_nothing_does_not_pass() {
 fn asked_to_it_stops_the_database_again_and_waits_for_start() {
     let mut core = after_a_power_cut(UncleanStart::Ask);
     core.command(Millis(2), UNLOCK, ROOT);
-    for (at, step, seen) in [
-        (3, Step::OpenMapping, opened()),
-        (4, Step::ReplayJournal, opened()),
-        (5, Step::CheckFilesystemFully, opened()),
-        (6, Step::Mount, mounted()),
-        (7, Step::StartDatabase, database_alone()),
-    ] {
-        done(&mut core, at, step, seen);
-    }
+    to_the_lone_database(&mut core, 3);
     core.handle(Millis(8), Event::DataChecked(good()));
     let actions = done(&mut core, 9, Step::CheckData, database_alone());
     assert_eq!(steps(&actions), [Step::StopStack]);
