@@ -490,7 +490,12 @@ fn asked_to_it_stops_the_database_again_and_waits_for_start() {
         unreachable!()
     };
     assert!(alarm.message.contains("vaultctl start"), "{alarm:?}");
-    assert!(done(&mut core, 10, Step::StopStack, mounted()).is_empty());
+    // The record keeps its mark while the database runs alone: a restart in this stop must
+    // not adopt it as a running stack (a_restart_during_the_checks_…).
+    assert!(records(&actions).is_empty(), "{actions:?}");
+    let actions = done(&mut core, 10, Step::StopStack, mounted());
+    assert_eq!(records(&actions), [SessionRecord::Renewed]);
+    assert!(steps(&actions).is_empty());
     assert_eq!(core.status().state, State::Mounted);
     // The owner's start is the ordinary one now.
     let (_, actions) = core.command(Millis(11), Command::Start, ROOT);

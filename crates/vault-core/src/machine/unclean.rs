@@ -204,7 +204,12 @@ impl Core {
             }
         };
         self.unclean.signs.clear();
-        actions.push(Action::RecordSession(SessionRecord::Renewed));
+        // Asked to stop the database again, the record is renewed once it is stopped: a
+        // restart during that stop must still find it marked, or it would take the database,
+        // running alone, for a session that goes on (`record_session_after`).
+        if self.unclean.start == UncleanStart::Auto {
+            actions.push(Action::RecordSession(SessionRecord::Renewed));
+        }
         self.alarm(
             AlarmKind::UncleanChecked,
             format!("{summary}; {then}"),
@@ -230,6 +235,12 @@ impl Core {
             // unanswered: the next start must still check.
             (_, Step::Unmount | Step::CloseMapping) if self.unclean.signs.is_empty() => {
                 actions.push(Action::RecordSession(SessionRecord::Closed));
+            }
+            // `unclean.start = "ask"`: the checks passed and the database is stopped again.
+            (FlowKind::Unlock | FlowKind::Start, Step::StopStack)
+                if self.unclean.signs.is_empty() =>
+            {
+                actions.push(Action::RecordSession(SessionRecord::Renewed));
             }
             _ => {}
         }
