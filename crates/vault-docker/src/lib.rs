@@ -263,8 +263,9 @@ impl Stack {
     }
 
     /// Follow the engine's events for the project's containers, calling `on_event` with the
-    /// action (start, die, kill, health_status: healthy…) for each, until the stream ends (the
-    /// engine went away). Event-driven: no polling.
+    /// action (start, die, kill, health_status: healthy…) of each that may change what is
+    /// observed ([`model::may_change_containers`]: not a healthcheck's execs), until the stream
+    /// ends (the engine went away). Event-driven: no polling.
     pub async fn follow_events(&self, mut on_event: impl FnMut(&str)) -> DockerError {
         let filters = HashMap::from([
             ("type".to_owned(), vec!["container".to_owned()]),
@@ -279,7 +280,9 @@ impl Stack {
             match event {
                 Ok(message) => {
                     let action = message.action.unwrap_or_default();
-                    on_event(&action);
+                    if model::may_change_containers(&action) {
+                        on_event(&action);
+                    }
                 }
                 Err(e) => {
                     return DockerError::Unreachable {

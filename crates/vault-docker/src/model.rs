@@ -99,3 +99,71 @@ impl ContainerInfo {
             .filter(|m| m.kind == "bind" && m.writable)
     }
 }
+
+/// Whether a container event of the engine (its `Action`) may change what vaultd observes of
+/// the project: whether a container exists, runs, is paused, how it is configured, its health.
+/// A healthcheck is an exec every few seconds (`exec_create`, `exec_start`, `exec_die`), and
+/// `docker logs`, `top`, `cp` or an attached terminal make events too: none of them starts or
+/// stops anything, and following each with a full look (a list and an inspect per container)
+/// kept the engine and vaultd busy for nothing while the stack ran.
+pub fn may_change_containers(action: &str) -> bool {
+    // Exec and health actions carry their command or result after a colon
+    // ("exec_start: pg_isready -q", "health_status: healthy").
+    let verb = action.split(':').next().unwrap_or_default().trim();
+    !matches!(
+        verb,
+        "exec_create"
+            | "exec_start"
+            | "exec_die"
+            | "exec_detach"
+            | "attach"
+            | "detach"
+            | "resize"
+            | "top"
+            | "export"
+            | "copy"
+            | "archive-path"
+            | "extract-to-dir"
+            | "commit"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_change_containers;
+
+    #[test]
+    fn a_healthcheck_s_exec_is_no_change_but_its_health_is() {
+        for action in [
+            "exec_create: pg_isready -q",
+            "exec_start: pg_isready -q",
+            "exec_die",
+            "top",
+            "attach",
+            "resize",
+            "archive-path",
+        ] {
+            assert!(!may_change_containers(action), "{action}");
+        }
+        for action in [
+            "health_status: healthy",
+            "health_status: unhealthy",
+            "start",
+            "die",
+            "kill",
+            "stop",
+            "pause",
+            "unpause",
+            "oom",
+            "create",
+            "destroy",
+            "rename",
+            "update",
+            "restart",
+            "",
+            "an action of a newer engine",
+        ] {
+            assert!(may_change_containers(action), "{action}");
+        }
+    }
+}
