@@ -204,12 +204,6 @@ impl Core {
             }
         };
         self.unclean.signs.clear();
-        // Asked to stop the database again, the record is renewed once it is stopped: a
-        // restart during that stop must still find it marked, or it would take the database,
-        // running alone, for a session that goes on (`record_session_after`).
-        if self.unclean.start == UncleanStart::Auto {
-            actions.push(Action::RecordSession(SessionRecord::Renewed));
-        }
         self.alarm(
             AlarmKind::UncleanChecked,
             format!("{summary}; {then}"),
@@ -236,7 +230,15 @@ impl Core {
             (_, Step::Unmount | Step::CloseMapping) if self.unclean.signs.is_empty() => {
                 actions.push(Action::RecordSession(SessionRecord::Closed));
             }
-            // `unclean.start = "ask"`: the checks passed and the database is stopped again.
+            // The checks passed: the record is renewed, this session is the one to follow. Asked
+            // to stop the database again, only once it is stopped: a restart during that stop
+            // must still find the record marked, or it would take the database, running alone,
+            // for a session that goes on.
+            (FlowKind::Unlock | FlowKind::Start, Step::CheckData)
+                if self.unclean.signs.is_empty() && self.unclean.start == UncleanStart::Auto =>
+            {
+                actions.push(Action::RecordSession(SessionRecord::Renewed));
+            }
             (FlowKind::Unlock | FlowKind::Start, Step::StopStack)
                 if self.unclean.signs.is_empty() =>
             {
